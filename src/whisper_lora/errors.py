@@ -1,0 +1,5 @@
+"""The base class of errors caused by the user's input, which the CLI reports in one line."""
+
+
+class UserError(ValueError):
+    """Bad input the user can fix: the message names the file, the row where there is one, and the reason."""
