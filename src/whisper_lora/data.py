@@ -1,0 +1,280 @@
+"""Read JSON / JSONL manifests into rows, resolve their audio paths, and check every row."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+from .audio import AudioError, decode_audio, duration_seconds
+from .errors import UserError
+
+MAX_AUDIO_SECONDS = 30.0  # Whisper's window; longer rows would be cut off in training
+MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
+TIMESTAMP_LABEL_TOKENS = 2  # a timestamped training label adds a start and an end token
+DURATION_BINS = (0, 2, 5, 10, 15, 20, 25, 30)  # seconds
+TEXT_BINS = (0, 10, 20, 50, 100, 200)  # characters
+
+
+class ManifestError(UserError):
+    """A manifest that cannot be read at all: missing, not UTF-8, or not valid JSON."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest entry, with its audio path resolved. `number` counts from 1 within its manifest."""
+
+    manifest: str
+    number: int
+    audio_path: str
+    text: str
+    language: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+    def where(self) -> str:
+        return f"{self.manifest} row {self.number}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row that cannot be used, and why."""
+
+    manifest: str
+    number: int
+    audio_path: str
+    kind: str  # one of KINDS
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.manifest} row {self.number}: {self.audio_path or '-'}: {self.reason}"
+
+
+KINDS = ("bad row", "missing", "undecodable", "zero length", "too long", "empty text", "label too long", "duplicate")
+
+
+def _decode_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a directory, not a manifest file") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}: not UTF-8 (byte 0x{raw[error.start]:02x} at line {line}); save the file as UTF-8"
+        ) from None
+
+
+def _parse_entries(path: Path, text: str) -> list[tuple[int, object]]:
+    """(row number, parsed value) pairs from a JSON list or from JSON Lines."""
+    if text.lstrip().startswith("["):
+        try:
+            return list(enumerate(json.loads(text), start=1))
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    entries = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append((len(entries) + 1, json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"{path}: invalid JSON at line {line_number} column {error.colno}: {error.msg}") from None
+    if not entries and text.strip():
+        raise ManifestError(f"{path}: no JSON rows found")
+    return entries
+
+
+def resolve_audio_path(raw: str, manifest_dir: Path) -> tuple[str, str | None]:
+    """Resolve a relative path against the manifest's folder, then the working directory; (path, problem)."""
+    path = Path(raw).expanduser()
+    if path.is_absolute():
+        return str(path), None if path.exists() else "audio file not found"
+    beside, here = manifest_dir / path, Path.cwd() / path
+    for candidate in (beside, here):
+        if candidate.exists():
+            return os.path.normpath(candidate), None
+    return os.path.normpath(beside), f"audio file not found (looked in {beside} and {here})"
+
+
+def normalize_language(code: str) -> str | None:
+    """A Whisper language code for a code or English name ('zh', 'Chinese'), or None when unknown."""
+    code = code.strip().lower()
+    return code if code in LANGUAGES else TO_LANGUAGE_CODE.get(code)
+
+
+def _number(value, key: str) -> tuple[float | None, str | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        return None, f"'{key}' must be a number of seconds >= 0, got {value!r}"
+    return float(value), None
+
+
+def _row(path: Path, number: int, entry) -> Row | Problem:
+    """Validate the shape of one entry. Whisper-Finetune's {"audio": {"path"}, "sentence"} is accepted too."""
+    where = dict(manifest=str(path), number=number)
+    if not isinstance(entry, dict):
+        return Problem(**where, audio_path="", kind="bad row", reason=f"expected a JSON object, got {type(entry).__name__}")
+    audio, text = entry.get("audio_path"), entry.get("text", entry.get("sentence"))
+    if audio is None and isinstance(entry.get("audio"), dict):
+        audio = entry["audio"].get("path")
+    missing = [key for key, value in (("audio_path", audio), ("text", text)) if value is None]
+    if missing:
+        reason = f"missing key {', '.join(map(repr, missing))}"
+        return Problem(**where, audio_path=str(audio or ""), kind="bad row", reason=reason)
+    if not isinstance(audio, str) or not isinstance(text, str):
+        return Problem(**where, audio_path=str(audio), kind="bad row", reason="'audio_path' and 'text' must be strings")
+    resolved, not_found = resolve_audio_path(audio, path.parent)
+    if not_found:
+        return Problem(**where, audio_path=resolved, kind="missing", reason=not_found)
+    problem = None
+    start, start_problem = _number(entry.get("start"), "start")
+    end, end_problem = _number(entry.get("end"), "end")
+    language = entry.get("language")
+    if language is not None and (not isinstance(language, str) or normalize_language(language) is None):
+        problem = problem or f"unknown language {language!r} (use a Whisper code such as 'zh' or 'en')"
+    if start is not None and end is not None and end <= start:
+        problem = problem or f"'end' ({end}) must be after 'start' ({start})"
+    problem = problem or start_problem or end_problem
+    if problem:
+        return Problem(**where, audio_path=resolved, kind="bad row", reason=problem)
+    return Row(**where, audio_path=resolved, text=text, language=language and normalize_language(language),
+               start=start, end=end)  # fmt: skip
+
+
+def read_manifest(path: str | Path) -> tuple[list[Row], list[Problem]]:
+    """Read a JSON list or JSONL manifest into good rows and shape problems; ManifestError if unreadable."""
+    path = Path(path)
+    parsed = [_row(path, number, entry) for number, entry in _parse_entries(path, _decode_text(path))]
+    return [r for r in parsed if isinstance(r, Row)], [p for p in parsed if isinstance(p, Problem)]
+
+
+@dataclass
+class Report:
+    """The outcome of checking manifests: usable rows with their durations, and problems."""
+
+    ok: list[tuple[Row, float]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Row]:
+        return [row for row, _ in self.ok]
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(seconds for _, seconds in self.ok)
+
+    def summary(self) -> str:
+        """One line: how many rows are usable and why the others are not."""
+        total = len(self.ok) + len(self.problems)
+        kinds = Counter(problem.kind for problem in self.problems)
+        reasons = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        line = f"{len(self.ok)} of {total} rows usable ({self.total_seconds / 3600:.2f} h of audio)"
+        return line + (f"; {len(self.problems)} skipped: {reasons}" if self.problems else "")
+
+
+Verdict = tuple[str, str] | None  # (kind, reason), or None for a usable row
+
+
+def _audio_problem(row: Row, max_seconds: float) -> tuple[float, Verdict]:
+    try:
+        seconds = duration_seconds(decode_audio(row.audio_path, row.start, row.end))
+    except AudioError as error:
+        kind = "missing" if "not found" in error.reason else "undecodable"
+        return 0.0, ("zero length" if "0 bytes" in error.reason else kind, error.reason)
+    if seconds == 0:
+        return 0.0, ("zero length", "no audio samples in the file or the start/end span")
+    if seconds > max_seconds:
+        return seconds, ("too long", f"audio is {seconds:.1f} s, over {max_seconds:g} s (split it or give start/end)")
+    return seconds, None
+
+
+def _text_problem(row: Row, tokenizer) -> Verdict:
+    if not row.text.strip():
+        return "empty text", "empty text"
+    if tokenizer is not None:
+        tokens = len(tokenizer(row.text).input_ids) + TIMESTAMP_LABEL_TOKENS
+        if tokens > MAX_LABEL_TOKENS:
+            return "label too long", f"label is {tokens} tokens, over Whisper's {MAX_LABEL_TOKENS}"
+    return None
+
+
+def check_rows(rows: list[Row], tokenizer=None, max_seconds: float = MAX_AUDIO_SECONDS, workers: int = 4) -> Report:
+    """Decode every row's audio and check its text; duplicates of an earlier row's audio span are problems."""
+    report, first_seen = Report(), {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        audio = pool.map(lambda row: _audio_problem(row, max_seconds), rows)
+        for row, (seconds, problem) in zip(rows, audio):
+            key = (row.audio_path, row.start, row.end)
+            earlier = first_seen.setdefault(key, row)
+            if earlier is not row:
+                problem = ("duplicate", f"same audio as {earlier.where()}")
+            problem = problem or _text_problem(row, tokenizer)
+            if problem:
+                report.problems.append(Problem(row.manifest, row.number, row.audio_path, *problem))
+            else:
+                report.ok.append((row, seconds))
+    return report
+
+
+def check_manifests(paths, tokenizer=None, max_seconds: float = MAX_AUDIO_SECONDS, workers: int = 4) -> Report:
+    """Read and check several manifests into one report; ManifestError if a file cannot be read."""
+    rows, problems = [], []
+    for path in paths:
+        good, bad = read_manifest(path)
+        rows += good
+        problems += bad
+    report = check_rows(rows, tokenizer, max_seconds, workers)
+    report.problems = sorted(problems + report.problems, key=lambda p: (p.manifest, p.number))
+    return report
+
+
+class DataError(UserError):
+    """Training data with no usable row, or with bad rows under --strict."""
+
+
+def usable_rows(paths, tokenizer=None, strict: bool = False, log=print, **check) -> list[Row]:
+    """The rows training may use: bad ones skipped with a one-line summary, or refused when strict."""
+    report = check_manifests(paths, tokenizer, **check)
+    log(report.summary())
+    if report.problems and strict:
+        listed = "\n".join(f"  {problem}" for problem in report.problems[:20])
+        more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
+        raise DataError(f"--strict: {len(report.problems)} bad rows\n{listed}{more}")
+    if not report.ok:
+        raise DataError(f"no usable rows in {', '.join(map(str, paths))}; run `whisper-lora check-data` on them")
+    return report.rows
+
+
+def histogram(values: list[float], edges: tuple, unit: str, width: int = 40) -> list[str]:
+    """Text histogram lines, one per bin between consecutive edges plus one open bin above the last."""
+    labels = [f"{lo:g}-{hi:g} {unit}" for lo, hi in zip(edges, edges[1:])] + [f">={edges[-1]:g} {unit}"]
+    counts = [0] * len(labels)
+    for value in values:
+        counts[sum(value >= edge for edge in edges[1:])] += 1
+    peak = max(counts) or 1
+    pad = max(map(len, labels))
+    return [f"  {label:>{pad}} | {'#' * round(width * n / peak):<{width}} {n}" for label, n in zip(labels, counts)]
+
+
+def format_report(report: Report) -> str:
+    """The check-data report: counts, each bad row, total hours, and duration and text-length histograms."""
+    lines = [f"rows OK:  {len(report.ok)}", f"rows bad: {len(report.problems)}"]
+    lines += [f"  {problem}" for problem in report.problems]
+    lines.append(f"total audio: {report.total_seconds / 3600:.3f} h ({report.total_seconds:.1f} s)")
+    if report.ok:
+        lines.append("duration (usable rows):")
+        lines += histogram([seconds for _, seconds in report.ok], DURATION_BINS, "s")
+        lines.append("text length (usable rows):")
+        lines += histogram([len(row.text) for row, _ in report.ok], TEXT_BINS, "chars")
+    return "\n".join(lines)

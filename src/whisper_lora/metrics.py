@@ -1,0 +1,44 @@
+"""Text normalisation and WER/CER, shared by training, evaluation and the tests."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import jiwer
+import opencc
+
+CHARACTER_LANGUAGES = ("zh", "ja", "ko", "yue")  # scored by CER: words are not separated by spaces
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+@lru_cache(maxsize=1)
+def _to_simplified() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def default_metric(language: str | None) -> str:
+    """'cer' for languages written without spaces between words, 'wer' otherwise."""
+    return "cer" if language in CHARACTER_LANGUAGES else "wer"
+
+
+def normalize_text(text: str, language: str | None = None) -> str:
+    """NFKC, traditional to simplified Chinese for Chinese text, case and punctuation folded, spaces collapsed."""
+    text = unicodedata.normalize("NFKC", text)
+    if language in ("zh", "yue") or (language is None and _CJK.search(text)):
+        text = _to_simplified().convert(text)
+    text = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text.casefold())
+    return " ".join(text.split())
+
+
+def error_rate(references: list[str], hypotheses: list[str], metric: str, language: str | None = None) -> float:
+    """Corpus WER or CER after normalize_text; CER ignores spaces, as Chinese references rarely agree on them."""
+    refs = [normalize_text(t, language) for t in references]
+    hyps = [normalize_text(t, language) for t in hypotheses]
+    if metric == "wer":
+        return jiwer.wer(refs, hyps) if any(refs) else float(any(hyps))
+    if metric == "cer":
+        refs, hyps = [r.replace(" ", "") for r in refs], [h.replace(" ", "") for h in hyps]
+        return jiwer.cer(refs, hyps) if any(refs) else float(any(hyps))
+    raise ValueError(f"unknown metric {metric!r}: use 'cer' or 'wer'")
