@@ -46,7 +46,7 @@ def _models(args: argparse.Namespace) -> int:
     for short, embedded in EMBEDDED.items():
         names = ", ".join(alias for alias, target in EMBEDDED_ALIASES.items() if target == short)
         print(f"  {names:<28} embedded {embedded.name}, from pip packages: {embedded.pip_names()}")
-    print("  any other name              a local folder (transformers or CTranslate2) or a hub id such as openai/whisper-small")
+    print(f"  {'any other name':<28} a local folder (transformers or CTranslate2) or a hub id such as openai/whisper-small")
     for name in args.prepare or []:
         print(f"prepared {name}: {embedded_hf_dir(name)}")
     return 0
@@ -86,9 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_transformers() -> None:
+    # Weight-loading bars and transformers' notes about its own internals are noise on our command line.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; known bad input becomes one 'error:' line and exit status 2, never a traceback."""
     args = build_parser().parse_args(argv)
+    _quiet_transformers()
     try:
         return args.run(args)
     except UserError as error:

@@ -95,7 +95,7 @@ def _weight(variables: dict, name: str) -> np.ndarray:
     weight = variables[f"{name}/weight"]
     if np.issubdtype(weight.dtype, np.integer):
         scale = variables[f"{name}/weight_scale"].astype(np.float32)
-        return weight.astype(np.float32) / (scale[:, None] if scale.ndim else scale)
+        return weight.astype(np.float32) / scale.reshape((-1,) + (1,) * (weight.ndim - 1) if scale.ndim else ())
     return weight.astype(np.float32)
 
 
@@ -211,7 +211,15 @@ def generation_config(ct2_config: dict, tokenizer: WhisperTokenizer, config: Whi
     lang_ids = ct2_config.get("lang_ids") or []
     if isinstance(lang_ids, str):
         lang_ids = json.loads(lang_ids)
+    # transformers detects the language whenever lang_to_id exists, so English-only models must not have it.
+    languages = dict(
+        lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in lang_ids},
+        task_to_id={"transcribe": special["transcribe"], "translate": special["translate"]},
+        # The hub's folders get this default from forced_decoder_ids, which transformers deprecates.
+        task="transcribe",
+    )
     return GenerationConfig(
+        **(languages if multilingual else {}),
         alignment_heads=ct2_config.get("alignment_heads") or [],
         begin_suppress_tokens=ct2_config.get("suppress_ids_begin") or [220, special["eot"]],
         suppress_tokens=ct2_config.get("suppress_ids") or [],
@@ -220,10 +228,6 @@ def generation_config(ct2_config: dict, tokenizer: WhisperTokenizer, config: Whi
         pad_token_id=special["eot"],
         decoder_start_token_id=special["sot"],
         is_multilingual=multilingual,
-        lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in lang_ids} if multilingual else {},
-        task_to_id={"transcribe": special["transcribe"], "translate": special["translate"]} if multilingual else {},
-        # The hub's folders get this default from forced_decoder_ids, which transformers deprecates.
-        task="transcribe" if multilingual else None,
         no_timestamps_token_id=special["no_timestamps"],
         prev_sot_token_id=special["prev"],
         max_initial_timestamp_index=50,

@@ -193,7 +193,7 @@ def embedded_hf_dir(short_name: str = DEFAULT_MODEL) -> Path:
 
 def _hub_error(name: str, error: Exception) -> ModelError:
     return ModelError(
-        f"Could not load {name!r} from the Hugging Face hub or its cache ({type(error).__name__}: {error}). "
+        f"Could not load {name!r} from the Hugging Face hub or its cache ({' '.join(str(error).split())}) "
         "Offline, name a local folder or an embedded model (base, tiny.en) instead."
     )
 

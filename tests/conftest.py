@@ -1,0 +1,51 @@
+"""Shared fixtures: the suite never reaches a model hub, and builds its tiny models and CT2 folders here."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no test may reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from helpers import tiny_whisper  # noqa: E402
+
+from whisper_lora.models import load_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded multilingual tokenizer (no weights are read)."""
+    return load_tokenizer("base")
+
+
+def save_hf(model, tokenizer, folder: Path) -> Path:
+    """Save a model with a tokenizer and matching feature extractor as a transformers folder."""
+    from transformers import WhisperFeatureExtractor
+
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=model.config.num_mel_bins).save_pretrained(folder)
+    return folder
+
+
+def convert_to_ct2(hf_folder: Path, out: Path, quantization: str = "float32") -> Path:
+    """Convert a transformers folder with ctranslate2's own converter, adding tokenizer.json as faster-whisper expects."""
+    from ctranslate2.converters import TransformersConverter
+
+    TransformersConverter(str(hf_folder)).convert(str(out), quantization=quantization, force=True)
+    shutil.copy2(hf_folder / "tokenizer.json", out / "tokenizer.json")
+    return out
+
+
+@pytest.fixture
+def tiny_hf_dir(tmp_path, tokenizer):
+    """A random tiny Whisper saved as a transformers folder."""
+    return save_hf(tiny_whisper(), tokenizer, tmp_path / "tiny_hf")
+
+
+@pytest.fixture
+def tiny_ct2_dir(tmp_path, tiny_hf_dir):
+    """The same tiny Whisper converted to a CTranslate2 folder by ctranslate2's converter."""
+    return convert_to_ct2(tiny_hf_dir, tmp_path / "tiny_ct2")

@@ -1,0 +1,89 @@
+"""Test helpers: encode audio fixtures with PyAV, speak sentences with espeak-ng, build tiny Whispers."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+# container suffix -> (PyAV format name, codec, sample format the encoder takes)
+CODECS = {
+    ".wav": ("wav", "pcm_s16le", "s16"),
+    ".flac": ("flac", "flac", "s16"),
+    ".mp3": ("mp3", "libmp3lame", "fltp"),
+    ".m4a": ("ipod", "aac", "fltp"),
+    ".ogg": ("ogg", "libopus", "flt"),
+}
+
+
+def sine(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
+    """A (channels, samples) float32 sine wave."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([wave] * channels)
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Encode (channels, samples) float32 audio into the container that the suffix names."""
+    fmt, codec, sample_format = CODECS[path.suffix]
+    channels = samples.shape[0]
+    layout = "mono" if channels == 1 else "stereo"
+    rate_out = 48000 if codec == "libopus" else rate
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate_out, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.reshape(1, -1, order="F")), format="flt", layout=layout)
+        frame.sample_rate, frame.time_base, frame.pts = rate, Fraction(1, rate), 0
+        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate_out)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(piece):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def espeak(text: str, path: Path, voice: str = "en", speed: int = 150, pitch: int = 50) -> Path:
+    """Speak text into a WAV file with espeak-ng."""
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def have_espeak() -> bool:
+    """Whether espeak-ng is on PATH."""
+    return shutil.which("espeak-ng") is not None
+
+
+def tiny_whisper(num_mel_bins: int = 80, vocab_size: int = 51865, seed: int = 0) -> WhisperForConditionalGeneration:
+    """A random Whisper with d_model 64 and 2 layers, built in memory in well under a second."""
+    torch.manual_seed(seed)
+    config = WhisperConfig(
+        vocab_size=vocab_size,
+        num_mel_bins=num_mel_bins,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        pad_token_id=50257,
+        bos_token_id=50257,
+        eos_token_id=50257,
+        decoder_start_token_id=50258,
+    )
+    model = WhisperForConditionalGeneration(config)
+    with torch.no_grad():  # random non-zero biases, so that a dropped bias shows up
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.1)
+    return model.eval()

@@ -1,0 +1,82 @@
+"""Audio decoding: every container, rate and channel count to 16 kHz mono float32, spans, and bad files."""
+
+import numpy as np
+import pytest
+from helpers import CODECS, espeak, have_espeak, sine, write_audio
+
+from whisper_lora.audio import SAMPLE_RATE, AudioError, decode_audio
+
+
+def dominant_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)[spectrum.argmax()])
+
+
+@pytest.mark.parametrize("suffix", CODECS)
+@pytest.mark.parametrize("rate, channels", [(8000, 1), (22050, 1), (44100, 2), (48000, 2)])
+def test_any_container_decodes_to_16k_mono(tmp_path, suffix, rate, channels):
+    path = write_audio(tmp_path / f"tone{suffix}", sine(2.0, rate, 440.0, channels), rate)
+    samples = decode_audio(path)
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    # AAC adds up to one 1024-sample frame of priming at the source rate.
+    assert abs(len(samples) - 2 * SAMPLE_RATE) <= SAMPLE_RATE * 1024 / rate + 1
+    assert dominant_hz(samples) == pytest.approx(440.0, abs=2.0)
+    assert 0.3 < np.abs(samples).max() < 1.0
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3", ".ogg"])
+def test_start_end_reads_only_the_span(tmp_path, suffix):
+    rate = 16000
+    ramp = np.concatenate([sine(1.0, rate, 300.0), sine(1.0, rate, 1000.0), sine(1.0, rate, 300.0)], axis=1)
+    samples = decode_audio(write_audio(tmp_path / f"three{suffix}", ramp, rate), start=1.1, end=1.9)
+    assert abs(len(samples) - 0.8 * SAMPLE_RATE) <= 1
+    assert dominant_hz(samples) == pytest.approx(1000.0, abs=3.0)
+
+
+def test_span_past_the_end_is_short(tmp_path):
+    samples = decode_audio(write_audio(tmp_path / "a.wav", sine(1.0, 16000), 16000), start=0.5, end=5.0)
+    assert abs(len(samples) - 0.5 * SAMPLE_RATE) <= 1
+
+
+def test_silence_stays_silent(tmp_path):
+    samples = decode_audio(write_audio(tmp_path / "quiet.flac", np.zeros((1, 16000), np.float32), 16000))
+    assert len(samples) == SAMPLE_RATE and not samples.any()
+
+
+@pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_espeak_speech_decodes(tmp_path):
+    wav = espeak("Speech for the decoder.", tmp_path / "speech.wav")  # espeak-ng writes 22050 Hz
+    samples = decode_audio(wav)
+    assert 1.0 < len(samples) / SAMPLE_RATE < 4.0
+    assert np.sqrt(np.mean(samples**2)) > 0.01
+
+
+def put(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def truncated(path, share):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * share)])
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda d: d / "absent.wav", "file not found"),
+        (lambda d: d, "is a directory"),
+        (lambda d: put(d / "empty.mp3", b""), r"empty file \(0 bytes\)"),
+        (lambda d: put(d / "noise.wav", np.random.default_rng(0).bytes(4000)), "cannot decode"),
+        (lambda d: put(d / "notes.ogg", b"not audio at all"), "cannot decode"),
+        (lambda d: truncated(write_audio(d / "cut.wav", sine(2.0, 16000), 16000), 0.4), "truncated"),
+        (lambda d: truncated(write_audio(d / "cut.mp3", sine(2.0, 44100), 44100), 0.4), "truncated"),
+    ],
+    ids=["missing", "directory", "empty", "random-bytes", "text", "truncated-wav", "truncated-mp3"],
+)
+def test_bad_files_name_the_file_and_the_reason(tmp_path, make, reason):
+    path = make(tmp_path)
+    with pytest.raises(AudioError, match=reason) as caught:
+        decode_audio(path)
+    assert str(path) in str(caught.value)
