@@ -80,6 +80,7 @@ def tiny_whisper(num_mel_bins: int = 80, vocab_size: int = 51865, seed: int = 0)
         bos_token_id=50257,
         eos_token_id=50257,
         decoder_start_token_id=50258,
+        init_std=0.2,  # wide enough that LoRA can move the logits within a few steps
     )
     model = WhisperForConditionalGeneration(config)
     with torch.no_grad():  # random non-zero biases, so that a dropped bias shows up

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import warnings
 
 from . import __version__
-from .errors import UserError
+from .errors import TrainingInterrupted, UserError
 
 EXIT_BAD_INPUT = 2
 
@@ -57,20 +59,63 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_smoke
+    from .demo import run_demo, run_smoke
 
-    run_smoke(args.model_name_or_path)
+    if args.smoke:
+        run_smoke(args.model_name_or_path)
+    else:
+        run_demo(args.workdir, args.model_name_or_path, args.epochs)
     return 0
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_name_or_path", default=None, help="model to try (default: the embedded base)")
+    parser.add_argument("--model_name_or_path", default=None, help="base model (default: the embedded base)")
+    parser.add_argument("--workdir", default="demo_output", help="where the corpus and the fine-tuned model go")
+    parser.add_argument("--epochs", type=float, default=2.0, help="training epochs (default: 2)")
+    parser.add_argument("--smoke", action="store_true", help="only transcribe two spoken sentences, no training")
+
+
+_TYPES = {"str": str, "int": int, "float": float}
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per dataclass field, typed from its annotation, with the field's help text."""
+    for spec in dataclasses.fields(cls):
+        name, help_text = f"--{spec.name}", spec.metadata.get("help")
+        if spec.type == "bool":
+            parser.add_argument(name, action="store_true", help=help_text)
+            continue
+        base = spec.type.split(" |")[0].removeprefix("list[").removesuffix("]")
+        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        default = None if required else spec.default
+        parser.add_argument(name, type=_TYPES[base], default=default, required=required,
+                            nargs=spec.metadata.get("nargs"), help=help_text)  # fmt: skip
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)})
+    metrics = train(config)
+    if metrics:
+        best = metrics["best"]
+        print(f"done: adapter, processor and metrics.json in {config.output_dir}")
+        if best.get("step") is not None:
+            print(f"best {metrics['metric'].upper()} {best[metrics['metric']]:.2%} at step {best['step']}")
+    return 0
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
+    add_dataclass_arguments(parser, TrainConfig)
 
 
 COMMANDS = {
+    "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),
     "models": (_add_models, _models, "list the model names and the cache; convert embedded models ahead of time"),
-    "demo": (_add_demo, _demo, "smoke run: speak sentences with espeak-ng and transcribe them"),
+    "demo": (_add_demo, _demo, "make an espeak-ng corpus, fine-tune the base model on it, and compare CER/WER before and after"),
 }
 
 
@@ -92,6 +137,8 @@ def _quiet_transformers() -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_transformers()
     try:
         return args.run(args)
+    except TrainingInterrupted as error:
+        print(str(error), file=sys.stderr)
+        return 130
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

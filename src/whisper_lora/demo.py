@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import UserError
+from .files import write_json_atomic
 from .metrics import default_metric, error_rate
 
 # (language, espeak-ng voice, sentence); cmn-latn-pinyin reads Chinese characters, plain cmn does not.
 SMOKE_SENTENCES = (
     ("en", "en-us", "The weather is lovely today, so we are going for a walk in the park."),
     ("zh", "cmn-latn-pinyin", "今天天气很好，我们去公园散步。"),
+)
+
+
+# Sentences are built from parts, so train and test share words but never a whole sentence.
+MANDARIN_PARTS = (
+    ("我", "你", "他", "她", "我们", "老师", "学生", "妈妈", "爸爸", "朋友", "医生", "哥哥"),
+    ("今天", "明天", "昨天", "早上", "晚上", "下午", "周末", "现在"),
+    ("去学校", "吃米饭", "喝绿茶", "看新书", "买水果", "写作业", "打电话", "学中文", "坐火车", "听音乐",
+     "做晚饭", "去医院", "开汽车", "看电影", "洗衣服", "去公园"),
+)
+ENGLISH_PARTS = (
+    ("My sister", "The teacher", "Our neighbour", "A young doctor", "The old farmer", "His friend"),
+    ("bought", "painted", "found", "cleaned", "carried", "opened"),
+    ("a red door", "the small boat", "three green apples", "a heavy box", "the wooden table", "two new books"),
+    ("this morning.", "last week.", "after lunch.", "before dinner.", "on Sunday.", "in the garden."),
 )
 
 
@@ -53,3 +72,115 @@ def run_smoke(model_name: str | None = None, log=print) -> list[dict]:
             log(f"[{language}] {metric.upper()} {score:.1%} in {time.perf_counter() - began:.1f} s")
             log(f"  reference:  {sentence}\n  transcript: {text}")
     return results
+
+
+def _sentences(parts: tuple, joiner: str, count: int, rng: random.Random) -> list[str]:
+    combos = [joiner.join(words) for words in itertools.product(*parts)]
+    return rng.sample(combos, count)
+
+
+def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[int, int] = (48, 12), seed: int = 0):
+    """Speak a Mandarin and English corpus into folder/audio; return the (train, test) manifest paths.
+
+    zh and en are (train, test) sentence counts. Test sentences never occur in training. Each clip gets
+    its own speed and pitch. An existing corpus with the same counts and seed is reused.
+    """
+    folder = Path(folder)
+    train_path, test_path = folder / "train.json", folder / "test.json"
+    stamp = folder / "corpus.json"
+    wanted = {"zh": list(zh), "en": list(en), "seed": seed}
+    if stamp.is_file() and train_path.is_file() and test_path.is_file():
+        import json
+
+        if json.loads(stamp.read_text(encoding="utf-8")) == wanted:
+            return train_path, test_path
+    rng = random.Random(seed)
+    plan = []  # (split, language, voice, text)
+    for language, voice, parts, joiner, (n_train, n_test) in (
+        ("zh", "cmn-latn-pinyin", MANDARIN_PARTS, "", zh),
+        ("en", "en-us", ENGLISH_PARTS, " ", en),
+    ):
+        sentences = _sentences(parts, joiner, n_train + n_test, rng)
+        plan += [("train", language, voice, text) for text in sentences[:n_train]]
+        plan += [("test", language, voice, text) for text in sentences[n_train:]]
+    (folder / "audio").mkdir(parents=True, exist_ok=True)
+    voices = [(rng.randint(125, 175), rng.randint(30, 70)) for _ in plan]
+
+    def make(i: int) -> dict:
+        split, language, voice, text = plan[i]
+        name = f"audio/{split}_{language}_{i:04d}.wav"
+        speak(text, folder / name, voice, *voices[i])
+        return {"audio_path": name, "text": text, "language": language, "split": split}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        rows = list(pool.map(make, range(len(plan))))
+    for path, split in ((train_path, "train"), (test_path, "test")):
+        write_json_atomic(path, [{k: v for k, v in row.items() if k != "split"} for row in rows if row["split"] == split])
+    write_json_atomic(stamp, wanted)
+    return train_path, test_path
+
+
+def _scorer(test_manifest: Path, model, processor, batch_size: int = 8):
+    from .data import read_manifest
+    from .dataset import LabelOptions, SpeechDataset
+    from .train import GenerationScorer
+
+    rows, _ = read_manifest(test_manifest)
+    options = LabelOptions(timestamp_fraction=0.0, multilingual=bool(model.generation_config.is_multilingual))
+    return GenerationScorer(SpeechDataset(rows, processor, options), batch_size)
+
+
+def run_demo(workdir: str | Path = "demo_output", model_name: str | None = None, epochs: float = 2.0, log=print) -> dict:
+    """Make the corpus, score the base model zero-shot, fine-tune it, score it again, and print the table."""
+    from .models import load_whisper
+    from .train import TrainConfig, train
+
+    started, workdir = time.perf_counter(), Path(workdir)
+    train_manifest, test_manifest = build_corpus(workdir / "corpus")
+    log(f"corpus: {train_manifest} and {test_manifest} (made in {time.perf_counter() - started:.0f} s)")
+    model, processor = load_whisper(model_name)
+    began = time.perf_counter()
+    before = _scorer(test_manifest, model, processor).by_language(model)
+    log(f"zero-shot evaluation: {time.perf_counter() - began:.0f} s")
+    del model
+    output_dir = workdir / "model"
+    began = time.perf_counter()
+    config = TrainConfig(train_file=[str(train_manifest)], model_name_or_path=model_name, output_dir=str(output_dir),
+                         num_train_epochs=epochs, save_steps=10_000, logging_steps=20)  # fmt: skip
+    metrics = train(config)
+    log(f"fine-tuning: {time.perf_counter() - began:.0f} s ({metrics['train_samples_per_second']:.2f} samples/s)")
+    tuned_model, tuned_processor = load_whisper(output_dir)
+    after = _scorer(test_manifest, tuned_model, tuned_processor).by_language(tuned_model)
+    result = {"before": before, "after": after, "seconds": time.perf_counter() - started, "output_dir": str(output_dir)}
+    write_json_atomic(workdir / "demo_results.json", {**result, "before": _keyed(before), "after": _keyed(after)})
+    log(_table(before, after, result["seconds"]))
+    log(_next_steps(output_dir, test_manifest))
+    return result
+
+
+def _keyed(scores: dict) -> dict:
+    return {str(language): score for language, score in scores.items()}
+
+
+def _table(before: dict, after: dict, seconds: float) -> str:
+    lines = ["", f"{'language':<9}{'metric':<8}{'rows':>5}{'zero-shot':>12}{'fine-tuned':>12}"]
+    for language, score in before.items():
+        lines.append(f"{language or '-':<9}{score['metric'].upper():<8}{score['rows']:>5}"
+                     f"{score['score']:>12.1%}{after[language]['score']:>12.1%}")  # fmt: skip
+    lines.append(f"total time: {seconds / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def _next_steps(output_dir: Path, test_manifest: Path) -> str:
+    import json
+
+    first = json.loads(test_manifest.read_text(encoding="utf-8"))[0]
+    clip, language = test_manifest.parent / first["audio_path"], first["language"]
+    return "\n".join([
+        "",
+        f"The fine-tuned adapter is in {output_dir}. Check data, or use the model from Python:",
+        f"  whisper_lora_env/bin/whisper-lora check-data {test_manifest}",
+        f"  whisper_lora_env/bin/python -c \"from whisper_lora.models import load_whisper; "
+        f"from whisper_lora.transcribe import transcribe_clip; m, p = load_whisper('{output_dir}'); "
+        f"print(transcribe_clip(m, p, '{test_manifest.parent / 'audio' / 'test_zh_0240.wav'}', language='zh'))\"",
+    ])  # fmt: skip

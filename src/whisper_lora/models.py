@@ -64,7 +64,7 @@ EMBEDDED_ALIASES = {"base": "base", "whisper-base": "base", "tiny.en": "tiny.en"
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model name points: kind is 'embedded', 'hf_dir', 'ct2_dir' or 'hub'."""
+    """Where a model name points: kind is 'embedded', 'hf_dir', 'ct2_dir', 'adapter' or 'hub'."""
 
     kind: str
     location: str
@@ -78,7 +78,12 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "whisper-lora"
 
 
+ADAPTER_INFO = "whisper_lora.json"  # written beside a trained adapter: which base model it extends
+
+
 def _folder_kind(path: Path) -> str:
+    if (path / "adapter_config.json").is_file():
+        return "adapter"
     config = path / "config.json"
     if config.is_file() and (path / "model.bin").is_file():
         return "ct2_dir"
@@ -209,6 +214,8 @@ def load_whisper(
     if source.kind == "ct2_dir":
         model, processor = ct2.load_ct2_whisper(source.location, dtype=dtype)
         return model.to(device), processor
+    if source.kind == "adapter":
+        return _load_adapter(Path(source.location), cache_dir, device, dtype)
     location = str(embedded_hf_dir(source.location)) if source.kind == "embedded" else source.location
     try:
         model = WhisperForConditionalGeneration.from_pretrained(location, cache_dir=cache_dir, dtype=dtype)
@@ -220,6 +227,27 @@ def load_whisper(
     return model.to(device).eval(), processor
 
 
+def adapter_base(folder: Path) -> str:
+    """The base model name a trained adapter folder extends."""
+    info = folder / ADAPTER_INFO
+    if info.is_file():
+        return json.loads(info.read_text(encoding="utf-8"))["base_model"]
+    return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+
+
+def _load_adapter(folder: Path, cache_dir, device, dtype):
+    """Load the base model, apply the LoRA adapter from folder and merge it, for plain inference speed."""
+    from peft import PeftModel
+
+    model, processor = load_whisper(adapter_base(folder), cache_dir=cache_dir, dtype=dtype)
+    model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    if (folder / "tokenizer_config.json").is_file():
+        processor = WhisperProcessor.from_pretrained(str(folder))
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = type(model.generation_config).from_pretrained(str(folder))
+    return model.to(device).eval(), processor
+
+
 def load_tokenizer(name_or_path: str | os.PathLike | None = None, cache_dir=None) -> WhisperTokenizer:
     """Load only the tokenizer of a model, without converting or reading its weights."""
     source = resolve_model(name_or_path)
@@ -228,6 +256,10 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None, cache_dir=None
         return ct2.load_tokenizer(_site_folder(embedded.packages[0], embedded) / embedded.data)
     if source.kind == "ct2_dir":
         return ct2.load_tokenizer(source.location)
+    if source.kind == "adapter":
+        folder = Path(source.location)
+        if not (folder / "tokenizer_config.json").is_file():
+            return load_tokenizer(adapter_base(folder), cache_dir)
     try:
         return WhisperTokenizer.from_pretrained(source.location, cache_dir=cache_dir)
     except OSError as error:

@@ -1,0 +1,143 @@
+"""Training examples: decoded audio to log-mel features, transcripts to Whisper's prompt and label tokens."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, decode_audio
+from .ct2 import TIME_PRECISION, TIMESTAMP_TOKENS
+from .data import Row
+from .metrics import CHARACTER_LANGUAGES
+
+IGNORE_INDEX = -100  # label positions the loss skips
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How transcripts become token sequences."""
+
+    language: str | None = None  # used for rows without their own 'language'
+    task: str = "transcribe"
+    timestamp_fraction: float = 0.5  # share of rows trained as one timestamped segment
+    seed: int = 42
+    multilingual: bool = True  # English-only models take no language or task token
+
+
+def _text_tokens(tokenizer, text: str, language: str | None) -> list[int]:
+    # Whisper writes a space before each word of space-separated languages, the first one included.
+    text = text.strip() if language in CHARACTER_LANGUAGES else " " + text.strip()
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def timestamp_token(tokenizer, seconds: float) -> int:
+    """The timestamp token nearest to seconds, within Whisper's 30 s window."""
+    index = min(round(seconds / TIME_PRECISION), TIMESTAMP_TOKENS - 1)
+    return tokenizer.convert_tokens_to_ids("<|0.00|>") + index
+
+
+def encode_example(tokenizer, text: str, language: str | None, options: LabelOptions, seconds: float | None) -> dict:
+    """decoder_input_ids and labels for one transcript; seconds=None trains without timestamps.
+
+    The forced prompt (language, task, <|notimestamps|>) is masked out of the labels: the model is
+    given those tokens at inference, so it need not learn to predict them.
+    """
+    ids = tokenizer.convert_tokens_to_ids
+    prompt = [ids("<|startoftranscript|>")]
+    if options.multilingual:
+        prompt += ([ids(f"<|{language}|>")] if language else []) + [ids(f"<|{options.task}|>")]
+    text_ids = _text_tokens(tokenizer, text, language)
+    if seconds is None:
+        forced = prompt + [ids("<|notimestamps|>")]
+        tokens = forced + text_ids + [ids("<|endoftext|>")]
+    else:
+        forced = prompt
+        end = timestamp_token(tokenizer, seconds)
+        tokens = forced + [timestamp_token(tokenizer, 0.0)] + text_ids + [end, ids("<|endoftext|>")]
+    labels = tokens[1:]
+    labels[: len(forced) - 1] = [IGNORE_INDEX] * (len(forced) - 1)
+    return {"decoder_input_ids": tokens[:-1], "labels": labels}
+
+
+class EncoderCache:
+    """Frozen-encoder outputs kept in memory (float16) up to a byte budget, so later epochs skip the encoder.
+
+    Valid only while the encoder has nothing to train and the input features do not change between epochs.
+    """
+
+    def __init__(self, encoder, budget_bytes: int):
+        self.encoder, self.budget, self.used, self.outputs = encoder, budget_bytes, 0, {}
+
+    def __call__(self, index: int, features: np.ndarray) -> torch.Tensor:
+        if index in self.outputs:
+            return self.outputs[index].float()
+        parameter = next(self.encoder.parameters())
+        with torch.no_grad():
+            inputs = torch.from_numpy(features)[None].to(parameter.device, parameter.dtype)
+            hidden = self.encoder(inputs).last_hidden_state[0].cpu()
+        size = hidden.numel() * 2
+        if self.used + size <= self.budget:
+            self.outputs[index], self.used = hidden.half(), self.used + size
+            return self.outputs[index].float()  # the same rounding in every epoch
+        return hidden
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Rows decoded on access into {input_features or encoder_hidden_states, decoder_input_ids, labels}."""
+
+    def __init__(self, rows: list[Row], processor, options: LabelOptions, encoder_cache: EncoderCache | None = None):
+        self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
+        self.seconds: dict[int, float] = {}  # decoded durations, for timestamp labels
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def samples(self, index: int) -> np.ndarray:
+        row = self.rows[index]
+        return decode_audio(row.audio_path, row.start, row.end)
+
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """Log-mel features of 16 kHz samples, padded to Whisper's 30 s window."""
+        extractor = self.processor.feature_extractor
+        return extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features[0]
+
+    def language(self, index: int) -> str | None:
+        return self.rows[index].language or self.options.language
+
+    def __getitem__(self, index: int) -> dict:
+        options = self.options
+        timestamped = random.Random(options.seed * 1_000_003 + index).random() < options.timestamp_fraction
+        cache = self.encoder_cache
+        if cache is not None and index in cache.outputs:
+            audio = {"encoder_hidden_states": cache(index, None)}  # the audio need not be decoded again
+        else:
+            samples = self.samples(index)
+            self.seconds[index] = len(samples) / SAMPLE_RATE
+            features = self.features(samples)
+            audio = {"input_features": features} if cache is None else {"encoder_hidden_states": cache(index, features)}
+        seconds = self.seconds[index] if timestamped else None
+        example = encode_example(self.processor.tokenizer, self.rows[index].text, self.language(index), options, seconds)
+        return {**audio, **example}
+
+
+class SpeechCollator:
+    """Stacks features and right-pads decoder inputs (with end-of-text) and labels (with IGNORE_INDEX)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(e["labels"]) for e in examples)
+
+        def pad(key: str, value: int) -> torch.Tensor:
+            return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples])
+
+        batch = {"decoder_input_ids": pad("decoder_input_ids", self.pad_token_id), "labels": pad("labels", IGNORE_INDEX)}
+        if "encoder_hidden_states" in examples[0]:
+            batch["encoder_outputs"] = (torch.stack([e["encoder_hidden_states"] for e in examples]),)
+        else:
+            batch["input_features"] = torch.from_numpy(np.stack([e["input_features"] for e in examples]))
+        return batch

@@ -1,0 +1,404 @@
+"""LoRA fine-tuning of Whisper on transformers' Seq2SeqTrainer and peft, with CER/WER evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
+
+from .data import MAX_AUDIO_SECONDS, Row, normalize_language, usable_rows
+from .dataset import EncoderCache, LabelOptions, SpeechCollator, SpeechDataset
+from .errors import TrainingInterrupted, UserError
+from .files import write_json_atomic
+from .metrics import default_metric, error_rate
+
+log = logging.getLogger("whisper_lora.train")
+
+# Measured on espeak-ng Mandarin with whisper-base (see README, "Tuning"): LoRA on every projection
+# of the decoder reaches the best CER per second of CPU time; the encoder stays frozen, so its
+# backward pass, the dominant cost, is never run.
+DECODER_MODULES = r"model\.decoder\.layers\.\d+\.(self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|model\.decoder\.layers\.\d+\.(fc1|fc2)"
+ALL_MODULES = "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
+TARGET_PRESETS = {"decoder": DECODER_MODULES, "all": ALL_MODULES, "qv": "q_proj,v_proj"}
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; the CLI makes one flag of each field, with the field's help text."""
+
+    train_file: list[str] = field(metadata={"help": "training manifests (JSON list or JSONL)", "nargs": "+"})
+    validation_file: list[str] | None = field(default=None, metadata={"help": "validation manifests; CER/WER is measured on them", "nargs": "+"})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "base model: embedded name, folder or hub id (default: base)"})
+    cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder for hub models"})
+    output_dir: str = field(default="./output", metadata={"help": "where the adapter, processor, metrics and checkpoints go"})
+    language: str | None = field(default=None, metadata={"help": "language of rows without their own 'language' (zh, en, ...)"})
+    task: str = field(default="transcribe", metadata={"help": "transcribe or translate"})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "examples per step on each device"})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "examples per generation batch in evaluation"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps whose gradients add up before one update"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"})
+    warmup_steps: int = field(default=10, metadata={"help": "updates of linear warm-up"})
+    logging_steps: int = field(default=10, metadata={"help": "updates between loss logs"})
+    save_steps: int = field(default=500, metadata={"help": "updates between checkpoints"})
+    eval_steps: int | None = field(default=None, metadata={"help": "updates between evaluations (default: save_steps)"})
+    save_total_limit: int = field(default=3, metadata={"help": "checkpoints kept (the best one is always kept)"})
+    fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (CUDA only; on CPU bf16 is used where supported)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
+    target_modules: str = field(default="decoder", metadata={"help": "'decoder', 'all', 'qv', a comma list of module names, or a regex"})
+    use_dora: bool = field(default=False, metadata={"help": "weight-decomposed LoRA (DoRA)"})
+    timestamp_fraction: float = field(default=0.5, metadata={"help": "share of rows trained with timestamps, which keeps them working"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use at most this many validation rows"})
+    max_duration: float = field(default=MAX_AUDIO_SECONDS, metadata={"help": "longest usable row in seconds"})
+    strict: bool = field(default=False, metadata={"help": "stop on any bad row instead of skipping it"})
+    metric: str | None = field(default=None, metadata={"help": "cer or wer, for choosing the best checkpoint (default: by language)"})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder, or 'auto' for the last in output_dir"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, wandb, both (comma list) or none"})
+    use_wandb: bool = field(default=False, metadata={"help": "also report to Weights & Biases (WANDB_MODE=offline works without an account)"})
+    wandb_project: str = field(default="whisper-lora", metadata={"help": "Weights & Biases project"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "processes decoding audio for the trainer (0 keeps the encoder cache)"})
+    encoder_cache_gb: float = field(default=2.0, metadata={"help": "memory for frozen-encoder outputs reused across epochs (0: off)"})
+
+    def __post_init__(self):
+        problems = []
+        if self.task not in ("transcribe", "translate"):
+            problems.append(f"--task must be transcribe or translate, not {self.task!r}")
+        if self.language is not None:
+            code = normalize_language(self.language)
+            problems += [] if code else [f"--language {self.language!r} is not a Whisper language"]
+            self.language = code or self.language
+        if self.metric not in (None, "cer", "wer"):
+            problems.append(f"--metric must be cer or wer, not {self.metric!r}")
+        if not 0.0 <= self.timestamp_fraction <= 1.0:
+            problems.append("--timestamp_fraction must be between 0 and 1")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name} must be at least 1")
+        self.eval_steps = self.eval_steps or self.save_steps
+        if self.validation_file and self.save_steps % self.eval_steps:
+            problems.append(f"--save_steps ({self.save_steps}) must be a multiple of --eval_steps ({self.eval_steps}) to keep the best checkpoint")
+        if problems:
+            raise UserError("; ".join(problems))
+
+    def reporters(self) -> list[str]:
+        names = [] if self.report_to == "none" else [n.strip() for n in self.report_to.split(",") if n.strip()]
+        if self.use_wandb and "wandb" not in names:
+            names.append("wandb")
+        return names
+
+
+def target_modules(spec: str) -> str | list[str]:
+    """Map a preset name or comma list to what peft's LoraConfig takes; anything else is a regex."""
+    spec = TARGET_PRESETS.get(spec, spec)
+    return spec.split(",") if "," in spec or spec.isidentifier() else spec
+
+
+def mixed_precision(config: TrainConfig) -> dict:
+    """fp16/bf16 TrainingArguments for this machine; fp16 without CUDA falls back to bf16 with a warning."""
+    if config.fp16 and not torch.cuda.is_available():
+        cpu_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        log.warning("--fp16 needs CUDA; %s", "using bf16 autocast on this CPU" if cpu_bf16 else "training in float32")
+        return {"bf16": cpu_bf16}
+    return {"fp16": config.fp16, "bf16": config.bf16}
+
+
+def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> list[Row]:
+    rows = usable_rows(files, tokenizer, strict=config.strict, log=lambda line: print(f"{what}: {line}"),
+                       max_seconds=config.max_duration)  # fmt: skip
+    return rows[:limit] if limit else rows
+
+
+class GenerationScorer:
+    """Transcribes the validation rows greedily and scores them by CER and WER after normalisation."""
+
+    def __init__(self, dataset: SpeechDataset, batch_size: int, max_new_tokens: int = 128):
+        self.dataset, self.batch_size, self.max_new_tokens = dataset, batch_size, max_new_tokens
+
+    def transcripts(self, model) -> list[str]:
+        by_language = {}
+        for index in range(len(self.dataset)):
+            by_language.setdefault(self.dataset.language(index), []).append(index)
+        texts = [""] * len(self.dataset)
+        for language, indices in by_language.items():
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
+                for index, text in zip(batch, self._generate(model, batch, language)):
+                    texts[index] = text
+        return texts
+
+    def _generate(self, model, indices: list[int], language: str | None) -> list[str]:
+        features = torch.from_numpy(np.stack([self.dataset.features(self.dataset.samples(i)) for i in indices]))
+        options = {"max_new_tokens": self.max_new_tokens}
+        if self.dataset.options.multilingual:
+            options.update(task=self.dataset.options.task, **({"language": language} if language else {}))
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            tokens = model.generate(input_features=features.to(model.device), **options)
+        model.train(was_training)
+        return self.dataset.processor.batch_decode(tokens, skip_special_tokens=True)
+
+    def by_language(self, model) -> dict[str | None, dict]:
+        """Per language: its default metric, that error rate, and the row count."""
+        hypotheses, groups = self.transcripts(model), {}
+        for index, row in enumerate(self.dataset.rows):
+            refs, hyps = groups.setdefault(self.dataset.language(index), ([], []))
+            refs.append(row.text)
+            hyps.append(hypotheses[index])
+        return {
+            language: {"metric": default_metric(language), "rows": len(refs),
+                       "score": error_rate(refs, hyps, default_metric(language), language)}
+            for language, (refs, hyps) in groups.items()
+        }  # fmt: skip
+
+    def __call__(self, model) -> dict[str, float]:
+        hypotheses = self.transcripts(model)
+        references = [row.text for row in self.dataset.rows]
+        languages = {self.dataset.language(i) for i in range(len(self.dataset))}
+        language = languages.pop() if len(languages) == 1 else None
+        return {metric: error_rate(references, hypotheses, metric, language) for metric in ("cer", "wer")}
+
+
+class WhisperLoraTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer whose evaluation adds CER and WER from real generation to the loss."""
+
+    def __init__(self, *args, scorer: GenerationScorer | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scorer = scorer
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.scorer is not None:
+            scores = {f"{metric_key_prefix}_{k}": v for k, v in self.scorer(self.model).items()}
+            self.log(scores)
+            metrics.update(scores)
+        return metrics
+
+
+class InterruptCallback(TrainerCallback):
+    """Ctrl-C saves a checkpoint at the end of the current step and stops; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.requested, self.previous = False, None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nInterrupted: saving a checkpoint after this step (Ctrl-C again to abort)", flush=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json (written last by the Trainer) is whole.
+
+    A process killed while saving leaves a checkpoint folder without it; resuming from that would fail.
+    """
+    folders = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for folder in folders:
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+            return folder
+        except (OSError, ValueError):
+            print(f"skipping {folder}: incomplete (the run stopped while saving it)")
+    return None
+
+
+def _resume_path(config: TrainConfig) -> str | None:
+    if config.resume_from_checkpoint != "auto":
+        if not (Path(config.resume_from_checkpoint) / "trainer_state.json").is_file():
+            raise UserError(f"{config.resume_from_checkpoint}: not a complete checkpoint (no trainer_state.json)")
+        return config.resume_from_checkpoint
+    last = last_complete_checkpoint(config.output_dir)
+    print(f"resuming from {last}" if last else f"no checkpoint in {config.output_dir}; starting afresh")
+    return str(last) if last else None
+
+
+def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrainingArguments:
+    reporters = config.reporters()
+    if "wandb" in reporters:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise UserError("--use_wandb needs Weights & Biases: pip install 'whisper-lora[wandb]'") from None
+        os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
+    evaluation = dict(
+        eval_strategy="steps", eval_steps=config.eval_steps, load_best_model_at_end=True,
+        metric_for_best_model=metric, greater_is_better=False,
+    ) if has_eval else {"eval_strategy": "no"}  # fmt: skip
+    return Seq2SeqTrainingArguments(
+        output_dir=config.output_dir,
+        num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        report_to=reporters or "none",
+        seed=config.seed,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        prediction_loss_only=True,
+        dataloader_num_workers=config.dataloader_num_workers,
+        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Without use_cpu, torchrun's CPU processes each train alone instead of joining one gloo group.
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        **mixed_precision(config),
+        **evaluation,
+    )
+
+
+def _apply_lora(model, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target_modules(config.target_modules),
+        use_dora=config.use_dora,
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as error:
+        raise UserError(f"--target_modules {config.target_modules!r}: {error}") from None
+
+
+def _encoder_cache(model, config: TrainConfig) -> EncoderCache | None:
+    """A cache of encoder outputs when the encoder is frozen and the data loads in this process."""
+    encoder = model.get_base_model().model.encoder
+    frozen = not any(parameter.requires_grad for parameter in encoder.parameters())
+    if not frozen or config.encoder_cache_gb <= 0 or config.dataloader_num_workers > 0:
+        return None
+    return EncoderCache(encoder, int(config.encoder_cache_gb * 2**30))
+
+
+def train(config: TrainConfig) -> dict:
+    """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
+    from .models import load_tokenizer, load_whisper, resolve_model
+
+    set_seed(config.seed)
+    resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
+    tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
+    train_rows = _rows(config.train_file, tokenizer, config, config.max_train_samples, "train")
+    eval_rows = _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation") if config.validation_file else []
+    languages = {row.language or config.language for row in train_rows + eval_rows}
+    metric = config.metric or default_metric(config.language or (languages.pop() if len(languages) == 1 else None))
+
+    model, processor = load_whisper(config.model_name_or_path, cache_dir=config.cache_dir)
+    model = _apply_lora(model, config)
+    options = LabelOptions(config.language, config.task, config.timestamp_fraction, config.seed,
+                           multilingual=bool(model.generation_config.is_multilingual))  # fmt: skip
+    train_set = SpeechDataset(train_rows, processor, options, _encoder_cache(model, config))
+    eval_set = SpeechDataset(eval_rows, processor, LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual))
+    arguments = _arguments(config, bool(eval_rows), metric)
+    interrupt = InterruptCallback()
+    trainer = WhisperLoraTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=train_set,
+        eval_dataset=eval_set if eval_rows else None,
+        data_collator=SpeechCollator(processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")),
+        processing_class=processor.feature_extractor,
+        callbacks=[interrupt],
+        scorer=GenerationScorer(eval_set, config.per_device_eval_batch_size) if eval_rows else None,
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=_resume_path(config) if config.resume_from_checkpoint else None)
+    if interrupt.requested:
+        raise TrainingInterrupted(
+            f"stopped at step {trainer.state.global_step}; the checkpoint is in {config.output_dir}. "
+            "Resume with --resume_from_checkpoint auto"
+        )
+    final = trainer.evaluate() if eval_rows else {}
+    if trainer.is_world_process_zero():
+        return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started)
+    return {}
+
+
+def _save_outputs(trainer, processor, config: TrainConfig, result, final: dict, metric: str, seconds: float) -> dict:
+    from .models import ADAPTER_INFO
+
+    out = Path(config.output_dir)
+    trainer.model.save_pretrained(out)
+    processor.save_pretrained(out)
+    trainer.model.base_model.model.generation_config.save_pretrained(out)
+    base = config.model_name_or_path or "base"
+    write_json_atomic(out / ADAPTER_INFO, {"base_model": base, "language": config.language, "task": config.task})
+    write_json_atomic(out / "training_config.json", asdict(config))
+    write_json_atomic(out / "trainer_state.json", asdict(trainer.state))
+    metrics = _metrics(trainer, result, final, metric, seconds)
+    write_json_atomic(out / "metrics.json", metrics)
+    _plot_curves(trainer.state.log_history, metric, out / "training_curves.png")
+    return metrics
+
+
+def _metrics(trainer, result, final: dict, metric: str, seconds: float) -> dict:
+    evals = [entry for entry in trainer.state.log_history if f"eval_{metric}" in entry]
+    best = min(evals, key=lambda entry: entry[f"eval_{metric}"]) if evals else {}
+    return {
+        "metric": metric,
+        "final": {k: final.get(f"eval_{k}") for k in ("cer", "wer", "loss")},
+        "best": {"step": best.get("step"), **{k: best.get(f"eval_{k}") for k in ("cer", "wer")}},
+        "train_loss": result.training_loss,
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_runtime_seconds": result.metrics.get("train_runtime"),
+        "total_seconds": seconds,
+        "global_step": trainer.state.global_step,
+        "world_size": trainer.args.world_size,
+    }
+
+
+def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    losses = [(e["step"], e["loss"]) for e in history if "loss" in e]
+    scores = [(e["step"], e[f"eval_{metric}"]) for e in history if f"eval_{metric}" in e]
+    for axis, points, title in ((loss_axis, losses, "training loss"), (metric_axis, scores, f"validation {metric.upper()}")):
+        if points:
+            axis.plot(*zip(*points), marker="o")
+        axis.set_xlabel("step")
+        axis.set_title(title)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)

@@ -1,0 +1,158 @@
+"""Training on a tiny Whisper: loss falls, outputs, adapter reload, resume after SIGKILL, Ctrl-C, and DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import sine, write_audio
+
+from whisper_lora.ct2 import generation_config, load_ct2_whisper
+from whisper_lora.models import embedded_ct2_dir, load_whisper
+from whisper_lora.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_ct2_dir):
+    """A tiny Whisper with a full generation config (languages, tasks), saved as a transformers folder."""
+    model, processor = load_ct2_whisper(tiny_ct2_dir)
+    embedded = json.loads((embedded_ct2_dir("base") / "config.json").read_text())  # the languages it lacks
+    model.generation_config = generation_config(embedded, processor.tokenizer, model.config)
+    folder = tmp_path / "tiny_model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tones(tmp_path):
+    """Eight short tones, each with its own transcript, as train and validation manifests."""
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(8):
+        path = write_audio(tmp_path / "audio" / f"{i}.wav", sine(0.5 + 0.1 * i, 16000, 200.0 * (i + 1)), 16000)
+        rows.append({"audio_path": str(path), "text": f"tone {i}", "language": "en"})
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    (tmp_path / "dev.json").write_text(json.dumps(rows[:2]))
+    return tmp_path / "train.json", tmp_path / "dev.json"
+
+
+def config(model_dir, tones, out, **overrides):
+    options = dict(
+        train_file=[str(tones[0])], validation_file=[str(tones[1])], model_name_or_path=str(model_dir),
+        output_dir=str(out), num_train_epochs=10, per_device_train_batch_size=4, learning_rate=1e-2,
+        warmup_steps=0, logging_steps=1, save_steps=4, lora_r=8, lora_alpha=16, report_to="tensorboard",
+        dataloader_num_workers=0, target_modules="all",
+    )  # fmt: skip
+    return TrainConfig(**{**options, **overrides})
+
+
+def test_training_lowers_the_loss_and_writes_every_output(tiny_model_dir, tones, tmp_path):
+    out = tmp_path / "out"
+    metrics = train(config(tiny_model_dir, tones, out))
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert losses[-1] < 0.5 * losses[0]
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "processor_config.json",
+                 "training_config.json", "metrics.json", "training_curves.png", "whisper_lora.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert list((out / "runs").rglob("events.out.tfevents.*"))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics)) and saved["global_step"] == 20 and saved["world_size"] == 1
+    assert saved["train_samples_per_second"] > 0 and saved["metric"] == "wer" and saved["final"]["wer"] is not None
+    assert json.loads((out / "training_config.json").read_text())["lora_r"] == 8
+
+
+def test_saved_adapter_reloads_to_the_same_outputs(tiny_model_dir, tones, tmp_path):
+    from peft import PeftModel
+
+    out = tmp_path / "out"
+    train(config(tiny_model_dir, tones, out, num_train_epochs=2, validation_file=None))
+    merged, processor = load_whisper(out)
+    base, _ = load_whisper(tiny_model_dir)
+    unmerged = PeftModel.from_pretrained(base, str(out)).eval()
+    features = torch.randn(2, 80, 3000)
+    prompt = torch.tensor([[50258, 50259, 50359, 50363]] * 2)
+    with torch.no_grad():
+        expected = unmerged(input_features=features, decoder_input_ids=prompt).logits
+        assert torch.allclose(merged(input_features=features, decoder_input_ids=prompt).logits, expected, atol=1e-4)
+    fresh, _ = load_whisper(tiny_model_dir)
+    with torch.no_grad():
+        assert not torch.allclose(fresh(input_features=features, decoder_input_ids=prompt).logits, expected, atol=1e-4)
+
+
+def run_cli(*args, **popen):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "whisper_lora_finetune.py"), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)  # fmt: skip
+
+
+def cli_args(model_dir, tones, out, epochs=20):
+    return ["--train_file", tones[0], "--model_name_or_path", model_dir, "--output_dir", out,
+            "--num_train_epochs", epochs, "--per_device_train_batch_size", 2, "--save_steps", 2,
+            "--logging_steps", 1, "--report_to", "none", "--learning_rate", 1e-3]  # fmt: skip
+
+
+def wait_for(condition, process, seconds=120):
+    deadline = time.time() + seconds
+    while not condition():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(tiny_model_dir, tones, tmp_path):
+    out = tmp_path / "out"
+    process = run_cli(*cli_args(tiny_model_dir, tones, out))
+    wait_for(lambda: (out / "checkpoint-4" / "trainer_state.json").is_file(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    complete = [int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json")]
+    last = max(complete)  # a checkpoint the kill cut short has no trainer_state.json and must be skipped
+    resumed = run_cli(*cli_args(tiny_model_dir, tones, out), "--resume_from_checkpoint", "auto")
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert f"resuming from {out / f'checkpoint-{last}'}" in output
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 80  # 8 rows / 2 per step * 20 epochs
+    first_logged = min(e["step"] for e in json.loads((out / f"checkpoint-80/trainer_state.json").read_text())["log_history"] if "loss" in e)
+    assert first_logged == 1  # the resumed state carries the earlier history, not a fresh start
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tiny_model_dir, tones, tmp_path):
+    out = tmp_path / "out"
+    process = run_cli(*cli_args(tiny_model_dir, tones, out, epochs=200))
+    wait_for(lambda: (out / "checkpoint-2").is_dir(), process)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "Resume with --resume_from_checkpoint auto" in output
+    stopped = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert stopped >= 2 and (out / f"checkpoint-{stopped}" / "adapter_model.safetensors").is_file()
+
+
+def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from whisper_lora import models
+    from whisper_lora.cli import main
+
+    manifest = tmp_path / "bad.json"
+    manifest.write_text(json.dumps([{"audio_path": "missing.wav", "text": "x"}]))
+    monkeypatch.setattr(models, "load_whisper", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["train", "--train_file", str(manifest)]) == 2
+    assert "no usable rows" in capsys.readouterr().err
+
+
+def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+               str(ROOT / "whisper_lora_finetune.py"), *map(str, cli_args(tiny_model_dir, tones, out, epochs=2))]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 4  # 8 rows / (2 per device * 2) * 2 epochs
