@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import threading
 import time
@@ -113,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     train_manifest, test_manifest = build_corpus(Path(args.workdir) / "corpus")
     rows, _ = read_manifest(train_manifest)
-    rows = rows[: args.train_rows]
+    rows = random.Random(0).sample(rows, min(args.train_rows, len(rows)))  # both languages, as in the demo
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         subset = Path(scratch) / "train.json"

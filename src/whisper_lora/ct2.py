@@ -23,6 +23,7 @@ from transformers import (
 from .errors import UserError
 
 SPEC_NAME = "WhisperSpec"
+CONVERTER_VERSION = 2  # bump when the conversion's output changes, so cached conversions are redone
 TIME_PRECISION = 0.02  # seconds per timestamp token
 TIMESTAMP_TOKENS = 1501  # <|0.00|> .. <|30.00|>
 # CTranslate2 dtype codes; bfloat16 has no numpy type and is widened by hand.
@@ -246,6 +247,7 @@ def load_tokenizer(folder: str | Path) -> WhisperTokenizer:
     # Timestamp decoding takes the last registered special token as <|notimestamps|>, so register them all.
     specials = [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
     tokenizer.add_special_tokens({"extra_special_tokens": specials}, replace_extra_special_tokens=True)
+    tokenizer.pad_token = "<|endoftext|>"  # as in the hub's Whisper tokenizers; padding needs one
     if tokenizer.convert_tokens_to_ids("<|0.00|>") == tokenizer.unk_token_id:
         stamps = [f"<|{i * TIME_PRECISION:.2f}|>" for i in range(TIMESTAMP_TOKENS)]
         tokenizer.add_tokens([AddedToken(s, lstrip=False, rstrip=False, normalized=False) for s in stamps])

@@ -193,7 +193,7 @@ def embedded_hf_dir(short_name: str = DEFAULT_MODEL) -> Path:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
-    return _build_once(ct2_dir.parent / "hf", build)
+    return _build_once(ct2_dir.parent / f"hf-v{ct2.CONVERTER_VERSION}", build)
 
 
 def _hub_error(name: str, error: Exception) -> ModelError:

@@ -344,10 +344,19 @@ def train(config: TrainConfig) -> dict:
             f"stopped at step {trainer.state.global_step}; the checkpoint is in {config.output_dir}. "
             "Resume with --resume_from_checkpoint auto"
         )
-    final = trainer.evaluate() if eval_rows else {}
+    final = _final_evaluation(trainer) if eval_rows else {}
     if trainer.is_world_process_zero():
         return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started)
     return {}
+
+
+def _final_evaluation(trainer) -> dict:
+    """Scores at the last step: logged already when the Trainer evaluated there, else measured now."""
+    evals = [e for e in trainer.state.log_history if "eval_cer" in e]
+    if evals and evals[-1].get("step") == trainer.state.global_step:
+        losses = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step]
+        return {**(losses[-1] if losses else {}), **evals[-1]}
+    return trainer.evaluate()
 
 
 def _save_outputs(trainer, processor, config: TrainConfig, result, final: dict, metric: str, seconds: float) -> dict:
