@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from . import __version__
 from .errors import TrainingInterrupted, UserError
@@ -111,7 +112,98 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, TrainConfig)
 
 
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return name
+
+
+def _output_formats(args: argparse.Namespace) -> list[str]:
+    from .writers import FORMATS
+
+    if args.output_format == "all":
+        return list(FORMATS)
+    if args.output_format:
+        return [args.output_format]
+    suffix = Path(args.output_file).suffix.lstrip(".").lower() if args.output_file else ""
+    return [suffix if suffix in FORMATS else "json"]
+
+
+def _write_outputs(args: argparse.Namespace, transcripts: list) -> None:
+    from .files import write_text_atomic
+    from .writers import get_writer
+
+    formats = _output_formats(args)
+    for output_format in formats:
+        target = Path(args.output_file)
+        if len(formats) > 1 or target.suffix.lstrip(".").lower() != output_format:
+            target = target.with_suffix(f".{output_format}")
+        write_text_atomic(target, get_writer(output_format).render(transcripts, args.return_timestamps))
+        print(f"wrote {target}", file=sys.stderr)
+
+
+def _print_transcript(transcript, timestamps: bool) -> None:
+    from .writers import get_writer
+
+    if transcript.error:
+        print(f"{transcript.path}: error: {transcript.error}", file=sys.stderr)
+        return
+    if transcript.language_probability is not None:
+        print(f"{transcript.path}: language {transcript.language} ({transcript.language_probability:.2f})", file=sys.stderr)
+    print(get_writer("txt").render([transcript], timestamps), end="", flush=True)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .batch import read_audio_list, transcribe_many
+    from .models import load_whisper
+    from .transcribe import TranscribeOptions
+
+    if bool(args.audio_path) == bool(args.audio_list):
+        raise UserError("give exactly one of --audio_path or --audio_list")
+    options = TranscribeOptions(language=args.language, task=args.task, return_timestamps=args.return_timestamps,
+                                beam_size=args.beam_size, temperature=tuple(args.temperature),
+                                condition_on_previous_text=args.condition_on_previous_text,
+                                initial_prompt=args.initial_prompt)  # fmt: skip
+    paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
+    model, processor = load_whisper(args.model_path, device=_device(args.device))
+    sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
+    show = None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps))
+    transcripts = transcribe_many(model, processor, paths, options, sidecar, on_result=show)
+    if args.output_file:
+        _write_outputs(args, transcripts)
+        sidecar.unlink(missing_ok=True)
+    failed = [t for t in transcripts if t.error]
+    for transcript in failed:
+        print(f"error: {transcript.path}: {transcript.error}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(transcripts)} files failed; the others were transcribed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_transcribe(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_path", default=None, help="training output_dir, merged folder, CT2 folder, or any model name (default: base)")
+    parser.add_argument("--audio_path", default=None, help="one audio file")
+    parser.add_argument("--audio_list", default=None, help="a text file with one audio path per line ('#' comments allowed)")
+    parser.add_argument("--output_file", default=None, help="where to write results (format from the suffix); default: print")
+    parser.add_argument("--output_format", default=None, choices=["json", "txt", "srt", "vtt", "tsv", "all"])
+    parser.add_argument("--language", default=None, help="language code (zh, en, ...); omitted: detect and report it")
+    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    parser.add_argument("--return_timestamps", action="store_true", help="include segment start and end times")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--beam_size", type=int, default=1, help="beams per decoding step")
+    parser.add_argument("--temperature", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+                        help="fallback temperatures for long audio, tried in order")  # fmt: skip
+    parser.add_argument("--condition_on_previous_text", action=argparse.BooleanOptionalAction, default=True,
+                        help="prompt each 30 s window with the previous one's text")  # fmt: skip
+    parser.add_argument("--initial_prompt", default=None, help="text that steers spelling and vocabulary")
+
+
 COMMANDS = {
+    "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
     "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),
     "models": (_add_models, _models, "list the model names and the cache; convert embedded models ahead of time"),

@@ -174,13 +174,15 @@ def _table(before: dict, after: dict, seconds: float) -> str:
 def _next_steps(output_dir: Path, test_manifest: Path) -> str:
     import json
 
-    first = json.loads(test_manifest.read_text(encoding="utf-8"))[0]
-    clip, language = test_manifest.parent / first["audio_path"], first["language"]
+    rows = json.loads(test_manifest.read_text(encoding="utf-8"))
+    clip, language = test_manifest.parent / rows[0]["audio_path"], rows[0]["language"]
+    listing = output_dir.parent / "test_audio_list.txt"
+    listing.write_text("".join(f"{test_manifest.parent / row['audio_path']}\n" for row in rows), encoding="utf-8")
     return "\n".join([
         "",
-        f"The fine-tuned adapter is in {output_dir}. Check data, or use the model from Python:",
-        f"  whisper_lora_env/bin/whisper-lora check-data {test_manifest}",
-        f"  whisper_lora_env/bin/python -c \"from whisper_lora.models import load_whisper; "
-        f"from whisper_lora.transcribe import transcribe_clip; m, p = load_whisper('{output_dir}'); "
-        f"print(transcribe_clip(m, p, '{test_manifest.parent / 'audio' / 'test_zh_0240.wav'}', language='zh'))\"",
+        f"The fine-tuned adapter is in {output_dir}. Transcribe with it:",
+        f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
+        f"--audio_path {clip} --language {language} --return_timestamps",
+        f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
+        f"--audio_list {listing} --output_file {output_dir.parent / 'results.json'}",
     ])  # fmt: skip

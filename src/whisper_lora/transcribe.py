@@ -1,13 +1,156 @@
-"""Transcribe audio with a transformers Whisper model (clips up to 30 s)."""
+"""Transcribe audio with a transformers Whisper: clips, and long files by sequential 30 s decoding."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import CHUNK_SECONDS, SAMPLE_RATE, decode_audio
+from .audio import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
+from .data import normalize_language
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to decode. Long audio always decodes with timestamps, as OpenAI's sequential algorithm needs them."""
+
+    language: str | None = None  # None: detect it from the first 30 s
+    task: str = "transcribe"  # or translate (to English)
+    return_timestamps: bool = False  # keep segment times in the output
+    beam_size: int = 1
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback ladder for long audio
+    condition_on_previous_text: bool = True  # feed the previous window's text as a prompt
+    initial_prompt: str | None = None  # words or spellings to steer the first window
+    compression_ratio_threshold: float = 1.35  # transformers measures it on token ids, hence not 2.4
+    logprob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+
+    def __post_init__(self):
+        if self.task not in ("transcribe", "translate"):
+            raise UserError(f"--task must be transcribe or translate, not {self.task!r}")
+        if self.language is not None and normalize_language(self.language) is None:
+            raise UserError(f"--language {self.language!r} is not a Whisper language (use a code such as zh or en)")
+        if self.beam_size < 1:
+            raise UserError("--beam_size must be at least 1")
+
+
+@dataclass
+class Segment:
+    """A stretch of speech with its start and end in seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Transcript:
+    """The result for one file; error is set instead of segments when the file could not be transcribed."""
+
+    path: str
+    text: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    language: str | None = None
+    language_probability: float | None = None
+    duration: float = 0.0
+    error: str | None = None
+
+
+def first_step(model, processor, features: torch.Tensor) -> tuple[str | None, float | None, float]:
+    """From one decoder step on the first window: the likeliest language, its probability, and P(no speech)."""
+    config = model.generation_config
+    start = torch.tensor([[config.decoder_start_token_id]], device=model.device)
+    with torch.inference_mode():
+        logits = model(input_features=features[:, :, : CHUNK_SECONDS * 100], decoder_input_ids=start).logits[0, -1]
+    no_speech_id = processor.tokenizer.convert_tokens_to_ids("<|nocaptions|>")
+    no_speech = float(logits.float().softmax(-1)[no_speech_id])
+    if not getattr(config, "lang_to_id", None):
+        return None, None, no_speech
+    ids = torch.tensor(list(config.lang_to_id.values()), device=logits.device)
+    probabilities = logits[ids].float().softmax(-1)
+    best = int(probabilities.argmax())
+    return list(config.lang_to_id)[best].strip("<|>"), float(probabilities[best]), no_speech
+
+
+def _features(processor, samples: np.ndarray, model) -> tuple[torch.Tensor, torch.Tensor | None]:
+    extractor = processor.feature_extractor
+    if len(samples) <= CHUNK_SAMPLES:
+        inputs = extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        return inputs.input_features.to(model.device, model.dtype), None
+    inputs = extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False, padding="longest",
+                       return_attention_mask=True)  # fmt: skip
+    return inputs.input_features.to(model.device, model.dtype), inputs.attention_mask.to(model.device)
+
+
+def _generate_options(model, processor, options: TranscribeOptions, language: str | None, long_form: bool) -> dict:
+    kwargs = {"num_beams": options.beam_size, "return_segments": True}
+    if model.generation_config.is_multilingual:
+        kwargs.update(task=options.task, **({"language": language} if language else {}))
+    if options.initial_prompt:
+        kwargs["prompt_ids"] = processor.get_prompt_ids(options.initial_prompt, return_tensors="pt").to(model.device)
+    if long_form:
+        kwargs.update(
+            return_timestamps=True,
+            temperature=options.temperature,
+            condition_on_prev_tokens=options.condition_on_previous_text,
+            compression_ratio_threshold=options.compression_ratio_threshold,
+            logprob_threshold=options.logprob_threshold,
+            no_speech_threshold=options.no_speech_threshold,
+        )
+    else:
+        kwargs["return_timestamps"] = options.return_timestamps
+    return kwargs
+
+
+def _segments(processor, output, duration: float) -> list[Segment]:
+    segments, previous_end = [], 0.0
+    for piece in output["segments"][0]:
+        text = processor.tokenizer.decode(piece["tokens"], skip_special_tokens=True).strip()
+        if not text:
+            continue
+        start = min(max(float(piece["start"]), previous_end), duration)
+        end = min(max(float(piece["end"]), start), duration)
+        segments.append(Segment(round(start, 2), round(end, 2), text))
+        previous_end = end
+    return segments
+
+
+def transcribe_samples(model, processor, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
+    """Transcribe 16 kHz mono samples of any length."""
+    duration = len(samples) / SAMPLE_RATE
+    if len(samples) == 0:
+        return Transcript(path=path, duration=0.0, language=options.language)
+    features, attention_mask = _features(processor, samples, model)
+    detected, probability, no_speech = first_step(model, processor, features)
+    language = normalize_language(options.language) if options.language else detected
+    probability = None if options.language else probability
+    if attention_mask is None and no_speech > options.no_speech_threshold:
+        return Transcript(path, "", [], language or "en", probability, round(duration, 3))  # silence or noise
+    kwargs = _generate_options(model, processor, options, language, long_form=attention_mask is not None)
+    with torch.inference_mode():
+        output = model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
+    if isinstance(output, dict) and "segments" in output:
+        segments = _segments(processor, output, duration)
+    else:
+        sequences = output["sequences"] if isinstance(output, dict) else output
+        text = processor.batch_decode(sequences, skip_special_tokens=True)[0].strip()
+        segments = [Segment(0.0, round(duration, 2), text)] if text else []
+    text = " ".join(s.text for s in segments) if language not in ("zh", "ja", "yue") else "".join(s.text for s in segments)
+    return Transcript(path, text, segments, language or "en", probability, round(duration, 3))
+
+
+def transcribe_file(model, processor, path: str | Path, options: TranscribeOptions) -> Transcript:
+    """Transcribe a file; decoding problems come back as Transcript.error rather than an exception."""
+    from .audio import AudioError
+
+    try:
+        samples = decode_audio(path)
+    except AudioError as error:
+        return Transcript(path=str(path), error=error.reason)
+    return transcribe_samples(model, processor, samples, options, str(path))
 
 
 def transcribe_clip(
@@ -20,14 +163,7 @@ def transcribe_clip(
 ) -> str:
     """Text of one clip of at most 30 s, a path or 16 kHz mono samples; language None means detect it."""
     samples = decode_audio(audio) if isinstance(audio, (str, Path)) else audio
-    if len(samples) > CHUNK_SECONDS * SAMPLE_RATE:
+    if len(samples) > CHUNK_SAMPLES:
         raise ValueError(f"clip is {len(samples) / SAMPLE_RATE:.1f} s; transcribe_clip takes at most {CHUNK_SECONDS} s")
-    features = processor.feature_extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-    options = dict(task=task, num_beams=num_beams)
-    if model.generation_config.is_multilingual is False:
-        options = dict(num_beams=num_beams)  # English-only models take no language or task token
-    elif language:
-        options["language"] = language
-    with torch.inference_mode():
-        tokens = model.generate(features.to(model.device, model.dtype), **options)
-    return processor.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+    options = TranscribeOptions(language=language, task=task, beam_size=num_beams)
+    return transcribe_samples(model, processor, samples, options).text

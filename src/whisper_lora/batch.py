@@ -1,0 +1,69 @@
+"""Transcribe many files: progress in audio seconds per second, a JSONL sidecar per finished file, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import UserError
+from .transcribe import Segment, Transcript, TranscribeOptions, transcribe_file
+
+
+def read_audio_list(path: str | Path) -> list[str]:
+    """Paths from a list file, one per line; blank lines and '#' comments are skipped, relative paths kept as written."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: audio list not found" if not path.exists() else f"{path}: is not a file")
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    paths = [line for line in lines if line]
+    if not paths:
+        raise UserError(f"{path}: lists no audio files")
+    return paths
+
+
+def _load_done(sidecar: Path) -> dict[str, Transcript]:
+    done = {}
+    if not sidecar.is_file():
+        return done
+    for line in sidecar.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line of a run killed mid-write
+        if record.get("error") is None:
+            record["segments"] = [Segment(**s) for s in record.get("segments", [])]
+            done[record["path"]] = Transcript(**record)
+    return done
+
+
+def _append(sidecar: Path, transcript: Transcript) -> None:
+    with open(sidecar, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(transcript), ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def transcribe_many(model, processor, paths: list[str], options: TranscribeOptions, sidecar: Path | None = None,
+                    on_result=None) -> list[Transcript]:  # fmt: skip
+    """Transcribe paths in order, skipping those already in the sidecar; a bad file becomes an error result."""
+    done = _load_done(sidecar) if sidecar else {}
+    results, audio_seconds, started = [], 0.0, time.perf_counter()
+    with tqdm(paths, unit="file", disable=len(paths) < 2) as progress:
+        for path in progress:
+            if path in done:
+                results.append(done[path])
+                continue
+            transcript = transcribe_file(model, processor, path, options)
+            audio_seconds += transcript.duration
+            progress.set_postfix_str(f"{audio_seconds / (time.perf_counter() - started):.1f} audio s/s")
+            if sidecar:
+                _append(sidecar, transcript)
+            if on_result:
+                on_result(transcript)
+            results.append(transcript)
+    return results

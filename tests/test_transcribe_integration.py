@@ -1,0 +1,130 @@
+"""Transcription with the embedded whisper-base: long audio, silence, the seed's commands, batches and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import espeak, have_espeak, write_audio
+
+from whisper_lora.audio import decode_audio
+from whisper_lora.metrics import normalize_text
+from whisper_lora.models import load_whisper
+from whisper_lora.transcribe import TranscribeOptions, transcribe_samples
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)"),
+]
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_whisper("base")
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speech")
+    return [espeak(text, folder / f"{i}.wav", "en-us", 150) for i, text in enumerate(SENTENCES)]
+
+
+def test_long_audio_keeps_every_sentence_in_order(base, speech):
+    pause = np.zeros(16000, np.float32)
+    audio = np.concatenate([part for wav in speech for part in (decode_audio(wav), pause)])
+    result = transcribe_samples(*base, audio, TranscribeOptions(language="en", return_timestamps=True))
+    duration = len(audio) / 16000
+    assert duration > 50  # two 30 s windows at least
+    times = [t for s in result.segments for t in (s.start, s.end)]
+    assert times == sorted(times) and times[-1] <= duration
+    words = normalize_text(result.text).split()
+    position, missed = 0, []
+    for sentence in SENTENCES:  # each sentence's words appear, in order, after the previous sentence's
+        expected = normalize_text(sentence).split()
+        found = [w for w in expected if w in words[position:]]
+        if len(found) < 0.75 * len(expected):
+            missed.append(sentence)
+            continue
+        position += words[position:].index(found[-1]) + 1
+    assert not missed, (missed, result.text)
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_silence_and_noise_give_no_text(base, kind):
+    rng = np.random.default_rng(0)
+    audio = np.zeros(80000, np.float32) if kind == "silence" else (0.1 * rng.standard_normal(80000)).astype(np.float32)
+    assert transcribe_samples(*base, audio, TranscribeOptions()).text == ""
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "whisper_lora_inference.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_seed_single_file_command(speech):
+    result = run("--model_path", "base", "--audio_path", speech[2], "--language", "en", "--return_timestamps")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[0]
+    assert line.startswith("[0.00 --> ") and "easy to tell" in line.lower()
+
+
+def test_seed_batch_command_resumes_and_reports_bad_files(speech, tmp_path):
+    listing = tmp_path / "audio_list.txt"
+    listing.write_text(f"# the batch\n{speech[1]}\n\n{speech[4]}\n{tmp_path / 'missing.wav'}\n")
+    output = tmp_path / "results.json"
+    sidecar = tmp_path / "results.json.partial.jsonl"
+    earlier = {"path": str(speech[1]), "text": "from an earlier run", "segments": [], "language": "en",
+               "language_probability": None, "duration": 1.0, "error": None}  # fmt: skip
+    sidecar.write_text(json.dumps(earlier) + "\n")
+    result = run("--model_path", "base", "--audio_list", listing, "--output_file", output, "--language", "en")
+    assert result.returncode == 1 and "1 of 3 files failed" in result.stderr
+    records = json.loads(output.read_text())
+    assert [r["text"] for r in records][0] == "from an earlier run"  # done files are not redone
+    assert "served in round bowls" in records[1]["text"].lower()
+    assert records[2]["error"] == "file not found" and not sidecar.exists()
+
+
+def test_srt_output_from_the_suffix(speech, tmp_path):
+    result = run("--audio_path", speech[0], "--output_file", tmp_path / "out.srt", "--language", "en")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.srt").read_text().startswith("1\n00:00:00,000 --> 00:00:0")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--audio_list", "/no/such/list.txt"], "audio list not found"),
+        (["--audio_path", "x.wav", "--language", "xx"], "is not a Whisper language"),
+        ([], "exactly one of --audio_path or --audio_list"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, tmp_path):
+    result = run(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_empty_list(tmp_path):
+    listing = tmp_path / "empty.txt"
+    listing.write_text("# nothing\n\n")
+    result = run("--audio_list", listing)
+    assert result.returncode == 2 and "lists no audio files" in result.stderr
