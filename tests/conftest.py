@@ -15,6 +15,14 @@ from whisper_lora.models import load_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def base():
+    """The embedded whisper-base and its processor, loaded once for the whole run."""
+    from whisper_lora.models import load_whisper
+
+    return load_whisper("base")
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     """The embedded multilingual tokenizer (no weights are read)."""
     return load_tokenizer("base")

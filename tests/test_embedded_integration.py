@@ -26,11 +26,6 @@ CLIPS = [
 
 
 @pytest.fixture(scope="module")
-def base():
-    return load_whisper("base")
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("speech")
     return [(lang, text, espeak(text, folder / f"{i}.wav", voice, speed)) for i, (lang, voice, speed, text) in enumerate(CLIPS)]

@@ -11,7 +11,6 @@ from helpers import espeak, have_espeak, write_audio
 
 from whisper_lora.audio import decode_audio
 from whisper_lora.metrics import normalize_text
-from whisper_lora.models import load_whisper
 from whisper_lora.transcribe import TranscribeOptions, transcribe_samples
 
 pytestmark = [
@@ -36,11 +35,6 @@ SENTENCES = [
     "Kick the ball straight and follow through.",
     "Help the woman get back to her feet.",
 ]
-
-
-@pytest.fixture(scope="module")
-def base():
-    return load_whisper("base")
 
 
 @pytest.fixture(scope="module")
