@@ -202,7 +202,40 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--initial_prompt", default=None, help="text that steers spelling and vocabulary")
 
 
+def _export(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from .demo import SMOKE_SENTENCES, speak
+    from .export import export_model, parity
+
+    paths = export_model(args.model_path, args.output_dir, args.format, args.quantization)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    if "ct2" not in paths or args.no_parity:
+        return 0
+    if shutil.which("espeak-ng") is None:
+        print("parity check skipped: espeak-ng is not installed", file=sys.stderr)
+        return 0
+    with tempfile.TemporaryDirectory() as folder:
+        clips = [(str(speak(text, Path(folder) / f"{lang}.wav", voice)), lang) for lang, voice, text in SMOKE_SENTENCES]
+        share = parity(paths.get("hf", args.model_path), paths["ct2"], clips)
+    print(f"parity: the transformers and CTranslate2 models agree on {share:.0%} of {len(clips)} clips")
+    return 0
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    from .export import FORMATS, QUANTIZATIONS
+
+    parser.add_argument("model_path", help="training output_dir (adapter), or any model name")
+    parser.add_argument("--output_dir", required=True, help="new folder for the exported model(s)")
+    parser.add_argument("--format", default="both", choices=FORMATS, help="hf, ct2, or both (hf/ and ct2/ subfolders)")
+    parser.add_argument("--quantization", default="int8", choices=QUANTIZATIONS, help="CTranslate2 weight type")
+    parser.add_argument("--no_parity", action="store_true", help="skip the transcript comparison of the two models")
+
+
 COMMANDS = {
+    "export": (_add_export, _export, "merge the adapter, save a transformers folder and convert it to CTranslate2"),
     "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
     "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),

@@ -1,0 +1,76 @@
+"""Merge a LoRA adapter into its base model, save a transformers folder, and convert it to CTranslate2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+FORMATS = ("hf", "ct2", "both")
+QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int16", "float16", "bfloat16", "float32")
+
+
+def _save_hf(model, processor, folder: Path) -> None:
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    processor.feature_extractor.save_pretrained(folder)  # preprocessor_config.json, which the converter copies
+
+
+def _convert_ct2(hf_folder: Path, folder: Path, quantization: str) -> None:
+    from ctranslate2.converters import TransformersConverter
+
+    converter = TransformersConverter(str(hf_folder), copy_files=["tokenizer.json", "preprocessor_config.json"])
+    converter.convert(str(folder), quantization=quantization, force=True)
+
+
+def export_model(model_path: str | None, output_dir: str | Path, fmt: str = "both", quantization: str = "int8") -> dict:
+    """Write output_dir/hf and/or output_dir/ct2 (or output_dir itself for one format); returns their paths."""
+    from .models import load_whisper
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if quantization not in QUANTIZATIONS:
+        raise UserError(f"--quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UserError(f"{output_dir}: exists and is not empty; choose another --output_dir or remove it")
+    model, processor = load_whisper(model_path)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        _save_hf(model, processor, staging / "hf")
+        if fmt != "hf":
+            _convert_ct2(staging / "hf", staging / "ct2", quantization)
+        if output_dir.exists():
+            output_dir.rmdir()
+        os.rename(staging if fmt == "both" else staging / fmt, output_dir)  # nothing half-written is ever visible
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if fmt == "both":
+        return {"hf": output_dir / "hf", "ct2": output_dir / "ct2"}
+    return {fmt: output_dir}
+
+
+def parity(hf_folder: Path, ct2_folder: Path, clips: list[tuple[str, str]], log=print) -> float:
+    """Share of clips (path, language) on which the merged model and the CTranslate2 model agree word for word."""
+    from faster_whisper import WhisperModel
+
+    from .metrics import normalize_text
+    from .models import load_whisper
+    from .transcribe import transcribe_clip
+
+    model, processor = load_whisper(hf_folder)
+    faster = WhisperModel(str(ct2_folder), device="cpu", compute_type="int8")
+    agree = 0
+    for path, language in clips:
+        ours = transcribe_clip(model, processor, path, language=language)
+        segments, _ = faster.transcribe(str(path), language=language, beam_size=1, temperature=0.0,
+                                        without_timestamps=True, condition_on_previous_text=False)  # fmt: skip
+        theirs = "".join(segment.text for segment in segments).strip()
+        same = normalize_text(ours, language) == normalize_text(theirs, language)
+        agree += same
+        log(f"  {'same' if same else 'DIFF'}  {Path(path).name}: {ours!r} | {theirs!r}")
+    return agree / len(clips) if clips else 1.0

@@ -1,0 +1,52 @@
+"""Export: a trained adapter merged into a transformers folder and converted to CTranslate2."""
+
+import pytest
+import torch
+from faster_whisper import WhisperModel
+from test_train import config, tiny_model_dir, tones  # noqa: F401  (fixtures)
+
+from whisper_lora.ct2 import load_ct2_whisper
+from whisper_lora.errors import UserError
+from whisper_lora.export import export_model
+from whisper_lora.models import load_whisper
+from whisper_lora.train import train
+
+PROMPT = torch.tensor([[50258, 50259, 50359, 50363]])
+
+
+@pytest.fixture
+def adapter(tiny_model_dir, tones, tmp_path):  # noqa: F811
+    out = tmp_path / "adapter"
+    train(config(tiny_model_dir, tones, out, num_train_epochs=2, validation_file=None))
+    return out
+
+
+def logits(model, features):
+    with torch.no_grad():
+        return model(input_features=features, decoder_input_ids=PROMPT).logits
+
+
+def test_export_both_matches_the_adapter(adapter, tmp_path):
+    paths = export_model(str(adapter), tmp_path / "exported", "both", "float32")
+    features = torch.randn(1, 80, 3000)
+    expected = logits(load_whisper(adapter)[0], features)
+    merged, _ = load_whisper(paths["hf"])
+    converted, _ = load_ct2_whisper(paths["ct2"])
+    assert torch.allclose(logits(merged, features), expected, atol=1e-4)
+    assert torch.allclose(logits(converted, features), expected, atol=1e-4)
+    for name in ("model.bin", "tokenizer.json", "preprocessor_config.json", "config.json"):
+        assert (paths["ct2"] / name).is_file(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exported.")]  # no staging left behind
+
+
+def test_int8_ct2_export_loads_in_faster_whisper(adapter, tmp_path):
+    paths = export_model(str(adapter), tmp_path / "ct2only", "ct2", "int8")
+    assert paths == {"ct2": tmp_path / "ct2only"} and not (tmp_path / "ct2only" / "hf").exists()
+    WhisperModel(str(paths["ct2"]), device="cpu", compute_type="int8")
+
+
+def test_export_refuses_a_non_empty_folder(adapter, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists and is not empty"):
+        export_model(str(adapter), tmp_path / "busy")
