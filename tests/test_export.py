@@ -50,3 +50,12 @@ def test_export_refuses_a_non_empty_folder(adapter, tmp_path):
     (tmp_path / "busy" / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="exists and is not empty"):
         export_model(str(adapter), tmp_path / "busy")
+
+
+def test_ct2_backend_exports_an_adapter_once(adapter, monkeypatch):
+    from whisper_lora import export, fast
+
+    folder = fast.ct2_folder(str(adapter))
+    assert folder == adapter / "ct2" and (folder / "model.bin").is_file()
+    monkeypatch.setattr(export, "export_model", lambda *a, **k: pytest.fail("exported twice"))
+    assert fast.ct2_folder(str(adapter)) == folder

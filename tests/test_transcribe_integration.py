@@ -122,3 +122,19 @@ def test_empty_list(tmp_path):
     listing.write_text("# nothing\n\n")
     result = run("--audio_list", listing)
     assert result.returncode == 2 and "lists no audio files" in result.stderr
+
+
+def test_ct2_backend_word_timestamps_and_vad(speech, tmp_path):
+    output = tmp_path / "words.json"
+    result = run("--audio_path", speech[2], "--backend", "ct2", "--word_timestamps", "--vad_filter",
+                 "--language", "en", "--output_file", output)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    words = [w for segment in json.loads(output.read_text())[0]["segments"] for w in segment["words"]]
+    assert "well" in "".join(w["word"] for w in words).lower()
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and all(w["start"] <= w["end"] for w in words)
+
+
+def test_word_timestamps_need_the_ct2_backend(speech):
+    result = run("--audio_path", speech[2], "--backend", "transformers", "--word_timestamps")
+    assert result.returncode == 2 and "need --backend ct2" in result.stderr

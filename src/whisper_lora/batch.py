@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import UserError
-from .transcribe import Segment, Transcript, TranscribeOptions, transcribe_file
+from .transcribe import Segment, Transcript, Word
 
 
 def read_audio_list(path: str | Path) -> list[str]:
@@ -36,9 +36,14 @@ def _load_done(sidecar: Path) -> dict[str, Transcript]:
         except json.JSONDecodeError:
             continue  # the last line of a run killed mid-write
         if record.get("error") is None:
-            record["segments"] = [Segment(**s) for s in record.get("segments", [])]
+            record["segments"] = [_segment(s) for s in record.get("segments", [])]
             done[record["path"]] = Transcript(**record)
     return done
+
+
+def _segment(record: dict) -> Segment:
+    words = [Word(**w) for w in record.pop("words", None) or []]
+    return Segment(**record, words=words or None)
 
 
 def _append(sidecar: Path, transcript: Transcript) -> None:
@@ -48,9 +53,8 @@ def _append(sidecar: Path, transcript: Transcript) -> None:
         os.fsync(handle.fileno())
 
 
-def transcribe_many(model, processor, paths: list[str], options: TranscribeOptions, sidecar: Path | None = None,
-                    on_result=None) -> list[Transcript]:  # fmt: skip
-    """Transcribe paths in order, skipping those already in the sidecar; a bad file becomes an error result."""
+def transcribe_many(transcribe, paths: list[str], sidecar: Path | None = None, on_result=None) -> list[Transcript]:
+    """Run transcribe(path) -> Transcript over paths in order, skipping those already in the sidecar."""
     done = _load_done(sidecar) if sidecar else {}
     results, audio_seconds, started = [], 0.0, time.perf_counter()
     with tqdm(paths, unit="file", disable=len(paths) < 2) as progress:
@@ -58,7 +62,7 @@ def transcribe_many(model, processor, paths: list[str], options: TranscribeOptio
             if path in done:
                 results.append(done[path])
                 continue
-            transcript = transcribe_file(model, processor, path, options)
+            transcript = transcribe(path)
             audio_seconds += transcript.duration
             progress.set_postfix_str(f"{audio_seconds / (time.perf_counter() - started):.1f} audio s/s")
             if sidecar:

@@ -142,7 +142,8 @@ def _write_outputs(args: argparse.Namespace, transcripts: list) -> None:
         target = Path(args.output_file)
         if len(formats) > 1 or target.suffix.lstrip(".").lower() != output_format:
             target = target.with_suffix(f".{output_format}")
-        write_text_atomic(target, get_writer(output_format).render(transcripts, args.return_timestamps))
+        timestamps = args.return_timestamps or args.word_timestamps
+        write_text_atomic(target, get_writer(output_format).render(transcripts, timestamps))
         print(f"wrote {target}", file=sys.stderr)
 
 
@@ -157,9 +158,30 @@ def _print_transcript(transcript, timestamps: bool) -> None:
     print(get_writer("txt").render([transcript], timestamps), end="", flush=True)
 
 
+def _backend(args: argparse.Namespace, options):
+    """transcribe(path) -> Transcript for the chosen backend; 'auto' takes CTranslate2 unless it is a hub model."""
+    from .models import resolve_model
+
+    backend = args.backend
+    if backend == "auto":
+        backend = "transformers" if resolve_model(args.model_path).kind == "hub" else "ct2"
+    device = _device(args.device)
+    if backend == "ct2":
+        from .fast import load_faster_whisper, transcribe_file_ct2
+
+        model = load_faster_whisper(args.model_path, device, args.compute_type)
+        return lambda path: transcribe_file_ct2(model, path, options)
+    if options.word_timestamps or options.vad_filter:
+        raise UserError("--word_timestamps and --vad_filter need --backend ct2 (or auto)")
+    from .models import load_whisper
+    from .transcribe import transcribe_file
+
+    model, processor = load_whisper(args.model_path, device=device)
+    return lambda path: transcribe_file(model, processor, path, options)
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     from .batch import read_audio_list, transcribe_many
-    from .models import load_whisper
     from .transcribe import TranscribeOptions
 
     if bool(args.audio_path) == bool(args.audio_list):
@@ -167,12 +189,13 @@ def _transcribe(args: argparse.Namespace) -> int:
     options = TranscribeOptions(language=args.language, task=args.task, return_timestamps=args.return_timestamps,
                                 beam_size=args.beam_size, temperature=tuple(args.temperature),
                                 condition_on_previous_text=args.condition_on_previous_text,
-                                initial_prompt=args.initial_prompt)  # fmt: skip
+                                initial_prompt=args.initial_prompt, word_timestamps=args.word_timestamps,
+                                vad_filter=args.vad_filter)  # fmt: skip
     paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
-    model, processor = load_whisper(args.model_path, device=_device(args.device))
+    transcribe = _backend(args, options)
     sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
-    show = None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps))
-    transcripts = transcribe_many(model, processor, paths, options, sidecar, on_result=show)
+    show = None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps or args.word_timestamps))
+    transcripts = transcribe_many(transcribe, paths, sidecar, on_result=show)
     if args.output_file:
         _write_outputs(args, transcripts)
         sidecar.unlink(missing_ok=True)
@@ -200,6 +223,11 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--condition_on_previous_text", action=argparse.BooleanOptionalAction, default=True,
                         help="prompt each 30 s window with the previous one's text")  # fmt: skip
     parser.add_argument("--initial_prompt", default=None, help="text that steers spelling and vocabulary")
+    parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"],
+                        help="ct2: faster-whisper (a trained adapter is exported once, beside it); auto: ct2 unless a hub id")  # fmt: skip
+    parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...); default int8 on CPU")
+    parser.add_argument("--word_timestamps", action="store_true", help="word start and end times (ct2 backend)")
+    parser.add_argument("--vad_filter", action="store_true", help="skip non-speech with Silero VAD (ct2 backend)")
 
 
 def _export(args: argparse.Namespace) -> int:

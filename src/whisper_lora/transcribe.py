@@ -27,6 +27,8 @@ class TranscribeOptions:
     compression_ratio_threshold: float = 1.35  # transformers measures it on token ids, hence not 2.4
     logprob_threshold: float = -1.0
     no_speech_threshold: float = 0.6
+    word_timestamps: bool = False  # CTranslate2 backend only
+    vad_filter: bool = False  # CTranslate2 backend only: skip non-speech with faster-whisper's Silero VAD
 
     def __post_init__(self):
         if self.task not in ("transcribe", "translate"):
@@ -38,12 +40,23 @@ class TranscribeOptions:
 
 
 @dataclass
+class Word:
+    """One word with its start and end in seconds and the model's probability for it."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
 class Segment:
-    """A stretch of speech with its start and end in seconds."""
+    """A stretch of speech with its start and end in seconds, and its words when asked for."""
 
     start: float
     end: float
     text: str
+    words: list[Word] | None = None
 
 
 @dataclass

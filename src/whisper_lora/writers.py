@@ -23,9 +23,12 @@ class JsonWriter:
 
     def render(self, transcripts: list[Transcript], timestamps: bool) -> str:
         records = [asdict(t) for t in transcripts]
-        if not timestamps:
-            for record in records:
+        for record in records:
+            if not timestamps:
                 record.pop("segments")
+            for segment in record.get("segments", []):
+                if segment["words"] is None:
+                    segment.pop("words")
         return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
 
 
