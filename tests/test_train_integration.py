@@ -7,7 +7,10 @@ import torch
 from helpers import have_espeak
 
 from whisper_lora.audio import decode_audio
+from whisper_lora.backends import Transcriber
 from whisper_lora.demo import _scorer, build_corpus
+from whisper_lora.evaluate import load_test_rows, run_model
+from whisper_lora.metrics import normalize_text
 from whisper_lora.models import load_whisper
 from whisper_lora.train import TrainConfig, train
 
@@ -20,7 +23,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mandarin")
-    train_manifest, test_manifest = build_corpus(folder / "corpus", zh=(48, 8), en=(0, 0), seed=3)
+    train_manifest, test_manifest = build_corpus(folder / "corpus", zh=(48, 20), en=(0, 0), seed=3)
     base, processor = load_whisper("base")
     before = _scorer(test_manifest, base, processor).by_language(base)["zh"]["score"]
     del base
@@ -51,3 +54,13 @@ def test_fine_tuned_model_still_predicts_timestamps(tuned):
     stamps = [(t - first_stamp) * 0.02 for t in tokens if t >= first_stamp]
     assert len(stamps) >= 2 and stamps == sorted(stamps)
     assert stamps[0] < stamps[-1] <= len(samples) / 16000 + 0.5
+
+
+def test_round_trip_through_ct2_gives_the_same_words(tuned):
+    test_manifest = tuned[-1]
+    output_dir = str(test_manifest.parents[1] / "model")
+    rows, clips = load_test_rows([str(test_manifest)])
+    by_transformers = run_model(Transcriber(output_dir, backend="transformers"), rows, clips, None).hypotheses
+    by_ct2 = run_model(Transcriber(output_dir, backend="ct2", batch_size=1), rows, clips, None).hypotheses  # int8
+    same = [normalize_text(a) == normalize_text(b) for a, b in zip(by_transformers, by_ct2)]
+    assert sum(same) >= 0.95 * len(rows), list(zip(by_transformers, by_ct2))

@@ -1,6 +1,7 @@
 """Transcription with the embedded whisper-base: long audio, silence, the seed's commands, batches and bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from helpers import espeak, have_espeak, write_audio
 
 from whisper_lora.audio import decode_audio
-from whisper_lora.metrics import normalize_text
+from whisper_lora.metrics import error_rate, normalize_text
 from whisper_lora.transcribe import TranscribeOptions, transcribe_samples
 
 pytestmark = [
@@ -138,3 +139,42 @@ def test_ct2_backend_word_timestamps_and_vad(speech, tmp_path):
 def test_word_timestamps_need_the_ct2_backend(speech):
     result = run("--audio_path", speech[2], "--backend", "transformers", "--word_timestamps")
     assert result.returncode == 2 and "need --backend ct2" in result.stderr
+
+
+def test_packed_batch_is_as_accurate_as_one_at_a_time(speech, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(map(str, speech[1:9])))
+    outputs = {}
+    for batch_size in (1, 8):
+        output = tmp_path / f"batch{batch_size}.json"
+        result = run("--audio_list", listing, "--language", "en", "--batch_size", batch_size, "--return_timestamps",
+                     "--output_file", output)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[batch_size] = json.loads(output.read_text())
+    wer = {n: error_rate(SENTENCES[1:9], [r["text"] for r in records], "wer") for n, records in outputs.items()}
+    assert wer[8] <= wer[1] + 0.03 and wer[8] < 0.2, (wer, [(a["text"], b["text"]) for a, b in zip(*outputs.values())])
+    for record in outputs[8]:  # times are each file's own, not the shared window's
+        times = [t for s in record["segments"] for t in (s["start"], s["end"])]
+        assert times and times == sorted(times) and times[-1] <= record["duration"]
+
+
+def test_evaluate_compares_two_models_and_writes_a_csv(speech, tmp_path):
+    manifest = tmp_path / "test.json"
+    rows = [{"audio_path": str(p), "text": t, "language": "en"} for p, t in zip(speech[:4], SENTENCES)]
+    manifest.write_text(json.dumps(rows + [{"audio_path": "missing.wav", "text": "gone"}]))
+    report = tmp_path / "report.csv"
+    result = subprocess.run([sys.executable, "-m", "whisper_lora.cli", "evaluate", "--model_path", "base",
+                             "--compare_with", "tiny.en", "--test_file", manifest, "--report_csv", report],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"skipped \S+test.json row 5: \S+missing.wav: audio file not found", result.stdout)  # named
+    table = result.stdout.split("\n\n")[-1].splitlines()
+    assert table[0].split()[:3] == ["model", "en", "WER"] and "RTF" in table[0]
+    base_wer = float(table[1].split()[1].rstrip("%"))
+    assert table[1].startswith("base") and table[2].startswith("tiny.en") and base_wer < 20
+    import csv
+
+    with open(report, encoding="utf-8-sig") as handle:
+        records = list(csv.DictReader(handle))
+    assert len(records) == 4 and records[0]["reference"] == SENTENCES[0]
+    assert all("from the store" in records[0][f"hypothesis_{n}"].lower() for n in (1, 2))

@@ -53,21 +53,21 @@ def _append(sidecar: Path, transcript: Transcript) -> None:
         os.fsync(handle.fileno())
 
 
-def transcribe_many(transcribe, paths: list[str], sidecar: Path | None = None, on_result=None) -> list[Transcript]:
-    """Run transcribe(path) -> Transcript over paths in order, skipping those already in the sidecar."""
+def transcribe_many(transcribe, paths: list[str], sidecar: Path | None = None, on_result=None,
+                    batch_size: int = 1) -> list[Transcript]:  # fmt: skip
+    """Run transcribe(list of paths) -> Transcripts over paths, batch_size at a time, skipping those in the sidecar."""
     done = _load_done(sidecar) if sidecar else {}
-    results, audio_seconds, started = [], 0.0, time.perf_counter()
-    with tqdm(paths, unit="file", disable=len(paths) < 2) as progress:
-        for path in progress:
-            if path in done:
-                results.append(done[path])
-                continue
-            transcript = transcribe(path)
-            audio_seconds += transcript.duration
+    pending = [path for path in dict.fromkeys(paths) if path not in done]
+    audio_seconds, started = 0.0, time.perf_counter()
+    with tqdm(total=len(pending), unit="file", disable=len(pending) < 2) as progress:
+        for first in range(0, len(pending), batch_size):
+            for transcript in transcribe(pending[first : first + batch_size]):
+                done[transcript.path] = transcript
+                audio_seconds += transcript.duration
+                if sidecar:
+                    _append(sidecar, transcript)
+                if on_result:
+                    on_result(transcript)
+                progress.update(1)
             progress.set_postfix_str(f"{audio_seconds / (time.perf_counter() - started):.1f} audio s/s")
-            if sidecar:
-                _append(sidecar, transcript)
-            if on_result:
-                on_result(transcript)
-            results.append(transcript)
-    return results
+    return [done[path] for path in paths]

@@ -112,16 +112,6 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, TrainConfig)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return name
-
-
 def _output_formats(args: argparse.Namespace) -> list[str]:
     from .writers import FORMATS
 
@@ -158,29 +148,8 @@ def _print_transcript(transcript, timestamps: bool) -> None:
     print(get_writer("txt").render([transcript], timestamps), end="", flush=True)
 
 
-def _backend(args: argparse.Namespace, options):
-    """transcribe(path) -> Transcript for the chosen backend; 'auto' takes CTranslate2 unless it is a hub model."""
-    from .models import resolve_model
-
-    backend = args.backend
-    if backend == "auto":
-        backend = "transformers" if resolve_model(args.model_path).kind == "hub" else "ct2"
-    device = _device(args.device)
-    if backend == "ct2":
-        from .fast import load_faster_whisper, transcribe_file_ct2
-
-        model = load_faster_whisper(args.model_path, device, args.compute_type)
-        return lambda path: transcribe_file_ct2(model, path, options)
-    if options.word_timestamps or options.vad_filter:
-        raise UserError("--word_timestamps and --vad_filter need --backend ct2 (or auto)")
-    from .models import load_whisper
-    from .transcribe import transcribe_file
-
-    model, processor = load_whisper(args.model_path, device=device)
-    return lambda path: transcribe_file(model, processor, path, options)
-
-
 def _transcribe(args: argparse.Namespace) -> int:
+    from .backends import Transcriber
     from .batch import read_audio_list, transcribe_many
     from .transcribe import TranscribeOptions
 
@@ -192,10 +161,11 @@ def _transcribe(args: argparse.Namespace) -> int:
                                 initial_prompt=args.initial_prompt, word_timestamps=args.word_timestamps,
                                 vad_filter=args.vad_filter)  # fmt: skip
     paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
-    transcribe = _backend(args, options)
+    transcriber = Transcriber(args.model_path, args.backend, args.device, args.compute_type, args.batch_size)
+    transcriber.check(options)
     sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
     show = None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps or args.word_timestamps))
-    transcripts = transcribe_many(transcribe, paths, sidecar, on_result=show)
+    transcripts = transcribe_many(lambda batch: transcriber.files(batch, options), paths, sidecar, on_result=show, batch_size=args.batch_size)
     if args.output_file:
         _write_outputs(args, transcripts)
         sidecar.unlink(missing_ok=True)
@@ -205,6 +175,13 @@ def _transcribe(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(transcripts)} files failed; the others were transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _add_transcribe(parser: argparse.ArgumentParser) -> None:
@@ -218,6 +195,8 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--return_timestamps", action="store_true", help="include segment start and end times")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--beam_size", type=int, default=1, help="beams per decoding step")
+    parser.add_argument("--batch_size", type=_positive_int, default=8,
+                        help="ct2 with --language: short clips (<=14 s) packed per 30 s window, up to this many (default 8); 1: one at a time")  # fmt: skip
     parser.add_argument("--temperature", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
                         help="fallback temperatures for long audio, tried in order")  # fmt: skip
     parser.add_argument("--condition_on_previous_text", action=argparse.BooleanOptionalAction, default=True,
@@ -228,6 +207,42 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...); default int8 on CPU")
     parser.add_argument("--word_timestamps", action="store_true", help="word start and end times (ct2 backend)")
     parser.add_argument("--vad_filter", action="store_true", help="skip non-speech with Silero VAD (ct2 backend)")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .backends import Transcriber
+    from .evaluate import format_summary, format_utterances, load_test_rows, run_model, utterance_table, write_csv
+    from .transcribe import TranscribeOptions
+
+    TranscribeOptions(language=args.language, task=args.task)  # refuses a bad language before any decoding
+    rows, clips = load_test_rows(args.test_file, strict=args.strict)
+    runs = []
+    for model_path in [args.model_path] + ([args.compare_with] if args.compare_with else []):
+        transcriber = Transcriber(model_path, args.backend, args.device, args.compute_type, args.batch_size)
+        print(f"transcribing {len(clips)} rows with {model_path or 'base'} ({transcriber.backend})", file=sys.stderr)
+        runs.append(run_model(transcriber, rows, clips, args.language, args.task, args.metric))
+        del transcriber
+    records = utterance_table(rows, runs, args.language, args.metric)
+    print(format_utterances(records, runs))
+    print()
+    print(format_summary(runs, args.metric))
+    print(f"per-utterance report: {write_csv(args.report_csv, records)}")
+    return 0
+
+
+def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_path", default=None, help="the model to score, as for transcribe (default: base)")
+    parser.add_argument("--compare_with", default=None, help="a second model scored on the same rows, such as base")
+    parser.add_argument("--test_file", nargs="+", required=True, help="JSON or JSONL manifests with reference text")
+    parser.add_argument("--language", default=None, help="decode every row in this language (default: each row's own, else detect)")
+    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    parser.add_argument("--metric", default=None, choices=["cer", "wer"], help="default: cer for zh/ja/ko/yue, wer otherwise")
+    parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"])
+    parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--batch_size", type=_positive_int, default=8, help="as for transcribe")
+    parser.add_argument("--report_csv", default="evaluation.csv", help="where the per-utterance CSV goes")
+    parser.add_argument("--strict", action="store_true", help="refuse test files with bad rows instead of skipping them")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -265,6 +280,7 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "export": (_add_export, _export, "merge the adapter, save a transformers folder and convert it to CTranslate2"),
     "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
+    "evaluate": (_add_evaluate, _evaluate, "WER/CER of a model, or two side by side, on a test manifest, with a CSV report"),
     "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),
     "models": (_add_models, _models, "list the model names and the cache; convert embedded models ahead of time"),

@@ -243,10 +243,12 @@ class DataError(UserError):
     """Training data with no usable row, or with bad rows under --strict."""
 
 
-def usable_rows(paths, tokenizer=None, strict: bool = False, log=print, **check) -> list[Row]:
-    """The rows training may use: bad ones skipped with a one-line summary, or refused when strict."""
+def usable_rows(paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check) -> list[Row]:
+    """The rows training may use: bad ones skipped with a one-line summary (and each named), or refused when strict."""
     report = check_manifests(paths, tokenizer, **check)
     log(report.summary())
+    for problem in report.problems if list_problems and not strict else []:
+        log(f"  skipped {problem}")
     if report.problems and strict:
         listed = "\n".join(f"  {problem}" for problem in report.problems[:20])
         more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
+from .audio import CHUNK_SAMPLES, SAMPLE_RATE
 from .errors import UserError
 from .transcribe import Segment, Transcript, TranscribeOptions, Word
 
@@ -48,16 +52,41 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
     return WhisperModel(str(folder), device=device, compute_type=compute_type)
 
 
-def transcribe_file_ct2(model, path: str | Path, options: TranscribeOptions) -> Transcript:
-    """Transcribe one file with faster-whisper; decoding problems come back as Transcript.error."""
-    from .audio import AudioError, decode_audio
+def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
+    """Transcribe 16 kHz mono samples of any length with faster-whisper."""
+    segments, info = model.transcribe(samples, **_decode_options(options, keep_timestamps=len(samples) > CHUNK_SAMPLES))
+    ours = [_segment(s) for s in segments if s.text.strip()]
+    probability = None if options.language else round(float(info.language_probability), 4)
+    return _transcript(path, ours, info.language, probability, len(samples))
 
-    try:
-        samples = decode_audio(path)
-    except AudioError as error:
-        return Transcript(path=str(path), error=error.reason)
-    segments, info = model.transcribe(
-        samples,
+
+def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_size: int) -> list[Transcript]:
+    """Transcribe Clips, packing up to batch_size short ones into each 30 s window when the language is known."""
+    from .packing import plan_windows, split_segments
+
+    results: dict[int, Transcript] = {}
+    alone = list(range(len(clips)))
+    if options.language and batch_size > 1 and len(clips) > 1:
+        windows, alone = plan_windows([c.samples for c in clips], batch_size)
+        for window in windows:
+            owned, retry = split_segments(window, _window_segments(model, window.audio, options))
+            for k, segments in owned.items():
+                results[k] = _transcript(clips[k].name, segments, options.language, None, len(clips[k].samples))
+            alone += sorted(retry)
+    for k in alone:
+        results[k] = transcribe_samples_ct2(model, clips[k].samples, options, clips[k].name)
+    return [results[k] for k in range(len(clips))]
+
+
+def _window_segments(model, audio: np.ndarray, options: TranscribeOptions) -> list[Segment]:
+    # Each clip is its own utterance: no conditioning across clips, and timestamps to tell them apart.
+    packed = dataclasses.replace(options, condition_on_previous_text=False)
+    segments, _ = model.transcribe(audio, **_decode_options(packed, keep_timestamps=True))
+    return [_segment(s) for s in segments if s.text.strip()]
+
+
+def _decode_options(options: TranscribeOptions, keep_timestamps: bool) -> dict:
+    return dict(
         language=options.language,
         task=options.task,
         beam_size=options.beam_size,
@@ -68,13 +97,14 @@ def transcribe_file_ct2(model, path: str | Path, options: TranscribeOptions) -> 
         no_speech_threshold=options.no_speech_threshold,
         word_timestamps=options.word_timestamps,
         vad_filter=options.vad_filter,
-        without_timestamps=not (options.return_timestamps or options.word_timestamps) and len(samples) <= 480000,
+        without_timestamps=not (keep_timestamps or options.return_timestamps or options.word_timestamps),
     )
-    ours = [_segment(s) for s in segments if s.text.strip()]
-    joiner = "" if info.language in ("zh", "ja", "yue") else " "
-    probability = None if options.language else round(float(info.language_probability), 4)
-    return Transcript(str(path), joiner.join(s.text for s in ours), ours, info.language, probability,
-                      round(len(samples) / 16000, 3))  # fmt: skip
+
+
+def _transcript(path, segments: list[Segment], language, probability, samples: int) -> Transcript:
+    joiner = "" if language in ("zh", "ja", "yue") else " "
+    text = joiner.join(s.text for s in segments)
+    return Transcript(str(path), text, segments, language, probability, round(samples / SAMPLE_RATE, 3))
 
 
 def _segment(segment) -> Segment:

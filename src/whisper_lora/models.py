@@ -243,6 +243,7 @@ def _load_adapter(folder: Path, cache_dir, device, dtype):
     model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     if (folder / "tokenizer_config.json").is_file():
         processor = WhisperProcessor.from_pretrained(str(folder))
+        processor.tokenizer.pad_token = processor.tokenizer.pad_token or "<|endoftext|>"  # early adapters lacked one; batching needs it
     if (folder / "generation_config.json").is_file():
         model.generation_config = type(model.generation_config).from_pretrained(str(folder))
     return model.to(device).eval(), processor

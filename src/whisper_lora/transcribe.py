@@ -155,17 +155,6 @@ def transcribe_samples(model, processor, samples: np.ndarray, options: Transcrib
     return Transcript(path, text, segments, language or "en", probability, round(duration, 3))
 
 
-def transcribe_file(model, processor, path: str | Path, options: TranscribeOptions) -> Transcript:
-    """Transcribe a file; decoding problems come back as Transcript.error rather than an exception."""
-    from .audio import AudioError
-
-    try:
-        samples = decode_audio(path)
-    except AudioError as error:
-        return Transcript(path=str(path), error=error.reason)
-    return transcribe_samples(model, processor, samples, options, str(path))
-
-
 def transcribe_clip(
     model,
     processor,

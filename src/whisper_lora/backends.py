@@ -1,0 +1,84 @@
+"""One interface over the two inference backends: CTranslate2 (faster-whisper) and transformers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+from .transcribe import Transcript, TranscribeOptions
+
+
+def pick_device(name: str) -> str:
+    """'cuda' or 'cpu' for --device auto|cuda|cpu, refusing cuda when there is none."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return name
+
+
+def pick_backend(model_path: str | None, backend: str) -> str:
+    """'ct2' or 'transformers'; auto takes CTranslate2 for everything but hub ids."""
+    from .models import resolve_model
+
+    if backend == "auto":
+        return "transformers" if resolve_model(model_path).kind == "hub" else "ct2"
+    return backend
+
+
+@dataclass
+class Clip:
+    """Audio to transcribe: a name for the results and 16 kHz mono samples."""
+
+    name: str
+    samples: np.ndarray
+
+
+class Transcriber:
+    """A loaded model that transcribes clips or files, batch_size at a time, with per-call options."""
+
+    def __init__(self, model_path: str | None, backend: str = "auto", device: str = "auto",
+                 compute_type: str | None = None, batch_size: int = 8):  # fmt: skip
+        self.model_path, self.batch_size = model_path, batch_size
+        self.backend, self.device = pick_backend(model_path, backend), pick_device(device)
+        if self.backend == "ct2":
+            from .fast import load_faster_whisper
+
+            self.model = load_faster_whisper(model_path, self.device, compute_type)
+        else:
+            from .models import load_whisper
+
+            self.model, self.processor = load_whisper(model_path, device=self.device)
+
+    def check(self, options: TranscribeOptions) -> None:
+        """Refuse options this backend cannot honour, before any work is done."""
+        if self.backend == "transformers" and (options.word_timestamps or options.vad_filter):
+            raise UserError("--word_timestamps and --vad_filter need --backend ct2 (or auto)")
+
+    def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
+        """Transcripts of decoded clips, in order."""
+        self.check(options)
+        if self.backend == "ct2":
+            from .fast import transcribe_clips_ct2
+
+            return transcribe_clips_ct2(self.model, clips, options, self.batch_size)
+        from .transcribe import transcribe_samples
+
+        return [transcribe_samples(self.model, self.processor, c.samples, options, c.name) for c in clips]
+
+    def files(self, paths: list[str], options: TranscribeOptions) -> list[Transcript]:
+        """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error."""
+        from .audio import AudioError, decode_audio
+
+        clips, failed = [], {}
+        for path in paths:
+            try:
+                clips.append(Clip(str(path), decode_audio(path)))
+            except AudioError as error:
+                failed[str(path)] = Transcript(path=str(path), error=error.reason)
+        done = {t.path: t for t in self.clips(clips, options)} | failed
+        return [done[str(path)] for path in paths]

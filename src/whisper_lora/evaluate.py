@@ -1,0 +1,130 @@
+"""Score models on a test manifest: WER/CER with training's normalisation, per-utterance rows, CSV, real-time factor."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio import SAMPLE_RATE, decode_audio
+from .backends import Clip, Transcriber
+from .data import Row, usable_rows
+from .files import write_text_atomic
+from .metrics import default_metric, error_rate
+from .transcribe import TranscribeOptions
+
+
+@dataclass
+class ModelRun:
+    """One model's hypotheses for every row, its error rate per language, and its timing."""
+
+    model: str
+    hypotheses: list[str]
+    errors: dict[str, float] = field(default_factory=dict)  # language (or "all") -> WER or CER
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        """Wall seconds per audio second: below 1 is faster than real time."""
+        return self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+def load_test_rows(paths: list[str], strict: bool = False, log=print) -> tuple[list[Row], list[Clip]]:
+    """The usable rows of the test manifests (each bad one named and skipped), with their decoded audio."""
+    rows = usable_rows(paths, strict=strict, max_seconds=float("inf"), log=log, list_problems=True)
+    return rows, [Clip(row.audio_path, decode_audio(row.audio_path, row.start, row.end)) for row in rows]
+
+
+def row_language(row: Row, language: str | None) -> str | None:
+    """The language a row is decoded and scored in: --language, else the row's own, else None (detect)."""
+    return language or row.language
+
+
+def metric_for(language: str | None, metric: str | None) -> str:
+    """--metric when given, else CER for languages written without spaces and WER for the rest."""
+    return metric or default_metric(language)
+
+
+def run_model(transcriber: Transcriber, rows: list[Row], clips: list[Clip], language: str | None,
+              task: str = "transcribe", metric: str | None = None) -> ModelRun:  # fmt: skip
+    """Transcribe every clip, grouped by language so each group shares decoding options, and score it."""
+    hypotheses = [""] * len(rows)
+    groups: dict[str | None, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(row_language(row, language), []).append(index)
+    started = time.perf_counter()
+    for group_language, indices in groups.items():
+        options = TranscribeOptions(language=group_language, task=task)
+        for index, transcript in zip(indices, transcriber.clips([clips[i] for i in indices], options)):
+            hypotheses[index] = transcript.text
+    run = ModelRun(str(transcriber.model_path or "base"), hypotheses, wall_seconds=time.perf_counter() - started)
+    run.audio_seconds = sum(len(c.samples) for c in clips) / SAMPLE_RATE
+    run.errors = score(rows, hypotheses, language, metric)
+    return run
+
+
+def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: str | None) -> dict[str, float]:
+    """Error rate per language present, each with its metric, and over all rows when there are several."""
+    by_language: dict[str | None, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_language.setdefault(row_language(row, language), []).append(index)
+    errors = {}
+    for lang, indices in by_language.items():
+        errors[lang or "?"] = error_rate([rows[i].text for i in indices], [hypotheses[i] for i in indices],
+                                         metric_for(lang, metric), lang)  # fmt: skip
+    if len(by_language) > 1:
+        errors["all"] = error_rate([r.text for r in rows], hypotheses, metric or "cer")
+    return errors
+
+
+def error_label(key: str, metric: str | None) -> str:
+    """A column title such as 'zh CER' or 'all CER'."""
+    return f"{key} {(metric or ('cer' if key == 'all' else default_metric(key))).upper()}"
+
+
+def format_summary(runs: list[ModelRun], metric: str | None) -> str:
+    """A table with one line per model: its error rates, the real-time factor and the audio it covered."""
+    keys = list(runs[0].errors)
+    width = max(len(r.model) for r in runs)
+    head = f"{'model':<{width}}  " + "  ".join(f"{error_label(k, metric):>8}" for k in keys) + "       RTF  audio s"
+    lines = [head]
+    for run in runs:
+        rates = "  ".join(f"{100 * run.errors[k]:>7.1f}%" for k in keys)
+        lines.append(f"{run.model:<{width}}  {rates}  {run.real_time_factor:>8.3f}  {run.audio_seconds:>7.1f}")
+    return "\n".join(lines)
+
+
+def utterance_table(rows: list[Row], runs: list[ModelRun], language: str | None, metric: str | None) -> list[dict]:
+    """One record per row: where it came from, the reference, and each model's hypothesis and error rate."""
+    records = []
+    for index, row in enumerate(rows):
+        lang = row_language(row, language)
+        record = {"row": row.where(), "audio_path": row.audio_path, "language": lang or "", "reference": row.text}
+        for number, run in enumerate(runs, 1):
+            hypothesis = run.hypotheses[index]
+            record[f"hypothesis_{number}"] = hypothesis
+            record[f"error_{number}"] = round(error_rate([row.text], [hypothesis], metric_for(lang, metric), lang), 4)
+        records.append(record)
+    return records
+
+
+def format_utterances(records: list[dict], runs: list[ModelRun]) -> str:
+    """The per-utterance rows as text: reference, then each model's hypothesis with its error rate."""
+    lines = []
+    for record in records:
+        lines.append(f"{record['row']}  ref: {record['reference']}")
+        for number in range(1, len(runs) + 1):
+            lines.append(f"    [{number}] {100 * record[f'error_{number}']:5.1f}%  {record[f'hypothesis_{number}']}")
+    return "\n".join(lines)
+
+
+def write_csv(path: str | Path, records: list[dict]) -> Path:
+    """The per-utterance records as a UTF-8 CSV (with BOM, so spreadsheet programs read Chinese), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
+    writer.writeheader()
+    writer.writerows(records)
+    return write_text_atomic(path, "\ufeff" + buffer.getvalue())
