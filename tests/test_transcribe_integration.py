@@ -178,3 +178,17 @@ def test_evaluate_compares_two_models_and_writes_a_csv(speech, tmp_path):
         records = list(csv.DictReader(handle))
     assert len(records) == 4 and records[0]["reference"] == SENTENCES[0]
     assert all("from the store" in records[0][f"hypothesis_{n}"].lower() for n in (1, 2))
+
+
+def test_transformers_batches_give_the_same_text_as_one_at_a_time(base, speech):
+    from whisper_lora.backends import Clip
+
+    clips = [Clip(str(p), decode_audio(p)) for p in speech[:4]] + [Clip("silence", np.zeros(32000, np.float32))]
+    options = TranscribeOptions(return_timestamps=True)  # and languages detected per clip
+    one_by_one = [transcribe_samples(*base, c.samples, options, c.name) for c in clips]
+    from whisper_lora.transcribe import transcribe_batch
+
+    together = transcribe_batch(*base, [c.samples for c in clips], options, [c.name for c in clips])
+    assert [t.text for t in together] == [t.text for t in one_by_one]
+    assert together[-1].text == "" and together[0].language == "en" and together[0].language_probability > 0.5
+    assert all(s.end <= t.duration for t in together for s in t.segments)

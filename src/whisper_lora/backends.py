@@ -66,9 +66,21 @@ class Transcriber:
             from .fast import transcribe_clips_ct2
 
             return transcribe_clips_ct2(self.model, clips, options, self.batch_size)
-        from .transcribe import transcribe_samples
+        return self._transformers(clips, options)
 
-        return [transcribe_samples(self.model, self.processor, c.samples, options, c.name) for c in clips]
+    def _transformers(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
+        from .audio import CHUNK_SAMPLES
+        from .transcribe import transcribe_batch, transcribe_samples
+
+        short = [k for k, c in enumerate(clips) if len(c.samples) <= CHUNK_SAMPLES]
+        results = {k: transcribe_samples(self.model, self.processor, c.samples, options, c.name)
+                   for k, c in enumerate(clips) if len(c.samples) > CHUNK_SAMPLES}  # fmt: skip
+        for first in range(0, len(short), self.batch_size):
+            batch = short[first : first + self.batch_size]
+            found = transcribe_batch(self.model, self.processor, [clips[k].samples for k in batch], options,
+                                     [clips[k].name for k in batch])  # fmt: skip
+            results.update(zip(batch, found))
+        return [results[k] for k in range(len(clips))]
 
     def files(self, paths: list[str], options: TranscribeOptions) -> list[Transcript]:
         """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error."""

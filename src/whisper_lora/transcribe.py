@@ -72,20 +72,21 @@ class Transcript:
     error: str | None = None
 
 
-def first_step(model, processor, features: torch.Tensor) -> tuple[str | None, float | None, float]:
-    """From one decoder step on the first window: the likeliest language, its probability, and P(no speech)."""
+def first_steps(model, processor, features: torch.Tensor) -> list[tuple[str | None, float | None, float]]:
+    """From one decoder step on each clip's first window: its likeliest language, that one's probability, P(no speech)."""
     config = model.generation_config
-    start = torch.tensor([[config.decoder_start_token_id]], device=model.device)
+    start = torch.full((len(features), 1), config.decoder_start_token_id, device=model.device)
     with torch.inference_mode():
-        logits = model(input_features=features[:, :, : CHUNK_SECONDS * 100], decoder_input_ids=start).logits[0, -1]
+        logits = model(input_features=features[:, :, : CHUNK_SECONDS * 100], decoder_input_ids=start).logits[:, -1]
     no_speech_id = processor.tokenizer.convert_tokens_to_ids("<|nocaptions|>")
-    no_speech = float(logits.float().softmax(-1)[no_speech_id])
+    no_speech = logits.float().softmax(-1)[:, no_speech_id].tolist()
     if not getattr(config, "lang_to_id", None):
-        return None, None, no_speech
+        return [(None, None, p) for p in no_speech]
     ids = torch.tensor(list(config.lang_to_id.values()), device=logits.device)
-    probabilities = logits[ids].float().softmax(-1)
-    best = int(probabilities.argmax())
-    return list(config.lang_to_id)[best].strip("<|>"), float(probabilities[best]), no_speech
+    probabilities = logits[:, ids].float().softmax(-1)
+    names = [name.strip("<|>") for name in config.lang_to_id]
+    best = probabilities.argmax(-1).tolist()
+    return [(names[b], float(probabilities[i, b]), no_speech[i]) for i, b in enumerate(best)]
 
 
 def _features(processor, samples: np.ndarray, model) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -118,9 +119,9 @@ def _generate_options(model, processor, options: TranscribeOptions, language: st
     return kwargs
 
 
-def _segments(processor, output, duration: float) -> list[Segment]:
+def _segments(processor, output, duration: float, index: int = 0) -> list[Segment]:
     segments, previous_end = [], 0.0
-    for piece in output["segments"][0]:
+    for piece in output["segments"][index]:
         text = processor.tokenizer.decode(piece["tokens"], skip_special_tokens=True).strip()
         if not text:
             continue
@@ -134,25 +135,56 @@ def _segments(processor, output, duration: float) -> list[Segment]:
 def transcribe_samples(model, processor, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
     """Transcribe 16 kHz mono samples of any length."""
     duration = len(samples) / SAMPLE_RATE
-    if len(samples) == 0:
-        return Transcript(path=path, duration=0.0, language=options.language)
+    if len(samples) <= CHUNK_SAMPLES:
+        return transcribe_batch(model, processor, [samples], options, [path])[0]
     features, attention_mask = _features(processor, samples, model)
-    detected, probability, no_speech = first_step(model, processor, features)
+    detected, probability, _ = first_steps(model, processor, features)[0]
     language = normalize_language(options.language) if options.language else detected
-    probability = None if options.language else probability
-    if attention_mask is None and no_speech > options.no_speech_threshold:
-        return Transcript(path, "", [], language or "en", probability, round(duration, 3))  # silence or noise
-    kwargs = _generate_options(model, processor, options, language, long_form=attention_mask is not None)
+    kwargs = _generate_options(model, processor, options, language, long_form=True)
     with torch.inference_mode():
         output = model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
+    segments = _segments(processor, output, duration)
+    probability = None if options.language else probability
+    return Transcript(path, _join(segments, language), segments, language or "en", probability, round(duration, 3))
+
+
+def transcribe_batch(model, processor, clips: list[np.ndarray], options: TranscribeOptions, names: list[str]) -> list[Transcript]:
+    """Clips of at most 30 s decoded together: one batched first step, then one generate call per language."""
+    results = {i: Transcript(names[i], language=options.language) for i, clip in enumerate(clips) if len(clip) == 0}
+    live = [i for i in range(len(clips)) if i not in results]
+    if not live:
+        return [results[i] for i in range(len(clips))]
+    inputs = processor.feature_extractor([clips[i] for i in live], sampling_rate=SAMPLE_RATE, return_tensors="pt")
+    features = inputs.input_features.to(model.device, model.dtype)
+    groups: dict[str | None, list[int]] = {}
+    for row, (detected, probability, no_speech) in enumerate(first_steps(model, processor, features)):
+        i = live[row]
+        language = normalize_language(options.language) if options.language else detected
+        probability = None if options.language else probability
+        results[i] = Transcript(names[i], "", [], language or "en", probability, round(len(clips[i]) / SAMPLE_RATE, 3))
+        if no_speech <= options.no_speech_threshold:  # above it: silence or noise, left empty
+            groups.setdefault(language, []).append(row)
+    for language, rows in groups.items():
+        kwargs = _generate_options(model, processor, options, language, long_form=False)
+        with torch.inference_mode():
+            output = model.generate(input_features=features[rows], **kwargs)
+        for k, row in enumerate(rows):
+            result = results[live[row]]
+            result.segments = _short_segments(processor, output, k, result.duration)
+            result.text = _join(result.segments, language)
+    return [results[i] for i in range(len(clips))]
+
+
+def _short_segments(processor, output, index: int, duration: float) -> list[Segment]:
     if isinstance(output, dict) and "segments" in output:
-        segments = _segments(processor, output, duration)
-    else:
-        sequences = output["sequences"] if isinstance(output, dict) else output
-        text = processor.batch_decode(sequences, skip_special_tokens=True)[0].strip()
-        segments = [Segment(0.0, round(duration, 2), text)] if text else []
-    text = " ".join(s.text for s in segments) if language not in ("zh", "ja", "yue") else "".join(s.text for s in segments)
-    return Transcript(path, text, segments, language or "en", probability, round(duration, 3))
+        return _segments(processor, output, duration, index)
+    sequences = output["sequences"] if isinstance(output, dict) else output
+    text = processor.tokenizer.decode(sequences[index], skip_special_tokens=True).strip()
+    return [Segment(0.0, round(duration, 2), text)] if text else []
+
+
+def _join(segments: list[Segment], language: str | None) -> str:
+    return ("" if language in ("zh", "ja", "yue") else " ").join(s.text for s in segments)
 
 
 def transcribe_clip(
