@@ -2,23 +2,24 @@
 # Set up whisper_lora_env: system tools (espeak-ng, sox, ffmpeg) where we may install them, then the
 # Python packages from requirements.txt and whisper-lora itself. Safe to run again.
 #   ./setup_environment.sh          what the toolkit needs
-#   ./setup_environment.sh --dev    also the test tools
+#   ./setup_environment.sh --dev    also the test tools (and Debian's chromium, for the web page test)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 VENV=whisper_lora_env
 EXTRAS=""
-[ "${1:-}" = "--dev" ] && EXTRAS="[dev]"
+TOOLS=(espeak-ng sox ffmpeg)
+[ "${1:-}" = "--dev" ] && EXTRAS="[dev]" && TOOLS+=(chromium)
 
 missing=()
-for tool in espeak-ng sox ffmpeg; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "note: ${missing[*]} not found; the demo and the speech tests need espeak-ng (apt-get install ${missing[*]})" >&2
+        echo "note: ${missing[*]} not found; the demo and the speech tests need espeak-ng, the web page test chromium (apt-get install ${missing[*]})" >&2
     fi
 fi
 

@@ -196,7 +196,8 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--beam_size", type=int, default=1, help="beams per decoding step")
     parser.add_argument("--batch_size", type=_positive_int, default=8,
-                        help="ct2 with --language: short clips (<=14 s) packed per 30 s window, up to this many (default 8); 1: one at a time")  # fmt: skip
+                        help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
+                             "clips of <=30 s per generate call (default 8); 1: one at a time")  # fmt: skip
     parser.add_argument("--temperature", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
                         help="fallback temperatures for long audio, tried in order")  # fmt: skip
     parser.add_argument("--condition_on_previous_text", action=argparse.BooleanOptionalAction, default=True,
@@ -245,6 +246,31 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="refuse test files with bad rows instead of skipping them")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import ServeSettings, serve
+    except ImportError as error:
+        raise UserError(f"whisper-lora serve needs the server extra ({error.name} is missing): "
+                        "pip install 'whisper-lora[server]'") from None  # fmt: skip
+    settings = ServeSettings(args.model_path, args.backend, args.device, args.compute_type, args.max_upload_mb,
+                             args.api_key, args.workers, args.max_queue)  # fmt: skip
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_path", default=None, help="the model to serve, as for transcribe (default: base)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default: 25)")
+    parser.add_argument("--api_key", default=None, help="require 'Authorization: Bearer KEY' (or set WHISPER_LORA_API_KEY)")
+    parser.add_argument("--workers", type=_positive_int, default=1, help="transcriptions at once (default: 1)")
+    parser.add_argument("--max_queue", type=int, default=8, help="requests waiting beyond the workers before 503 (default: 8)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"])
+    parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+
+
 def _export(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
@@ -280,6 +306,7 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "export": (_add_export, _export, "merge the adapter, save a transformers folder and convert it to CTranslate2"),
     "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
+    "serve": (_add_serve, _serve, "an OpenAI-compatible transcription API and a web page (needs whisper-lora[server])"),
     "evaluate": (_add_evaluate, _evaluate, "WER/CER of a model, or two side by side, on a test manifest, with a CSV report"),
     "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),

@@ -1,0 +1,184 @@
+"""The server's API contract and limits, with a stand-in model so each request takes milliseconds."""
+
+import threading
+
+import pytest
+from helpers import sine, write_audio
+
+pytest.importorskip("fastapi", reason="the server extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from whisper_lora.errors import UserError  # noqa: E402
+from whisper_lora.serve import ServeSettings, create_app  # noqa: E402
+from whisper_lora.transcribe import Segment, Transcript, Word  # noqa: E402
+
+
+class StandIn:
+    """A Transcriber look-alike: it answers with fixed segments and records the options it was given."""
+
+    backend = "ct2"
+
+    def __init__(self, release: threading.Event | None = None):
+        self.release, self.calls, self.started = release, [], threading.Event()
+
+    def check(self, options):
+        if options.word_timestamps and self.backend != "ct2":
+            raise UserError("--word_timestamps and --vad_filter need --backend ct2 (or auto)")
+
+    def clips(self, clips, options):
+        self.calls.append(options)
+        self.started.set()
+        if self.release:
+            self.release.wait(10)
+        words = [Word(0.1, 0.4, " hello", 0.9), Word(0.5, 0.9, " world", 0.8)]
+        segment = Segment(0.0, 1.0, "hello world", words if options.word_timestamps else None)
+        return [Transcript(c.name, "hello world", [segment], options.language or "en", 0.9, 1.0) for c in clips]
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    return write_audio(tmp_path_factory.mktemp("audio") / "tone.wav", sine(1.0, 16000), 16000).read_bytes()
+
+
+def client_for(stand_in=None, **settings):
+    return TestClient(create_app(ServeSettings(**settings), stand_in or StandIn()))
+
+
+def post(client, data=None, file=("clip.wav", b"", "audio/wav"), path="transcriptions", **kwargs):
+    files = {"file": file} if file else {"model": (None, "whisper-1")}  # still multipart, without the file
+    return client.post(f"/v1/audio/{path}", files=files, data=data or {}, **kwargs)
+
+
+def test_health_models_and_page():
+    with client_for(model_path="demo_output/model") as client:
+        assert client.get("/health").json()["status"] == "ready"
+        assert client.get("/v1/models").json()["data"][0]["id"] == "demo_output/model"
+        assert "MediaRecorder" in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    "response_format, check",
+    [
+        ("json", lambda r: r.json() == {"text": "hello world"}),
+        ("text", lambda r: r.text == "hello world"),
+        ("srt", lambda r: r.text == "1\n00:00:00,000 --> 00:00:01,000\nhello world\n\n"),
+        ("vtt", lambda r: r.text.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello world")),
+        ("verbose_json", lambda r: r.json()["segments"][0] == {"id": 0, "start": 0.0, "end": 1.0, "text": "hello world"}),
+    ],
+)
+def test_response_formats(wav, response_format, check):
+    with client_for() as client:
+        response = post(client, {"response_format": response_format}, ("a.wav", wav, "audio/wav"))
+        assert response.status_code == 200 and check(response), response.text
+
+
+def test_options_reach_the_model(wav):
+    stand_in = StandIn()
+    with client_for(stand_in) as client:
+        data = {"language": "zh", "prompt": "专有名词", "temperature": "0.3", "response_format": "verbose_json",
+                "timestamp_granularities[]": ["word", "segment"]}  # fmt: skip
+        body = post(client, data, ("a.wav", wav, "audio/wav")).json()
+        assert [w["word"] for w in body["words"]] == [" hello", " world"] and body["language"] == "chinese"
+        options = stand_in.calls[-1]
+        assert (options.language, options.initial_prompt, options.temperature) == ("zh", "专有名词", (0.3,))
+        assert options.word_timestamps and options.return_timestamps and options.task == "transcribe"
+        post(client, {}, ("a.wav", wav, "audio/wav"), path="translations")
+        assert stand_in.calls[-1].task == "translate"
+
+
+@pytest.mark.parametrize(
+    "data, file, headers, status, message",
+    [
+        ({}, None, {}, 400, "file: Field required"),
+        ({}, ("a.wav", b"\x00garbage" * 50, "audio/wav"), {}, 400, "not usable audio"),
+        ({}, ("a.wav", b"", "audio/wav"), {}, 400, "not usable audio"),
+        ({"language": "xx"}, "wav", {}, 400, "is not a Whisper language"),
+        ({"response_format": "docx"}, "wav", {}, 400, "response_format must be one of"),
+        ({"timestamp_granularities[]": "char"}, "wav", {}, 400, "not char"),
+        ({"temperature": "7"}, "wav", {}, 400, "temperature must be between 0 and 1"),
+    ],
+)
+def test_bad_requests_get_400_with_the_reason(wav, data, file, headers, status, message):
+    with client_for() as client:
+        response = post(client, data, ("a.wav", wav, "audio/wav") if file == "wav" else file, headers=headers)
+        assert response.status_code == status and message in response.json()["error"]["message"], response.text
+
+
+def test_wrong_content_type_is_415():
+    with client_for() as client:
+        response = client.post("/v1/audio/transcriptions", json={"file": "a.wav"})
+        assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]["message"]
+
+
+def test_api_key():
+    with client_for(api_key="secret") as client:
+        assert client.get("/v1/models").status_code == 401
+        assert post(client, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
+        assert client.get("/health").status_code == 200  # probes need no key
+
+
+def test_oversize_upload_is_413_by_its_declared_length(wav):
+    with client_for(max_upload_mb=0.01) as client:
+        response = post(client, {}, ("big.wav", b"\x00" * 20_000, "audio/wav"))
+        assert response.status_code == 413 and "0.01 MB limit" in response.json()["error"]["message"]
+
+
+def test_oversize_upload_without_a_length_is_413_while_streaming():
+    boundary = "x"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'.encode()
+
+    def body():  # chunked: no Content-Length header, so only counting the bytes can catch it
+        yield head
+        for _ in range(100):
+            yield b"\x00" * 4096
+
+    with client_for(max_upload_mb=0.05) as client:
+        response = client.post("/v1/audio/transcriptions", content=body(),
+                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+        assert response.status_code == 413 and "0.05 MB limit" in response.json()["error"]["message"]
+
+
+def test_full_queue_gets_503_with_retry_after(wav):
+    release = threading.Event()
+    stand_in = StandIn(release)
+    with client_for(stand_in, workers=1, max_queue=0) as client:
+        first = threading.Thread(target=post, args=(client, {}, ("a.wav", wav, "audio/wav")))
+        first.start()
+        assert stand_in.started.wait(10)
+        response = post(client, {}, ("a.wav", wav, "audio/wav"))
+        release.set()
+        first.join()
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        assert post(client, {}, ("a.wav", wav, "audio/wav")).status_code == 200  # the slot came back
+
+
+def test_temporary_files_are_removed_on_success_and_error(wav, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with client_for() as client:
+        assert post(client, {}, ("a.wav", wav, "audio/wav")).status_code == 200
+        assert post(client, {}, ("a.wav", b"garbage", "audio/wav")).status_code == 400
+        assert post(client, {}, ("/etc/hostname", b"garbage", "audio/wav")).status_code == 400  # a name, never opened
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_word_timestamps_on_the_transformers_backend_are_refused(wav):
+    stand_in = StandIn()
+    stand_in.backend = "transformers"
+    with client_for(stand_in) as client:
+        response = post(client, {"timestamp_granularities[]": "word"}, ("a.wav", wav, "audio/wav"))
+        assert response.status_code == 400 and "need --backend ct2" in response.json()["error"]["message"]
+
+
+def test_loading_model_answers_503():
+    app = create_app(ServeSettings(model_path="/no/such/model"))
+    with TestClient(app) as client:
+        for _ in range(100):
+            health = client.get("/health")
+            if health.json()["status"] != "loading":
+                break
+            threading.Event().wait(0.05)
+        assert health.status_code == 503 and health.json()["status"].startswith("failed: Unknown model '/no/such/model'")
+        assert post(client).status_code == 503
