@@ -158,3 +158,27 @@ def test_web_page_in_headless_chromium(server, clip, tmp_path):
         finally:
             browser.close()
     assert saved.startswith("1\n00:00:00,000 --> ") and "background" in saved.lower()
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_web_page_records_from_the_microphone(server, clip):
+    playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
+    fake_microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                       f"--use-file-for-fake-audio-capture={clip}"]  # fmt: skip
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox", *fake_microphone])
+        try:
+            page = browser.new_page()
+            page.goto(server[0])
+            page.fill("#key", KEY)
+            page.select_option("#language", "en")
+            page.click("#record")
+            page.wait_for_timeout(4000)  # the clip is about 3 s; the fake microphone plays it from the start
+            page.click("#record")
+            page.wait_for_function("document.querySelector('#status').textContent.includes('recording.webm ready')")
+            page.click("#transcribe")
+            page.wait_for_function("document.querySelector('#segments').textContent.length > 0", timeout=120_000)
+            text = page.text_content("#segments")
+        finally:
+            browser.close()
+    assert "blue" in text.lower() or "background" in text.lower(), text
