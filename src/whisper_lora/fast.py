@@ -61,28 +61,52 @@ def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOption
 
 
 def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_size: int) -> list[Transcript]:
-    """Transcribe Clips, packing up to batch_size short ones into each 30 s window when the language is known."""
-    from .packing import plan_windows, split_segments
+    """Transcribe Clips; with a known language, up to batch_size short ones share each encoder pass."""
+    from .packing import plan_windows
 
     results: dict[int, Transcript] = {}
     alone = list(range(len(clips)))
-    if options.language and batch_size > 1 and len(clips) > 1:
+    if _can_pack(options) and batch_size > 1 and len(clips) > 1:
         windows, alone = plan_windows([c.samples for c in clips], batch_size)
         for window in windows:
-            owned, retry = split_segments(window, _window_segments(model, window.audio, options))
-            for k, segments in owned.items():
-                results[k] = _transcript(clips[k].name, segments, options.language, None, len(clips[k].samples))
-            alone += sorted(retry)
-    for k in alone:
+            for k, found in _decode_window(model, window, options).items():
+                if found is None:
+                    alone.append(k)  # decoded again the ordinary way, with every fallback
+                    continue
+                segment = Segment(0.0, found[1], found[0])
+                results[k] = _transcript(clips[k].name, [segment], options.language, None, len(clips[k].samples))
+    for k in sorted(alone):
         results[k] = transcribe_samples_ct2(model, clips[k].samples, options, clips[k].name)
     return [results[k] for k in range(len(clips))]
 
 
-def _window_segments(model, audio: np.ndarray, options: TranscribeOptions) -> list[Segment]:
-    # Each clip is its own utterance: no conditioning across clips, and timestamps to tell them apart.
-    packed = dataclasses.replace(options, condition_on_previous_text=False)
-    segments, _ = model.transcribe(audio, **_decode_options(packed, keep_timestamps=True))
-    return [_segment(s) for s in segments if s.text.strip()]
+def _can_pack(options: TranscribeOptions) -> bool:
+    # Packing needs the language up front, and yields one segment per clip without word times or VAD.
+    return bool(options.language) and not (options.word_timestamps or options.vad_filter)
+
+
+def _decode_window(model, window, options: TranscribeOptions) -> dict[int, tuple[str, float] | None]:
+    """Each member's text and end from one encoder pass over the window; None where it did not fit."""
+    import ctranslate2
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    from .packing import clip_prompts, read_clip, token_budget
+
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, options.task, options.language)
+    prompt = list(tokenizer.sot_sequence)
+    if options.initial_prompt:
+        prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + options.initial_prompt.strip())[-223:], *prompt]
+    features = pad_or_trim(model.feature_extractor(window.audio)).astype(np.float32)
+    encoded = np.array(model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=True))
+    shared = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(window.members), axis=0)))
+    decoded = model.model.generate(shared, clip_prompts(window, prompt, tokenizer.timestamp_begin),
+                                   beam_size=options.beam_size, max_length=token_budget(window), suppress_blank=False)  # fmt: skip
+    found = {}
+    for k, span, result in zip(window.members, window.spans, decoded):
+        read = read_clip(result.sequences_ids[0], span, tokenizer.timestamp_begin, tokenizer.eot)
+        found[k] = None if read is None else (tokenizer.decode(read[0]).strip(), read[1])
+    return found
 
 
 def _decode_options(options: TranscribeOptions, keep_timestamps: bool) -> dict:

@@ -1,4 +1,8 @@
-"""Pack short clips into shared 30 s windows with silence between them, and split the window's segments back."""
+"""Pack short clips into one 30 s window, 3 s apart, so that one encoder pass serves them all.
+
+Each clip is then decoded on its own from that shared encoding: its prompt ends with the timestamp
+where the clip starts, and its text runs to the next timestamp. No clip sees another's text.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .transcribe import Segment, Word
 
-GAP_SECONDS = 3.0  # silence between packed clips: measured on the demo split, shorter gaps let text bleed across
+GAP_SECONDS = 3.0  # silence between packed clips, so that each clip's end timestamp is unambiguous
 WINDOW_SECONDS = 29.0  # a little under 30 s, so the last clip's end timestamp stays inside the window
 MAX_CLIP_SECONDS = 14.0  # longer clips gain little from sharing a window and are decoded on their own
-EDGE_SECONDS = 0.2  # overlap with a neighbouring clip that still counts as belonging to one clip
+TAIL_SAMPLES = SAMPLE_RATE // 2  # silence after the last clip of a window
+TOKENS_PER_SECOND = 8  # decoding budget per clip: well above speech in any language, so text is never cut
 
 
 @dataclass
@@ -30,8 +34,8 @@ def plan_windows(clips: list[np.ndarray], max_clips: int) -> tuple[list[Window],
     gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
 
     def close():
-        if members:
-            windows.append(Window(list(members), list(spans), np.concatenate(parts)))
+        if members:  # the last clip gets a short tail instead of a full gap, so the audio stays under 30 s
+            windows.append(Window(list(members), list(spans), np.concatenate([*parts[:-1], gap[:TAIL_SAMPLES]])))
         members.clear(), parts.clear(), spans.clear()
 
     for index, clip in enumerate(clips):
@@ -48,40 +52,31 @@ def plan_windows(clips: list[np.ndarray], max_clips: int) -> tuple[list[Window],
     return windows, alone
 
 
-def _owner(spans: list[tuple[float, float]], start: float, end: float) -> int | None:
-    """The one clip a stretch [start, end] belongs to, or None when it reaches well into two clips."""
-    touched = [k for k, (a, b) in enumerate(spans) if start < b - EDGE_SECONDS and end > a + EDGE_SECONDS]
-    if len(touched) > 1:
-        return None
-    if touched:
-        return touched[0]
-    middle = (start + end) / 2
-    return min(range(len(spans)), key=lambda k: min(abs(middle - spans[k][0]), abs(middle - spans[k][1])))
+def clip_prompts(window: Window, prompt: list[int], timestamp_begin: int) -> list[list[int]]:
+    """One prompt per member: the shared prompt, then the timestamp token where that member starts."""
+    return [[*prompt, timestamp_begin + round(start / 0.02)] for start, _ in window.spans]
 
 
-def split_segments(window: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]], set[int]]:
-    """Each member's segments, shifted to its own time; and the members to decode alone.
+def token_budget(window: Window) -> int:
+    """The most tokens any member's decoding may need."""
+    return max(int(TOKENS_PER_SECOND * (end - start)) + 8 for start, end in window.spans)
 
-    Those are the members a segment straddled, and those that got no text: a model fine-tuned on single
-    utterances may end the window early, so an empty member is not taken as silence until decoded alone.
+
+def read_clip(tokens: list[int], span: tuple[float, float], timestamp_begin: int, eot: int) -> tuple[list[int], float] | None:
+    """A member's text tokens and its end in its own time, or None when the decoding does not fit the clip.
+
+    It does not fit when it gives no text, runs out of budget without closing, or closes past the
+    middle of the next gap (the decoder skipped to another clip) or before the clip has properly begun.
     """
-    owned: dict[int, list[Segment]] = {k: [] for k in range(len(window.spans))}
-    retry: set[int] = set()
-    for segment in segments:
-        k = _owner(window.spans, segment.start, segment.end)
-        if k is None:
-            retry.update(j for j, (a, b) in enumerate(window.spans) if segment.start < b and segment.end > a)
-            continue
-        owned[k].append(_shift(segment, window.spans[k]))
-    retry.update(k for k, found in owned.items() if not found)
-    return {window.members[k]: v for k, v in owned.items() if k not in retry}, {window.members[k] for k in retry}
-
-
-def _shift(segment: Segment, span: tuple[float, float]) -> Segment:
-    offset, length = span[0], span[1] - span[0]
-
-    def clamp(t: float) -> float:
-        return round(min(max(t - offset, 0.0), length), 2)
-
-    words = [Word(clamp(w.start), clamp(w.end), w.word, w.probability) for w in segment.words or []]
-    return Segment(clamp(segment.start), clamp(segment.end), segment.text, words or None)
+    start, end = span
+    if tokens and tokens[0] == timestamp_begin + round(start / 0.02):
+        tokens = tokens[1:]  # the prompt's own timestamp, echoed back
+    text, closing = [], None
+    for token in tokens:
+        if token >= timestamp_begin or token == eot:
+            closing = (token - timestamp_begin) * 0.02 if token >= timestamp_begin else end
+            break
+        text.append(token)
+    if not text or closing is None or not start + 0.2 <= closing <= end + GAP_SECONDS / 2:
+        return None
+    return text, round(min(closing, end) - start, 2)
