@@ -185,4 +185,9 @@ def _next_steps(output_dir: Path, test_manifest: Path) -> str:
         f"--audio_path {clip} --language {language} --return_timestamps",
         f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
         f"--audio_list {listing} --output_file {output_dir.parent / 'results.json'}",
+        "Compare it with the base model, and ship it:",
+        f"  whisper_lora_env/bin/whisper-lora evaluate --model_path {output_dir} --compare_with base "
+        f"--test_file {test_manifest} --report_csv {output_dir.parent / 'evaluation.csv'}",
+        f"  whisper_lora_env/bin/whisper-lora export {output_dir} --output_dir {output_dir.parent / 'exported'}",
+        f"  whisper_lora_env/bin/whisper-lora serve --model_path {output_dir}",
     ])  # fmt: skip
