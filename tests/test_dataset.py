@@ -12,10 +12,10 @@ def names(tokenizer, ids):
     return [tokenizer.convert_ids_to_tokens(i) if i != IGNORE_INDEX else None for i in ids]
 
 
-def test_plain_example_masks_the_forced_prompt(tokenizer):
+def test_plain_example_predicts_the_language_and_masks_the_rest_of_the_prompt(tokenizer):
     example = encode_example(tokenizer, "你好", "zh", LabelOptions(), seconds=None)
     assert names(tokenizer, example["decoder_input_ids"][:4]) == ["<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
-    assert example["labels"][:3] == [IGNORE_INDEX] * 3
+    assert names(tokenizer, example["labels"][:3]) == ["<|zh|>", None, None]
     assert names(tokenizer, example["labels"])[-1] == "<|endoftext|>"
     assert tokenizer.decode(example["labels"][3:-1]) == "你好"
     assert len(example["decoder_input_ids"]) == len(example["labels"])
@@ -24,7 +24,7 @@ def test_plain_example_masks_the_forced_prompt(tokenizer):
 def test_timestamped_example_predicts_both_timestamps(tokenizer):
     example = encode_example(tokenizer, "hello there", "en", LabelOptions(), seconds=2.345)
     labels = names(tokenizer, example["labels"])
-    assert labels[:2] == [None, None]  # <|en|> and <|transcribe|> are given, not predicted
+    assert labels[:2] == ["<|en|>", None]  # the language is predicted; <|transcribe|> is given
     assert labels[2] == "<|0.00|>" and labels[-2] == "<|2.34|>" and labels[-1] == "<|endoftext|>"
     assert tokenizer.decode(example["labels"][3:-2]) == " hello there"  # space-separated languages lead with a space
 
@@ -32,6 +32,13 @@ def test_timestamped_example_predicts_both_timestamps(tokenizer):
 def test_english_only_models_take_no_language_or_task(tokenizer):
     example = encode_example(tokenizer, "hi", "en", LabelOptions(multilingual=False), seconds=None)
     assert names(tokenizer, example["decoder_input_ids"][:2]) == ["<|startoftranscript|>", "<|notimestamps|>"]
+    assert example["labels"][0] == IGNORE_INDEX
+
+
+def test_rows_without_a_language_predict_no_language_token(tokenizer):
+    example = encode_example(tokenizer, "hi", None, LabelOptions(), seconds=None)
+    assert names(tokenizer, example["decoder_input_ids"][:3]) == ["<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"]
+    assert example["labels"][:2] == [IGNORE_INDEX] * 2
 
 
 def test_long_clips_cap_at_the_last_timestamp(tokenizer):

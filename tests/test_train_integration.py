@@ -64,3 +64,15 @@ def test_round_trip_through_ct2_gives_the_same_words(tuned):
     by_ct2 = run_model(Transcriber(output_dir, backend="ct2", batch_size=1), rows, clips, None).hypotheses  # int8
     same = [normalize_text(a) == normalize_text(b) for a, b in zip(by_transformers, by_ct2)]
     assert sum(same) >= 0.95 * len(rows), list(zip(by_transformers, by_ct2))
+
+
+def test_fine_tuned_model_still_detects_the_language(tuned):
+    from whisper_lora.transcribe import first_steps
+
+    _, _, model, processor, test_manifest = tuned
+    rows, clips = load_test_rows([str(test_manifest)])
+    detected = []
+    for clip in clips:
+        features = processor.feature_extractor(clip.samples, sampling_rate=16000, return_tensors="pt").input_features
+        detected.append(first_steps(model, processor, features)[0][0])
+    assert detected.count("zh") >= 0.9 * len(clips), detected  # base whisper-base: 17 of 40 on the demo split
