@@ -23,6 +23,7 @@ from whisper_lora.data import Row
 from whisper_lora.demo import build_corpus
 from whisper_lora.evaluate import load_test_rows, run_model, score
 from whisper_lora.fast import ct2_folder
+from whisper_lora.transcribe import TranscribeOptions
 
 
 def faster_whisper_sequential(folder: Path, rows: list[Row], clips: list[Clip], beam_size: int) -> tuple[list[str], float]:
@@ -78,7 +79,7 @@ def long_file(model_path, folder: Path, rows: list[Row], clips: list[Clip]) -> N
     print(f"\nlong file: {seconds:.0f} s of Mandarin")
     ours = Transcriber(model_path)
     started = time.perf_counter()
-    text = ours.clips([Clip("long.wav", audio)], ours_options("zh"))[0].text
+    text = ours.clips([Clip("long.wav", audio)], TranscribeOptions(language="zh"))[0].text
     elapsed = time.perf_counter() - started
     fw = WhisperModel(str(folder), device="cpu", compute_type="int8")
     started = time.perf_counter()
@@ -86,13 +87,6 @@ def long_file(model_path, folder: Path, rows: list[Row], clips: list[Clip]) -> N
     fw_text = "".join(s.text.strip() for s in segments)
     reference = report("faster-whisper, sequential int8", joined, [fw_text], time.perf_counter() - started, seconds, None)
     report("whisper-lora default (ct2)", joined, [text], elapsed, seconds, reference)
-
-
-def ours_options(language: str | None):
-    """The options our evaluate command uses for a language: its defaults."""
-    from whisper_lora.transcribe import TranscribeOptions
-
-    return TranscribeOptions(language=language)
 
 
 def main() -> None:

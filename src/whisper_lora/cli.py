@@ -185,6 +185,8 @@ def _positive_int(text: str) -> int:
 
 
 def _add_transcribe(parser: argparse.ArgumentParser) -> None:
+    from .transcribe import FALLBACK_TEMPERATURES
+
     parser.add_argument("--model_path", default=None, help="training output_dir, merged folder, CT2 folder, or any model name (default: base)")
     parser.add_argument("--audio_path", default=None, help="one audio file")
     parser.add_argument("--audio_list", default=None, help="a text file with one audio path per line ('#' comments allowed)")
@@ -198,7 +200,7 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=_positive_int, default=8,
                         help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
                              "clips of <=30 s per generate call (default 8); 1: one at a time")  # fmt: skip
-    parser.add_argument("--temperature", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+    parser.add_argument("--temperature", type=float, nargs="+", default=list(FALLBACK_TEMPERATURES),
                         help="fallback temperatures for long audio, tried in order")  # fmt: skip
     parser.add_argument("--condition_on_previous_text", action=argparse.BooleanOptionalAction, default=True,
                         help="prompt each 30 s window with the previous one's text")  # fmt: skip

@@ -43,6 +43,14 @@ def row_language(row: Row, language: str | None) -> str | None:
     return language or row.language
 
 
+def language_groups(rows: list[Row], language: str | None) -> dict[str | None, list[int]]:
+    """Row indices by the language each row is decoded and scored in, in first-seen order."""
+    groups: dict[str | None, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(row_language(row, language), []).append(index)
+    return groups
+
+
 def metric_for(language: str | None, metric: str | None) -> str:
     """--metric when given, else CER for languages written without spaces and WER for the rest."""
     return metric or default_metric(language)
@@ -52,11 +60,8 @@ def run_model(transcriber: Transcriber, rows: list[Row], clips: list[Clip], lang
               task: str = "transcribe", metric: str | None = None) -> ModelRun:  # fmt: skip
     """Transcribe every clip, grouped by language so each group shares decoding options, and score it."""
     hypotheses = [""] * len(rows)
-    groups: dict[str | None, list[int]] = {}
-    for index, row in enumerate(rows):
-        groups.setdefault(row_language(row, language), []).append(index)
     started = time.perf_counter()
-    for group_language, indices in groups.items():
+    for group_language, indices in language_groups(rows, language).items():
         options = TranscribeOptions(language=group_language, task=task)
         for index, transcript in zip(indices, transcriber.clips([clips[i] for i in indices], options)):
             hypotheses[index] = transcript.text
@@ -68,9 +73,7 @@ def run_model(transcriber: Transcriber, rows: list[Row], clips: list[Clip], lang
 
 def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: str | None) -> dict[str, float]:
     """Error rate per language present, each with its metric, and over all rows when there are several."""
-    by_language: dict[str | None, list[int]] = {}
-    for index, row in enumerate(rows):
-        by_language.setdefault(row_language(row, language), []).append(index)
+    by_language = language_groups(rows, language)
     errors = {}
     for lang, indices in by_language.items():
         errors[lang or "?"] = error_rate([rows[i].text for i in indices], [hypotheses[i] for i in indices],

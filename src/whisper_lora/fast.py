@@ -10,7 +10,7 @@ import numpy as np
 
 from .audio import CHUNK_SAMPLES, SAMPLE_RATE
 from .errors import UserError
-from .transcribe import Segment, Transcript, TranscribeOptions, Word
+from .transcribe import Segment, Transcript, TranscribeOptions, Word, join_segments
 
 
 def ct2_folder(model_path: str | None) -> Path | None:
@@ -126,9 +126,7 @@ def _decode_options(options: TranscribeOptions, keep_timestamps: bool) -> dict:
 
 
 def _transcript(path, segments: list[Segment], language, probability, samples: int) -> Transcript:
-    joiner = "" if language in ("zh", "ja", "yue") else " "
-    text = joiner.join(s.text for s in segments)
-    return Transcript(str(path), text, segments, language, probability, round(samples / SAMPLE_RATE, 3))
+    return Transcript(str(path), join_segments(segments, language), segments, language, probability, round(samples / SAMPLE_RATE, 3))
 
 
 def _segment(segment) -> Segment:

@@ -22,7 +22,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 from .audio import AudioError, decode_audio
 from .backends import Clip, Transcriber
 from .errors import UserError
-from .transcribe import Transcript, TranscribeOptions
+from .transcribe import FALLBACK_TEMPERATURES, Transcript, TranscribeOptions
 from .writers import get_writer
 
 API_KEY_VARIABLE = "WHISPER_LORA_API_KEY"
@@ -149,7 +149,7 @@ def request_options(task: str, language: str | None, prompt: str | None, tempera
         raise UserError(f"timestamp_granularities[] takes segment and word, not {', '.join(sorted(unknown))}")
     if not 0 <= temperature <= 1:
         raise UserError("temperature must be between 0 and 1")
-    temperatures = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature == 0 else (temperature,)
+    temperatures = FALLBACK_TEMPERATURES if temperature == 0 else (temperature,)
     return TranscribeOptions(
         language=language or None,
         task=task,

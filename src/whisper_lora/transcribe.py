@@ -13,6 +13,9 @@ from .data import normalize_language
 from .errors import UserError
 
 
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai/whisper's ladder, tried in order
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     """How to decode. Long audio always decodes with timestamps, as OpenAI's sequential algorithm needs them."""
@@ -21,7 +24,7 @@ class TranscribeOptions:
     task: str = "transcribe"  # or translate (to English)
     return_timestamps: bool = False  # keep segment times in the output
     beam_size: int = 1
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback ladder for long audio
+    temperature: tuple[float, ...] = FALLBACK_TEMPERATURES  # for long audio
     condition_on_previous_text: bool = True  # feed the previous window's text as a prompt
     initial_prompt: str | None = None  # words or spellings to steer the first window
     compression_ratio_threshold: float = 1.35  # transformers measures it on token ids, hence not 2.4
@@ -145,7 +148,7 @@ def transcribe_samples(model, processor, samples: np.ndarray, options: Transcrib
         output = model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
     segments = _segments(processor, output, duration)
     probability = None if options.language else probability
-    return Transcript(path, _join(segments, language), segments, language or "en", probability, round(duration, 3))
+    return Transcript(path, join_segments(segments, language), segments, language or "en", probability, round(duration, 3))
 
 
 def transcribe_batch(model, processor, clips: list[np.ndarray], options: TranscribeOptions, names: list[str]) -> list[Transcript]:
@@ -171,7 +174,7 @@ def transcribe_batch(model, processor, clips: list[np.ndarray], options: Transcr
         for k, row in enumerate(rows):
             result = results[live[row]]
             result.segments = _short_segments(processor, output, k, result.duration)
-            result.text = _join(result.segments, language)
+            result.text = join_segments(result.segments, language)
     return [results[i] for i in range(len(clips))]
 
 
@@ -183,7 +186,8 @@ def _short_segments(processor, output, index: int, duration: float) -> list[Segm
     return [Segment(0.0, round(duration, 2), text)] if text else []
 
 
-def _join(segments: list[Segment], language: str | None) -> str:
+def join_segments(segments: list[Segment], language: str | None) -> str:
+    """The transcript's text: segments joined with spaces, or without for Chinese and Japanese."""
     return ("" if language in ("zh", "ja", "yue") else " ").join(s.text for s in segments)
 
 
