@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from fractions import Fraction
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
@@ -56,6 +58,24 @@ def espeak(text: str, path: Path, voice: str = "en", speed: int = 150, pitch: in
         capture_output=True,
     )
     return path
+
+
+def unavailable(reason: str):
+    """Skip a test whose prerequisite is missing, except in CI (CI=true), where that is a failure."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI must run every test)")
+    pytest.skip(reason)
+
+
+def real_speech(language: str, split: str = "test") -> list:
+    """Recorded prompts of one language and split (whisper_lora.realspeech), fetched once into the user's cache."""
+    from whisper_lora.errors import UserError
+    from whisper_lora.realspeech import prompts
+
+    try:
+        return [p for p in prompts(language) if p.split == split]
+    except UserError as error:
+        unavailable(str(error))
 
 
 def have_espeak() -> bool:
