@@ -8,6 +8,7 @@ from whisper_lora.packing import (
     WINDOW_SECONDS,
     Window,
     clip_prompts,
+    following_starts,
     plan_windows,
     read_clip,
     token_budget,
@@ -55,20 +56,45 @@ def test_each_prompt_ends_at_its_clip_start():
     window = window_of(2.0, 3.0)
     prompts = clip_prompts(window, [1, 2, 3], STAMP0)
     assert prompts == [[1, 2, 3, stamp(0.0)], [1, 2, 3, stamp(2.0 + GAP_SECONDS)]]
-    assert token_budget(window) == 8 * 3 + 8
+    assert following_starts(window) == [2.0 + GAP_SECONDS, float("inf")]
 
 
-def test_text_runs_to_the_closing_timestamp_in_the_clip_own_time():
-    span = (5.0, 7.5)
-    tokens = [stamp(5.0), 10, 11, 12, stamp(7.4), stamp(10.5), 13, 14]  # then the next clip, ignored
-    assert read_clip(tokens, span, STAMP0, EOT) == ([10, 11, 12], 2.4)
-    assert read_clip([10, 11, EOT], span, STAMP0, EOT) == ([10, 11], 2.5)  # end of text: the clip's end
-    assert read_clip([10, 11, stamp(7.9)], span, STAMP0, EOT) == ([10, 11], 2.5)  # clamped to the clip
+def test_the_budget_covers_fast_speech_with_timestamps_in_the_longest_member():
+    window = window_of(2.0, MAX_CLIP_SECONDS, 1.0)
+    fast_speech = 5 * MAX_CLIP_SECONDS + 2 * (MAX_CLIP_SECONDS / 2)  # 5 tokens/s, a segment every 2 s
+    assert token_budget(window) >= fast_speech
+
+
+SPAN, FOLLOWING = (5.0, 7.5), 10.5  # a clip from 5.0 s to 7.5 s; the next clip starts at 10.5 s
+
+
+def segments(tokens):
+    read = read_clip(tokens, SPAN, FOLLOWING, STAMP0, EOT)
+    return None if read is None else [(s.start, s.end, s.tokens) for s in read]
+
+
+def test_every_segment_of_a_clip_is_read_in_its_own_time():
+    tokens = [stamp(5.0), 10, 11, stamp(6.0), stamp(6.2), 12, 13, stamp(7.4), stamp(10.5), 14, 15]
+    assert segments(tokens) == [(0.0, 1.0, [10, 11]), (1.2, 2.4, [12, 13])]  # the next clip's 14, 15 left out
+
+
+def test_a_clip_ends_at_end_of_text_or_at_a_segment_opening_after_it():
+    assert segments([10, 11, EOT]) == [(0.0, 2.5, [10, 11])]  # end of text: the clip's end
+    assert segments([10, stamp(6.0), stamp(6.0), 11, EOT]) == [(0.0, 1.0, [10]), (1.0, 2.5, [11])]
+    assert segments([10, stamp(7.0), stamp(7.4), 11, 12]) == [(0.0, 2.0, [10])]  # opens at the very end: not ours
+
+
+def test_a_segment_may_close_anywhere_in_the_gap_and_is_clamped_to_the_clip():
+    assert segments([10, 11, stamp(7.9)]) == [(0.0, 2.5, [10, 11])]
+    assert segments([10, 11, stamp(10.5)]) == [(0.0, 2.5, [10, 11])]  # closed where the next speech begins
+    last = read_clip([10, stamp(9.0)], SPAN, float("inf"), STAMP0, EOT)  # only silence after the last clip
+    assert [(s.start, s.end) for s in last] == [(0.0, 2.5)]
 
 
 def test_decodings_that_do_not_fit_the_clip_are_refused():
-    span = (5.0, 7.5)
-    assert read_clip([stamp(5.0), stamp(7.5)], span, STAMP0, EOT) is None  # no text
-    assert read_clip([10, 11, stamp(12.0)], span, STAMP0, EOT) is None  # skipped on to the next clip's speech
-    assert read_clip([10, 11, stamp(5.1)], span, STAMP0, EOT) is None  # closed before the clip began
-    assert read_clip([10, 11, 12], span, STAMP0, EOT) is None  # out of budget, never closed
+    assert segments([stamp(5.0), stamp(7.5)]) is None  # no text
+    assert segments([10, 11, stamp(12.0)]) is None  # ran on into the next clip's speech
+    assert segments([10, stamp(6.0), stamp(6.0), 11, stamp(11.0)]) is None  # the same, in a later segment
+    assert segments([10, 11, stamp(5.1)]) is None  # closed before the clip began
+    assert segments([10, 11, 12]) is None  # out of budget, never closed
+    assert segments([10, stamp(6.0), stamp(6.0), 11, 12]) is None  # out of budget inside the second segment

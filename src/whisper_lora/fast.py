@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import CHUNK_SAMPLES, SAMPLE_RATE
+from .audio import SAMPLE_RATE
+from .coverage import falls_short
 from .errors import UserError
 from .transcribe import Segment, Transcript, TranscribeOptions, Word, join_segments
 
@@ -54,44 +55,50 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
 
 def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
     """Transcribe 16 kHz mono samples of any length with faster-whisper."""
-    segments, info = model.transcribe(samples, **_decode_options(options, keep_timestamps=len(samples) > CHUNK_SAMPLES))
+    segments, info = model.transcribe(samples, **_decode_options(options))
     ours = [_segment(s) for s in segments if s.text.strip()]
     probability = None if options.language else round(float(info.language_probability), 4)
     return _transcript(path, ours, info.language, probability, len(samples))
 
 
 def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_size: int) -> list[Transcript]:
-    """Transcribe Clips; with a known language, up to batch_size short ones share each encoder pass."""
+    """Transcribe Clips; with a known language, up to batch_size short ones share each encoder pass.
+
+    A packed clip whose text does not reach the end of its speech is decoded again on its own, and
+    its transcript says why in `redecoded`.
+    """
     from .packing import plan_windows
 
     results: dict[int, Transcript] = {}
-    alone = list(range(len(clips)))
+    alone: dict[int, str | None] = dict.fromkeys(range(len(clips)))
     if _can_pack(options) and batch_size > 1 and len(clips) > 1:
-        windows, alone = plan_windows([c.samples for c in clips], batch_size)
+        windows, unpacked = plan_windows([c.samples for c in clips], batch_size)
+        alone = dict.fromkeys(unpacked)
         for window in windows:
-            for k, found in _decode_window(model, window, options).items():
-                if found is None:
-                    alone.append(k)  # decoded again the ordinary way, with every fallback
-                    continue
-                segment = Segment(0.0, found[1], found[0])
-                results[k] = _transcript(clips[k].name, [segment], options.language, None, len(clips[k].samples))
-    for k in sorted(alone):
+            for k, segments in _decode_window(model, window, options).items():
+                reason = "the packed decoding did not fit the clip" if segments is None else falls_short(segments, clips[k].samples)
+                if reason:
+                    alone[k] = reason  # decoded again the ordinary way, with every fallback
+                else:
+                    results[k] = _transcript(clips[k].name, segments, options.language, None, len(clips[k].samples))
+    for k, reason in sorted(alone.items()):
         results[k] = transcribe_samples_ct2(model, clips[k].samples, options, clips[k].name)
+        results[k].redecoded = results[k].redecoded or reason
     return [results[k] for k in range(len(clips))]
 
 
 def _can_pack(options: TranscribeOptions) -> bool:
-    # Packing needs the language up front, and yields one segment per clip without word times or VAD.
+    # Packing needs the language up front, and gives segment times without word times or VAD.
     return bool(options.language) and not (options.word_timestamps or options.vad_filter)
 
 
-def _decode_window(model, window, options: TranscribeOptions) -> dict[int, tuple[str, float] | None]:
-    """Each member's text and end from one encoder pass over the window; None where it did not fit."""
+def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[Segment] | None]:
+    """Each member's segments, in its own time, from one encoder pass over the window; None where it did not fit."""
     import ctranslate2
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
 
-    from .packing import clip_prompts, read_clip, token_budget
+    from .packing import clip_prompts, following_starts, read_clip, token_budget
 
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, options.task, options.language)
     prompt = list(tokenizer.sot_sequence)
@@ -103,13 +110,14 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, tuple
     decoded = model.model.generate(shared, clip_prompts(window, prompt, tokenizer.timestamp_begin),
                                    beam_size=options.beam_size, max_length=token_budget(window), suppress_blank=False)  # fmt: skip
     found = {}
-    for k, span, result in zip(window.members, window.spans, decoded):
-        read = read_clip(result.sequences_ids[0], span, tokenizer.timestamp_begin, tokenizer.eot)
-        found[k] = None if read is None else (tokenizer.decode(read[0]).strip(), read[1])
+    for k, span, following, result in zip(window.members, window.spans, following_starts(window), decoded):
+        read = read_clip(result.sequences_ids[0], span, following, tokenizer.timestamp_begin, tokenizer.eot)
+        texts = [] if read is None else [(s, tokenizer.decode(s.tokens).strip()) for s in read]
+        found[k] = None if read is None else [Segment(s.start, s.end, text) for s, text in texts if text] or None
     return found
 
 
-def _decode_options(options: TranscribeOptions, keep_timestamps: bool) -> dict:
+def _decode_options(options: TranscribeOptions) -> dict:
     return dict(
         language=options.language,
         task=options.task,
@@ -121,7 +129,7 @@ def _decode_options(options: TranscribeOptions, keep_timestamps: bool) -> dict:
         no_speech_threshold=options.no_speech_threshold,
         word_timestamps=options.word_timestamps,
         vad_filter=options.vad_filter,
-        without_timestamps=not (keep_timestamps or options.return_timestamps or options.word_timestamps),
+        without_timestamps=False,  # as accurate on short clips, and the coverage guard needs the times
     )
 
 
