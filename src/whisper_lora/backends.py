@@ -60,13 +60,30 @@ class Transcriber:
             raise UserError("--word_timestamps and --vad_filter need --backend ct2 (or auto)")
 
     def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
-        """Transcripts of decoded clips, in order."""
+        """Transcripts of decoded clips, in order; a text that stops clearly before the speech does is decoded on."""
+        from .coverage import decode_rest
+        from .transcribe import join_segments
+
         self.check(options)
         if self.backend == "ct2":
             from .fast import transcribe_clips_ct2
 
-            return transcribe_clips_ct2(self.model, clips, options, self.batch_size)
-        return self._transformers(clips, options)
+            transcripts = transcribe_clips_ct2(self.model, clips, options, self.batch_size)
+        else:
+            transcripts = self._transformers(clips, options)
+        for clip, transcript in zip(clips, transcripts):
+            decode_rest(transcript, clip.samples, lambda rest: self._alone(rest, options, clip.name), join_segments)
+        return transcripts
+
+    def _alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
+        """One clip the full way, with every fallback, on this backend."""
+        if self.backend == "ct2":
+            from .fast import transcribe_samples_ct2
+
+            return transcribe_samples_ct2(self.model, samples, options, name)
+        from .transcribe import transcribe_samples
+
+        return transcribe_samples(self.model, self.processor, samples, options, name)
 
     def _transformers(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
         from .audio import CHUNK_SAMPLES

@@ -169,12 +169,21 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.output_file:
         _write_outputs(args, transcripts)
         sidecar.unlink(missing_ok=True)
+    _report_redecoded(transcripts)
     failed = [t for t in transcripts if t.error]
     for transcript in failed:
         print(f"error: {transcript.path}: {transcript.error}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} of {len(transcripts)} files failed; the others were transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _report_redecoded(transcripts: list) -> None:
+    """Say how many files were decoded again because their first text stopped before their speech did."""
+    redone = [t for t in transcripts if t.redecoded]
+    if redone:
+        print(f"{len(redone)} of {len(transcripts)} files were decoded again: their first text stopped before "
+              f"the speech did (first: {redone[0].path}: {redone[0].redecoded})", file=sys.stderr)  # fmt: skip
 
 
 def _positive_int(text: str) -> int:
@@ -224,6 +233,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         transcriber = Transcriber(model_path, args.backend, args.device, args.compute_type, args.batch_size)
         print(f"transcribing {len(clips)} rows with {model_path or 'base'} ({transcriber.backend})", file=sys.stderr)
         runs.append(run_model(transcriber, rows, clips, args.language, args.task, args.metric))
+        _report_redecoded(runs[-1].transcripts)
         del transcriber
     records = utterance_table(rows, runs, args.language, args.metric)
     print(format_utterances(records, runs))

@@ -13,7 +13,7 @@ from .backends import Clip, Transcriber
 from .data import Row, usable_rows
 from .files import write_text_atomic
 from .metrics import default_metric, error_rate
-from .transcribe import TranscribeOptions
+from .transcribe import Transcript, TranscribeOptions
 
 
 @dataclass
@@ -21,10 +21,15 @@ class ModelRun:
     """One model's hypotheses for every row, its error rate per language, and its timing."""
 
     model: str
-    hypotheses: list[str]
+    transcripts: list[Transcript]
     errors: dict[str, float] = field(default_factory=dict)  # language (or "all") -> WER or CER
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+
+    @property
+    def hypotheses(self) -> list[str]:
+        """The text of each row's transcript."""
+        return [t.text for t in self.transcripts]
 
     @property
     def real_time_factor(self) -> float:
@@ -59,15 +64,15 @@ def metric_for(language: str | None, metric: str | None) -> str:
 def run_model(transcriber: Transcriber, rows: list[Row], clips: list[Clip], language: str | None,
               task: str = "transcribe", metric: str | None = None) -> ModelRun:  # fmt: skip
     """Transcribe every clip, grouped by language so each group shares decoding options, and score it."""
-    hypotheses = [""] * len(rows)
+    transcripts: list[Transcript] = [Transcript(c.name) for c in clips]
     started = time.perf_counter()
     for group_language, indices in language_groups(rows, language).items():
         options = TranscribeOptions(language=group_language, task=task)
         for index, transcript in zip(indices, transcriber.clips([clips[i] for i in indices], options)):
-            hypotheses[index] = transcript.text
-    run = ModelRun(str(transcriber.model_path or "base"), hypotheses, wall_seconds=time.perf_counter() - started)
+            transcripts[index] = transcript
+    run = ModelRun(str(transcriber.model_path or "base"), transcripts, wall_seconds=time.perf_counter() - started)
     run.audio_seconds = sum(len(c.samples) for c in clips) / SAMPLE_RATE
-    run.errors = score(rows, hypotheses, language, metric)
+    run.errors = score(rows, run.hypotheses, language, metric)
     return run
 
 

@@ -24,6 +24,8 @@ class JsonWriter:
     def render(self, transcripts: list[Transcript], timestamps: bool) -> str:
         records = [asdict(t) for t in transcripts]
         for record in records:
+            if record["redecoded"] is None:
+                record.pop("redecoded")
             if not timestamps:
                 record.pop("segments")
             for segment in record.get("segments", []):

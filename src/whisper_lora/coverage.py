@@ -1,0 +1,62 @@
+"""The guard every decoding path passes: a transcript must reach the end of the speech in its audio."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+
+SHORTFALL_SECONDS = 1.0  # a transcript ending this much before the speech does has dropped words
+RESUME_BACKOFF_SECONDS = 0.2  # decode the rest from a little before the last segment's end
+
+
+def speech_end(samples: np.ndarray) -> float:
+    """Where the last speech in 16 kHz samples ends, in seconds, by faster-whisper's Silero VAD; 0.0 for none."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if len(samples) == 0:
+        return 0.0
+    spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=300, speech_pad_ms=0))
+    return spans[-1]["end"] / SAMPLE_RATE if spans else 0.0
+
+
+def covered_until(segments) -> float:
+    """The end of the last segment, in seconds; 0.0 for none."""
+    return segments[-1].end if segments else 0.0
+
+
+def falls_short(segments, samples: np.ndarray) -> str | None:
+    """Why segments cover clearly less than the speech in samples, or None when they reach its end."""
+    reached, speech = covered_until(segments), speech_end(samples)
+    if reached < speech - SHORTFALL_SECONDS:
+        return f"the text ended at {reached:.1f} s but the speech goes on to {speech:.1f} s"
+    return None
+
+
+def decode_rest(transcript, samples: np.ndarray, decode: Callable, join: Callable) -> None:
+    """Decode the speech after the transcript's last segment with decode(samples) and append it, in place.
+
+    For paths that decode a clip the full way already: a clip whose text stopped early is decoded on
+    from its last segment, and the transcript says so in `redecoded`.
+    """
+    reason = falls_short(transcript.segments, samples) if transcript.segments else None
+    if reason is None:
+        return
+    covered = covered_until(transcript.segments)
+    offset = max(covered - RESUME_BACKOFF_SECONDS, 0.0)
+    rest = decode(samples[int(offset * SAMPLE_RATE) :])
+    later = [shift(s, offset) for s in rest.segments]
+    later = [dataclasses.replace(s, start=max(s.start, covered), end=max(s.end, covered)) for s in later]
+    transcript.segments = [*transcript.segments, *later]
+    transcript.text = join(transcript.segments, transcript.language)
+    transcript.redecoded = reason
+
+
+def shift(segment, seconds: float):
+    """The segment, and its words, moved later by seconds."""
+    words = [dataclasses.replace(w, start=round(w.start + seconds, 2), end=round(w.end + seconds, 2)) for w in segment.words or []]
+    return dataclasses.replace(segment, start=round(segment.start + seconds, 2), end=round(segment.end + seconds, 2),
+                               words=words or None)  # fmt: skip

@@ -1,0 +1,58 @@
+"""The coverage guard: a transcript that stops before its speech does is found and decoded on, without a model."""
+
+import numpy as np
+import pytest
+
+from whisper_lora import coverage
+from whisper_lora.coverage import decode_rest, falls_short, speech_end
+from whisper_lora.transcribe import Segment, Transcript, Word, join_segments
+
+SECONDS = 10.0
+AUDIO = np.zeros(int(SECONDS * 16000), np.float32)
+
+
+@pytest.fixture
+def speech_until(monkeypatch):
+    """Pretend the voice activity detector hears speech up to the given second."""
+
+    def set_end(seconds: float):
+        monkeypatch.setattr(coverage, "speech_end", lambda samples: seconds)
+
+    return set_end
+
+
+def test_silence_has_no_speech():
+    assert speech_end(AUDIO) == 0.0
+    assert speech_end(np.zeros(0, np.float32)) == 0.0
+
+
+def test_a_transcript_that_stops_a_second_before_the_speech_falls_short(speech_until):
+    speech_until(9.8)
+    assert "1.5 s" in falls_short([Segment(0.0, 1.5, "Welcome to the directory.")], AUDIO)
+    assert falls_short([Segment(0.0, 1.5, "a"), Segment(1.5, 9.0, "b")], AUDIO) is None
+    assert falls_short([], AUDIO) is not None
+
+
+def test_the_rest_is_decoded_from_the_last_segment_and_appended_in_place(speech_until):
+    speech_until(9.8)
+    transcript = Transcript("clip.wav", "Welcome.", [Segment(0.0, 1.5, "Welcome.")], "en", None, SECONDS)
+    seen = []
+
+    def decode(rest):
+        seen.append(len(rest) / 16000)
+        return Transcript("clip.wav", "", [Segment(0.0, 8.0, "Please enter.", [Word(0.1, 0.5, " Please", 0.9)])])
+
+    decode_rest(transcript, AUDIO, decode, join_segments)
+    assert seen == [pytest.approx(SECONDS - 1.3)]  # from 0.2 s before the last segment's end
+    assert [(s.start, s.end, s.text) for s in transcript.segments] == [(0.0, 1.5, "Welcome."), (1.5, 9.3, "Please enter.")]  # never before what it follows
+    assert transcript.segments[1].words[0].start == 1.4
+    assert transcript.text == "Welcome. Please enter." and "9.8 s" in transcript.redecoded
+
+
+def test_complete_or_empty_transcripts_are_left_alone(speech_until):
+    speech_until(9.8)
+    whole = Transcript("a.wav", "x", [Segment(0.0, 9.5, "x")])
+    empty = Transcript("b.wav")
+    for transcript in (whole, empty):
+        decode_rest(transcript, AUDIO, lambda rest: pytest.fail("decoded again"), join_segments)
+        assert transcript.redecoded is None
