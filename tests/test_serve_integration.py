@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import espeak, have_espeak
+from helpers import espeak, have_espeak, real_speech, write_audio
 
 pytest.importorskip("fastapi", reason="the server extra is not installed")
 openai = pytest.importorskip("openai", reason="the dev extra (openai) is not installed")
@@ -55,6 +55,16 @@ def clip(tmp_path_factory):
     return espeak(SENTENCE, tmp_path_factory.mktemp("speech") / "glue.wav", "en-us", 150)
 
 
+@pytest.fixture(scope="module")
+def multi_sentence(tmp_path_factory):
+    """A recorded prompt of several sentences, 8 to 20 s long, as a WAV file, and its transcript."""
+    from whisper_lora.audio import decode_audio
+
+    prompt = next(p for p in real_speech("en") if p.sentences >= 3 and 8 <= p.seconds <= 20)
+    path = tmp_path_factory.mktemp("real") / "prompt.wav"
+    return write_audio(path, decode_audio(prompt.audio_path)[None], 16000), prompt.text
+
+
 def client(url: str, key: str = KEY):
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
 
@@ -68,6 +78,15 @@ def test_openai_client_transcribes_with_words_and_segments(server, clip):
     starts = [w.start for w in result.words]
     assert len(result.words) >= 6 and starts == sorted(starts) and result.words[-1].end <= result.duration + 0.5
     assert result.segments[0].start == 0.0
+
+
+def test_a_real_multi_sentence_recording_comes_back_whole(server, multi_sentence):
+    from whisper_lora.metrics import error_rate
+
+    path, reference = multi_sentence
+    with open(path, "rb") as audio:
+        result = client(server[0]).audio.transcriptions.create(model="whisper-1", file=audio, language="en")
+    assert error_rate([reference], [result.text], "wer", "en") < 0.1, (reference, result.text)
 
 
 def test_openai_client_text_srt_translation_and_models(server, clip):
