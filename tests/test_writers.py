@@ -25,3 +25,22 @@ def test_txt_and_json():
     record = json.loads(get_writer("json").render([DONE], timestamps=True))[0]
     assert record["segments"][1] == {"start": 3661.25, "end": 3662.0, "text": "General Kenobi."} and record["error"] is None
     assert "segments" not in json.loads(get_writer("json").render([DONE], timestamps=False))[0]
+
+
+def test_json_says_why_a_file_was_decoded_again_and_only_then():
+    import dataclasses
+
+    redone = dataclasses.replace(DONE, redecoded="the text ended at 1.5 s but the speech goes on to 9.8 s")
+    records = json.loads(get_writer("json").render([DONE, redone], timestamps=False))
+    assert "redecoded" not in records[0] and records[1]["redecoded"].startswith("the text ended at 1.5 s")
+
+
+def test_the_run_summary_counts_files_decoded_again(capsys):
+    import dataclasses
+
+    from whisper_lora.cli import _report_redecoded
+
+    _report_redecoded([DONE, DONE])
+    assert capsys.readouterr().err == ""
+    _report_redecoded([DONE, dataclasses.replace(DONE, path="b.wav", redecoded="the text ended early")])
+    assert "1 of 2 files were decoded again" in capsys.readouterr().err
