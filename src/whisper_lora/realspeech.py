@@ -7,6 +7,7 @@ sentences. The vendor's transcripts come from the plain package, the 16 kHz G.72
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -68,13 +69,22 @@ def fetch(language: str, root: Path | None = None) -> Path:
     package = PACKAGE.format(language=language)
     for name in (package, f"{package}-g722"):
         if not list(debs.glob(f"{name}_*.deb")):
-            _run(["apt-get", "download", name], debs, f"apt-get download {name} (run 'apt-get update' first?)")
+            _download(name, debs)
     shutil.rmtree(tree, ignore_errors=True)
     tree.mkdir(parents=True)
     for deb in [*debs.glob(f"{package}_*.deb"), *debs.glob(f"{package}-g722_*.deb")]:
         _run(["dpkg-deb", "-x", str(deb), str(tree)], debs, f"dpkg-deb -x {deb.name}")
     (tree / ".complete").touch()
     return tree
+
+
+def _download(name: str, debs: Path) -> None:
+    """apt-get download, refreshing the package lists once when the package is not found (a fresh machine)."""
+    if subprocess.run(["apt-get", "download", name], cwd=debs, capture_output=True).returncode == 0:
+        return
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+    _run(["apt-get", "download", name], debs, f"apt-get download {name} (as root, run 'apt-get update' first)")
 
 
 def _run(command: list[str], cwd: Path, what: str) -> None:
