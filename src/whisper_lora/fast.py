@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -111,9 +110,9 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[
                                    beam_size=options.beam_size, max_length=token_budget(window), suppress_blank=False)  # fmt: skip
     found = {}
     for k, span, following, result in zip(window.members, window.spans, following_starts(window), decoded):
-        read = read_clip(result.sequences_ids[0], span, following, tokenizer.timestamp_begin, tokenizer.eot)
-        texts = [] if read is None else [(s, tokenizer.decode(s.tokens).strip()) for s in read]
-        found[k] = None if read is None else [Segment(s.start, s.end, text) for s, text in texts if text] or None
+        read = read_clip(result.sequences_ids[0], span, following, tokenizer.timestamp_begin, tokenizer.eot) or []
+        segments = [Segment(s.start, s.end, text) for s in read if (text := tokenizer.decode(s.tokens).strip())]
+        found[k] = segments or None
     return found
 
 
