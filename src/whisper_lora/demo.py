@@ -79,6 +79,21 @@ def _sentences(parts: tuple, joiner: str, count: int, rng: random.Random) -> lis
     return rng.sample(combos, count)
 
 
+def _speak_all(folder: Path, plan: list[tuple[str, str, str, str]], rng: random.Random) -> list[dict]:
+    """Speak each (file name, language, voice, text) into folder, each at a speed and pitch drawn from rng; return manifest rows."""
+    voices = [(rng.randint(125, 175), rng.randint(30, 70)) for _ in plan]
+    for parent in {(folder / name).parent for name, *_ in plan}:
+        parent.mkdir(parents=True, exist_ok=True)
+
+    def make(i: int) -> dict:
+        name, language, voice, text = plan[i]
+        speak(text, folder / name, voice, *voices[i])
+        return {"audio_path": name, "text": text, "language": language}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(make, range(len(plan))))
+
+
 def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[int, int] = (48, 12), seed: int = 0):
     """Speak a Mandarin and English corpus into folder/audio; return the (train, test) manifest paths.
 
@@ -103,19 +118,10 @@ def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[
         sentences = _sentences(parts, joiner, n_train + n_test, rng)
         plan += [("train", language, voice, text) for text in sentences[:n_train]]
         plan += [("test", language, voice, text) for text in sentences[n_train:]]
-    (folder / "audio").mkdir(parents=True, exist_ok=True)
-    voices = [(rng.randint(125, 175), rng.randint(30, 70)) for _ in plan]
-
-    def make(i: int) -> dict:
-        split, language, voice, text = plan[i]
-        name = f"audio/{split}_{language}_{i:04d}.wav"
-        speak(text, folder / name, voice, *voices[i])
-        return {"audio_path": name, "text": text, "language": language, "split": split}
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        rows = list(pool.map(make, range(len(plan))))
-    for path, split in ((train_path, "train"), (test_path, "test")):
-        write_json_atomic(path, [{k: v for k, v in row.items() if k != "split"} for row in rows if row["split"] == split])
+    named = [(f"audio/{split}_{language}_{i:04d}.wav", language, voice, text) for i, (split, language, voice, text) in enumerate(plan)]
+    rows = _speak_all(folder, named, rng)
+    for path, wanted_split in ((train_path, "train"), (test_path, "test")):
+        write_json_atomic(path, [row for row, (split, *_) in zip(rows, plan) if split == wanted_split])
     write_json_atomic(stamp, wanted)
     return train_path, test_path
 
@@ -134,17 +140,8 @@ def build_out_of_domain(folder: str | Path, seed: int = 0) -> Path:
         return manifest
     rng = random.Random(seed + 1)
     plan = [("zh", "cmn-latn-pinyin", text) for text in MANDARIN] + [("en", "en-us", text) for text in ENGLISH]
-    voices = [(rng.randint(125, 175), rng.randint(30, 70)) for _ in plan]
-    (folder / "ood").mkdir(parents=True, exist_ok=True)
-
-    def make(i: int) -> dict:
-        language, voice, text = plan[i]
-        name = f"ood/{language}_{i:04d}.wav"
-        speak(text, folder / name, voice, *voices[i])
-        return {"audio_path": name, "text": text, "language": language}
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        rows = list(pool.map(make, range(len(plan))))
+    named = [(f"ood/{language}_{i:04d}.wav", language, voice, text) for i, (language, voice, text) in enumerate(plan)]
+    rows = _speak_all(folder, named, rng)
     return write_json_atomic(manifest, rows)
 
 

@@ -82,7 +82,7 @@ def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_s
                     results[k] = _transcript(clips[k].name, segments, options.language, None, len(clips[k].samples))
     for k, reason in sorted(alone.items()):
         results[k] = transcribe_samples_ct2(model, clips[k].samples, options, clips[k].name)
-        results[k].redecoded = results[k].redecoded or reason
+        results[k].redecoded = reason
     return [results[k] for k in range(len(clips))]
 
 

@@ -7,6 +7,7 @@ sentences. The vendor's transcripts come from the plain package, the 16 kHz G.72
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -104,8 +105,6 @@ def prompts(language: str, root: Path | None = None) -> list[Prompt]:
     voices = sorted((tree / "usr/share/asterisk/sounds").glob(f"{language}_*"))
     if not transcript.is_file() or not voices:
         raise UserError(f"real speech: {tree} lacks the transcript or the audio folder for {language}")
-    import gzip
-
     found = []
     for line in gzip.open(transcript, "rt", encoding="utf-8"):
         name, _, text = line.strip().partition(": ")
