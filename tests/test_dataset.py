@@ -70,37 +70,40 @@ def test_dataset_and_collator(rows, tokenizer):
     assert not np.isnan(batch["input_features"].numpy()).any()
 
 
-def test_encoder_cache_matches_the_encoder_and_runs_it_once(rows, tokenizer):
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_stem_cache_matches_the_encoder_and_decodes_each_row_once(rows, tokenizer, depth):
     import torch
     from helpers import tiny_whisper
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-    from whisper_lora.dataset import EncoderCache
+    from whisper_lora.dataset import EncoderStemCache, encoder_top
 
     model = tiny_whisper()
-    calls = []
-    model.model.encoder.register_forward_hook(lambda *args: calls.append(1))
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer)
     options = LabelOptions(timestamp_fraction=0.5, seed=1)
     plain = SpeechDataset(rows, processor, options)
-    cached = SpeechDataset(rows, processor, options, EncoderCache(model.model.encoder, budget_bytes=10**9))
+    cached = SpeechDataset(rows, processor, options, EncoderStemCache(model.model.encoder, depth, budget_bytes=10**9))
+    decoded = []
+    cached.samples = lambda index, original=cached.samples: decoded.append(index) or original(index)
     collate = SpeechCollator(50257)
     first, again = collate([cached[i] for i in range(4)]), collate([cached[i] for i in range(4)])
-    assert len(calls) == 4 and torch.equal(first["encoder_outputs"][0], again["encoder_outputs"][0])
+    assert decoded == [0, 1, 2, 3] and torch.equal(first["encoder_stem"], again["encoder_stem"])
     assert torch.equal(first["labels"], again["labels"])
     reference = collate([plain[i] for i in range(4)])
+    stem = first.pop("encoder_stem")
     with torch.no_grad():
         expected = model(**reference).loss
-        assert torch.allclose(model(**first).loss, expected, rtol=1e-3)
+        topped = model(encoder_outputs=(encoder_top(model.model.encoder, stem, depth),), **first).loss
+    assert torch.allclose(topped, expected, rtol=1e-3)
 
 
 def test_encoder_cache_respects_its_budget(rows, tokenizer):
     from helpers import tiny_whisper
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-    from whisper_lora.dataset import EncoderCache
+    from whisper_lora.dataset import EncoderStemCache
 
-    cache = EncoderCache(tiny_whisper().model.encoder, budget_bytes=2 * 1500 * 64 * 2)  # room for two outputs
+    cache = EncoderStemCache(tiny_whisper().model.encoder, 1, budget_bytes=2 * 1500 * 64 * 2)  # room for two outputs
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer)
     dataset = SpeechDataset(rows, processor, LabelOptions(), cache)
     for i in range(4):

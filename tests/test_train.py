@@ -156,3 +156,56 @@ def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 4  # 8 rows / (2 per device * 2) * 2 epochs
+
+
+def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs(tiny_model_dir, tones, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "out"
+    metrics = train(config(tiny_model_dir, tones, out, target_modules="default", encoder_layers=1, validation_file=None,
+                           regression_file=[str(tones[1])]))  # fmt: skip
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert losses[-1] < 0.5 * losses[0]
+    weights = load_file(out / "adapter_model.safetensors")
+    names = list(weights)
+    assert any("encoder.layers.1." in n for n in names) and not any("encoder.layers.0." in n for n in names)
+    trained = [n for n in names if "encoder.layers.1." in n and "lora_B" in n]
+    assert trained and all(weights[n].abs().sum() > 0 for n in trained)  # gradients reached the cached path
+    assert any("decoder.layers.0." in n for n in names)
+    regression = json.loads((out / "metrics.json").read_text())["regression"]
+    assert set(regression["base"]) == set(regression["final"]) == {"en_wer"}
+    assert metrics["regression"] == regression and any("eval_regression_en_wer" in e for e in history)
+
+
+def test_forgetting_guard_warns_past_one_point(caplog):
+    from whisper_lora.train import ForgettingGuard
+
+    results = iter([0.10, 0.105, 0.125])
+    scorer = type("Scorer", (), {"by_language": lambda self, model: {"en": {"metric": "wer", "score": next(results)}}})()
+    guard = ForgettingGuard(scorer)
+    with caplog.at_level("WARNING", logger="whisper_lora.train"):
+        assert guard.measure(None) == {"regression_en_wer": 0.10}
+        guard.measure(None)
+        assert not caplog.records
+        guard.measure(None)
+    assert "2.5 points worse" in caplog.text and guard.summary()["worse"] == ["en_wer"]
+
+
+def test_default_targets_name_the_top_encoder_layers_and_the_whole_decoder():
+    import re
+
+    from whisper_lora.train import target_modules
+
+    pattern = re.compile(target_modules("default", encoder_layers=2, total_encoder_layers=6))
+    assert pattern.fullmatch("model.encoder.layers.4.self_attn.q_proj") and pattern.fullmatch("model.encoder.layers.5.fc2")
+    assert not pattern.fullmatch("model.encoder.layers.3.self_attn.q_proj") and not pattern.fullmatch("model.encoder.conv1")
+    assert pattern.fullmatch("model.decoder.layers.0.encoder_attn.out_proj") and pattern.fullmatch("model.decoder.layers.5.fc1")
+    assert r"model\.encoder" in target_modules("default") and r"model\.encoder" not in target_modules("default", encoder_layers=0)
+
+
+def test_bad_precision_is_refused(tones):
+    from whisper_lora.errors import UserError
+
+    with pytest.raises(UserError, match="--precision must be auto, fp32 or bf16"):
+        TrainConfig(train_file=[str(tones[0])], precision="fp8")

@@ -8,7 +8,7 @@ from helpers import have_espeak
 
 from whisper_lora.audio import decode_audio
 from whisper_lora.backends import Transcriber
-from whisper_lora.demo import _scorer, build_corpus
+from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
 from whisper_lora.evaluate import load_test_rows, run_model
 from whisper_lora.metrics import normalize_text
 from whisper_lora.models import load_whisper
@@ -20,22 +20,30 @@ pytestmark = [
 ]
 
 
+# The issue's goal at this size (48 rows, 2 epochs): out-of-domain CER at most 0.7x zero-shot.
+# Measured with the current defaults: 140.6% zero-shot, 136.4% fine-tuned (0.97x); see README, "Defaults, and why".
+OOD_BOUND = 0.7
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mandarin")
     train_manifest, test_manifest = build_corpus(folder / "corpus", zh=(48, 20), en=(0, 0), seed=3)
+    ood_manifest = build_out_of_domain(folder / "corpus", seed=3, zh=16, en=0)
     base, processor = load_whisper("base")
     before = _scorer(test_manifest, base, processor).by_language(base)["zh"]["score"]
+    ood_before = _scorer(ood_manifest, base, processor).by_language(base)["zh"]["score"]
     del base
     out = folder / "model"
     metrics = train(TrainConfig(train_file=[str(train_manifest)], output_dir=str(out), num_train_epochs=2,
                                 save_steps=10_000, logging_steps=4, report_to="none"))  # fmt: skip
     model, processor = load_whisper(out)
-    return before, metrics, model, processor, test_manifest
+    ood_after = _scorer(ood_manifest, model, processor).by_language(model)["zh"]["score"]
+    return before, metrics, model, processor, test_manifest, (ood_before, ood_after)
 
 
 def test_loss_falls_and_cer_improves(tuned):
-    before, metrics, model, processor, test_manifest = tuned
+    before, metrics, model, processor, test_manifest, _ = tuned
     state = json.loads((test_manifest.parents[1] / "model" / "trainer_state.json").read_text())
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert losses[-1] < 0.5 * losses[0]
@@ -43,8 +51,14 @@ def test_loss_falls_and_cer_improves(tuned):
     assert before > 0.5 and after < 0.5 * before, (before, after)
 
 
+@pytest.mark.xfail(strict=True, reason="open: a short fine-tune still learns its sentences more than the voice (issue 10)")
+def test_a_short_fine_tune_beats_zero_shot_on_sentences_unlike_its_training_rows(tuned):
+    before, after = tuned[-1]
+    assert after < OOD_BOUND * before, (before, after)
+
+
 def test_fine_tuned_model_still_predicts_timestamps(tuned):
-    _, _, model, processor, test_manifest = tuned
+    _, _, model, processor, test_manifest, _ = tuned
     clip = sorted((test_manifest.parent / "audio").glob("test_zh_*.wav"))[0]
     samples = decode_audio(clip)
     features = processor.feature_extractor(samples, sampling_rate=16000, return_tensors="pt").input_features
@@ -57,7 +71,7 @@ def test_fine_tuned_model_still_predicts_timestamps(tuned):
 
 
 def test_round_trip_through_ct2_gives_the_same_words(tuned):
-    test_manifest = tuned[-1]
+    test_manifest = tuned[4]
     output_dir = str(test_manifest.parents[1] / "model")
     rows, clips = load_test_rows([str(test_manifest)])
     by_transformers = run_model(Transcriber(output_dir, backend="transformers"), rows, clips, None).hypotheses
@@ -69,7 +83,7 @@ def test_round_trip_through_ct2_gives_the_same_words(tuned):
 def test_fine_tuned_model_still_detects_the_language(tuned):
     from whisper_lora.transcribe import first_steps
 
-    _, _, model, processor, test_manifest = tuned
+    _, _, model, processor, test_manifest, _ = tuned
     rows, clips = load_test_rows([str(test_manifest)])
     detected = []
     for clip in clips:

@@ -64,22 +64,41 @@ def encode_example(tokenizer, text: str, language: str | None, options: LabelOpt
     return {"decoder_input_ids": tokens[:-1], "labels": labels}
 
 
-class EncoderCache:
-    """Frozen-encoder outputs kept in memory (float16) up to a byte budget, so later epochs skip the encoder.
+def encoder_stem(encoder, features: torch.Tensor, depth: int) -> torch.Tensor:
+    """Hidden states after the encoder's convolutions, positions and its first depth layers."""
+    hidden = torch.nn.functional.gelu(encoder.conv1(features))
+    hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
+    hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+    for layer in encoder.layers[:depth]:
+        hidden = layer(hidden, None)
+    return hidden
 
-    Valid only while the encoder has nothing to train and the input features do not change between epochs.
+
+def encoder_top(encoder, stem: torch.Tensor, depth: int) -> torch.Tensor:
+    """The rest of the encoder from encoder_stem's output: layers from depth on, then the final norm."""
+    for layer in encoder.layers[depth:]:
+        stem = layer(stem, None)
+    return encoder.layer_norm(stem)
+
+
+class EncoderStemCache:
+    """Outputs of the frozen lower encoder layers kept in memory (float16) up to a byte budget.
+
+    Training runs only the layers above them, and later epochs skip decoding the audio. Valid only while
+    those layers have nothing to train and the input features do not change between epochs.
     """
 
-    def __init__(self, encoder, budget_bytes: int):
-        self.encoder, self.budget, self.used, self.outputs = encoder, budget_bytes, 0, {}
+    def __init__(self, encoder, depth: int, budget_bytes: int, bf16: bool = False):
+        self.encoder, self.depth, self.budget, self.bf16 = encoder, depth, budget_bytes, bf16
+        self.used, self.outputs = 0, {}
 
-    def __call__(self, index: int, features: np.ndarray) -> torch.Tensor:
+    def __call__(self, index: int, features: np.ndarray | None) -> torch.Tensor:
         if index in self.outputs:
             return self.outputs[index].float()
         parameter = next(self.encoder.parameters())
-        with torch.no_grad():
-            inputs = torch.from_numpy(features)[None].to(parameter.device, parameter.dtype)
-            hidden = self.encoder(inputs).last_hidden_state[0].cpu()
+        inputs = torch.from_numpy(features)[None].to(parameter.device, parameter.dtype)
+        with torch.no_grad(), torch.autocast(parameter.device.type, torch.bfloat16, enabled=self.bf16):
+            hidden = encoder_stem(self.encoder, inputs, self.depth)[0].float().cpu()
         size = hidden.numel() * 2
         if self.used + size <= self.budget:
             self.outputs[index], self.used = hidden.half(), self.used + size
@@ -88,9 +107,9 @@ class EncoderCache:
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Rows decoded on access into {input_features or encoder_hidden_states, decoder_input_ids, labels}."""
+    """Rows decoded on access into {input_features or encoder_stem, decoder_input_ids, labels}."""
 
-    def __init__(self, rows: list[Row], processor, options: LabelOptions, encoder_cache: EncoderCache | None = None):
+    def __init__(self, rows: list[Row], processor, options: LabelOptions, encoder_cache: EncoderStemCache | None = None):
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
         self.seconds: dict[int, float] = {}  # decoded durations, for timestamp labels
 
@@ -114,12 +133,12 @@ class SpeechDataset(torch.utils.data.Dataset):
         timestamped = random.Random(options.seed * 1_000_003 + index).random() < options.timestamp_fraction
         cache = self.encoder_cache
         if cache is not None and index in cache.outputs:
-            audio = {"encoder_hidden_states": cache(index, None)}  # the audio need not be decoded again
+            audio = {"encoder_stem": cache(index, None)}  # the audio need not be decoded again
         else:
             samples = self.samples(index)
             self.seconds[index] = len(samples) / SAMPLE_RATE
             features = self.features(samples)
-            audio = {"input_features": features} if cache is None else {"encoder_hidden_states": cache(index, features)}
+            audio = {"input_features": features} if cache is None else {"encoder_stem": cache(index, features)}
         seconds = self.seconds[index] if timestamped else None
         example = encode_example(self.processor.tokenizer, self.rows[index].text, self.language(index), options, seconds)
         return {**audio, **example}
@@ -138,8 +157,8 @@ class SpeechCollator:
             return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples])
 
         batch = {"decoder_input_ids": pad("decoder_input_ids", self.pad_token_id), "labels": pad("labels", IGNORE_INDEX)}
-        if "encoder_hidden_states" in examples[0]:
-            batch["encoder_outputs"] = (torch.stack([e["encoder_hidden_states"] for e in examples]),)
+        if "encoder_stem" in examples[0]:
+            batch["encoder_stem"] = torch.stack([e["encoder_stem"] for e in examples])
         else:
             batch["input_features"] = torch.from_numpy(np.stack([e["input_features"] for e in examples]))
         return batch

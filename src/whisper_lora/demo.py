@@ -126,8 +126,9 @@ def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[
     return train_path, test_path
 
 
-def build_out_of_domain(folder: str | Path, seed: int = 0) -> Path:
-    """Speak sentences.MANDARIN and sentences.ENGLISH into folder/ood, in voices drawn as the corpus's are; return the manifest.
+def build_out_of_domain(folder: str | Path, seed: int = 0, zh: int | None = None, en: int | None = None) -> Path:
+    """Speak sentences.MANDARIN and sentences.ENGLISH (the first zh and en of them; default all) into folder/ood,
+    in voices drawn as the corpus's are; return the manifest.
 
     They share no template with the corpus, so they measure what a fine-tune learnt about the voices
     rather than about its training sentences. An existing set is reused.
@@ -139,7 +140,7 @@ def build_out_of_domain(folder: str | Path, seed: int = 0) -> Path:
     if manifest.is_file():
         return manifest
     rng = random.Random(seed + 1)
-    plan = [("zh", "cmn-latn-pinyin", text) for text in MANDARIN] + [("en", "en-us", text) for text in ENGLISH]
+    plan = [("zh", "cmn-latn-pinyin", text) for text in MANDARIN[:zh]] + [("en", "en-us", text) for text in ENGLISH[:en]]
     named = [(f"ood/{language}_{i:04d}.wav", language, voice, text) for i, (language, voice, text) in enumerate(plan)]
     rows = _speak_all(folder, named, rng)
     return write_json_atomic(manifest, rows)

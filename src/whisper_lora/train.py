@@ -15,17 +15,18 @@ import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
 
 from .data import MAX_AUDIO_SECONDS, Row, normalize_language, usable_rows
-from .dataset import EncoderCache, LabelOptions, SpeechCollator, SpeechDataset
+from .dataset import EncoderStemCache, LabelOptions, SpeechCollator, SpeechDataset, encoder_top
 from .errors import TrainingInterrupted, UserError
 from .files import write_json_atomic
 from .metrics import default_metric, error_rate
 
 log = logging.getLogger("whisper_lora.train")
 
-# Measured on espeak-ng Mandarin with whisper-base (see README, "Tuning"): LoRA on every projection
-# of the decoder reaches the best CER per second of CPU time; the encoder stays frozen, so its
-# backward pass, the dominant cost, is never run.
-DECODER_MODULES = r"model\.decoder\.layers\.\d+\.(self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|model\.decoder\.layers\.\d+\.(fc1|fc2)"
+# Measured by benchmarks/generalization.py (README, "Defaults, and why"): LoRA on the decoder alone learns
+# the training sentences; adapting the top encoder layers too learns the voices, and the frozen layers
+# below them are run once per row and cached.
+LINEAR = r"(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
+DECODER_MODULES = r"model\.decoder\.layers\.\d+\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
 ALL_MODULES = "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
 TARGET_PRESETS = {"decoder": DECODER_MODULES, "all": ALL_MODULES, "qv": "q_proj,v_proj"}
 
@@ -36,6 +37,7 @@ class TrainConfig:
 
     train_file: list[str] = field(metadata={"help": "training manifests (JSON list or JSONL)", "nargs": "+"})
     validation_file: list[str] | None = field(default=None, metadata={"help": "validation manifests; CER/WER is measured on them", "nargs": "+"})
+    regression_file: list[str] | None = field(default=None, metadata={"help": "manifests (any language) the model must not get worse on: scored before training and at every evaluation", "nargs": "+"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "base model: embedded name, folder or hub id (default: base)"})
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder for hub models"})
     output_dir: str = field(default="./output", metadata={"help": "where the adapter, processor, metrics and checkpoints go"})
@@ -45,7 +47,7 @@ class TrainConfig:
     per_device_train_batch_size: int = field(default=4, metadata={"help": "examples per step on each device"})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "examples per generation batch in evaluation"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps whose gradients add up before one update"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"})
     warmup_steps: int = field(default=10, metadata={"help": "updates of linear warm-up"})
     logging_steps: int = field(default=10, metadata={"help": "updates between loss logs"})
@@ -55,10 +57,13 @@ class TrainConfig:
     fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (CUDA only; on CPU bf16 is used where supported)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
-    lora_r: int = field(default=32, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha (scale = alpha / r)"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
-    target_modules: str = field(default="decoder", metadata={"help": "'decoder', 'all', 'qv', a comma list of module names, or a regex"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA path"})
+    target_modules: str = field(default="default", metadata={"help": "'default' (every projection of the top --encoder_layers encoder layers and of the decoder), 'decoder', 'all', 'qv', a comma list of module names, or a regex"})
+    encoder_layers: int = field(default=2, metadata={"help": "top encoder layers that the 'default' targets adapt; the frozen ones below run once per row"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 autocast on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16; --fp16/--bf16 override it"})
     use_dora: bool = field(default=False, metadata={"help": "weight-decomposed LoRA (DoRA)"})
     timestamp_fraction: float = field(default=0.5, metadata={"help": "share of rows trained with timestamps, which keeps them working"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
@@ -82,6 +87,10 @@ class TrainConfig:
             code = normalize_language(self.language)
             problems += [] if code else [f"--language {self.language!r} is not a Whisper language"]
             self.language = code or self.language
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"--precision must be auto, fp32 or bf16, not {self.precision!r}")
+        if self.encoder_layers < 0:
+            problems.append("--encoder_layers must be 0 or more")
         if self.metric not in (None, "cer", "wer"):
             problems.append(f"--metric must be cer or wer, not {self.metric!r}")
         if not 0.0 <= self.timestamp_fraction <= 1.0:
@@ -102,19 +111,34 @@ class TrainConfig:
         return names
 
 
-def target_modules(spec: str) -> str | list[str]:
+def target_modules(spec: str, encoder_layers: int = 2, total_encoder_layers: int = 6) -> str | list[str]:
     """Map a preset name or comma list to what peft's LoraConfig takes; anything else is a regex."""
+    if spec == "default":
+        top = "|".join(str(i) for i in range(max(total_encoder_layers - encoder_layers, 0), total_encoder_layers))
+        return f"model\\.encoder\\.layers\\.({top})\\.{LINEAR}|{DECODER_MODULES}" if top else DECODER_MODULES
     spec = TARGET_PRESETS.get(spec, spec)
     return spec.split(",") if "," in spec or spec.isidentifier() else spec
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX or AVX512-BF16), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def mixed_precision(config: TrainConfig) -> dict:
     """fp16/bf16 TrainingArguments for this machine; fp16 without CUDA falls back to bf16 with a warning."""
-    if config.fp16 and not torch.cuda.is_available():
-        cpu_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    cuda = torch.cuda.is_available()
+    if config.fp16 and not cuda:
+        cpu_bf16 = cpu_has_bf16()
         log.warning("--fp16 needs CUDA; %s", "using bf16 autocast on this CPU" if cpu_bf16 else "training in float32")
         return {"bf16": cpu_bf16}
-    return {"fp16": config.fp16, "bf16": config.bf16}
+    if config.fp16 or config.bf16:
+        return {"fp16": config.fp16, "bf16": config.bf16}
+    return {"bf16": config.precision == "bf16" or (config.precision == "auto" and not cuda and cpu_has_bf16())}
 
 
 def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> list[Row]:
@@ -174,17 +198,57 @@ class GenerationScorer:
         return {metric: error_rate(references, hypotheses, metric, language) for metric in ("cer", "wer")}
 
 
-class WhisperLoraTrainer(Seq2SeqTrainer):
-    """Seq2SeqTrainer whose evaluation adds CER and WER from real generation to the loss."""
+class ForgettingGuard:
+    """Scores the --regression_file rows before training (the base model) and after; warns when one gets worse."""
 
-    def __init__(self, *args, scorer: GenerationScorer | None = None, **kwargs):
+    TOLERANCE = 0.01  # one point of CER or WER
+
+    def __init__(self, scorer: GenerationScorer):
+        self.scorer, self.base, self.last = scorer, None, None
+
+    def measure(self, model) -> dict[str, float]:
+        """This model's error rate per language, as eval_regression_{language}_{metric}; the first call is the base."""
+        scores = {f"{language}_{s['metric']}": s["score"] for language, s in self.scorer.by_language(model).items()}
+        if self.base is None:
+            self.base = scores
+            log.info("regression rows, base model: %s", ", ".join(f"{k} {v:.2%}" for k, v in scores.items()))
+        for key, score in scores.items():
+            if score > self.base[key] + self.TOLERANCE:
+                log.warning(
+                    "forgetting: %s on --regression_file is %.2f%%, %.1f points worse than the base model's %.2f%%. "
+                    "Remedies: fewer --num_train_epochs or a lower --learning_rate, fewer --encoder_layers, "
+                    "or add rows of that language to --train_file", key, 100 * score, 100 * (score - self.base[key]),
+                    100 * self.base[key])  # fmt: skip
+        self.last = scores
+        return {f"regression_{key}": score for key, score in scores.items()}
+
+    def summary(self) -> dict:
+        return {"base": self.base, "final": self.last,
+                "worse": [k for k, v in (self.last or {}).items() if v > self.base[k] + self.TOLERANCE]}  # fmt: skip
+
+
+class WhisperLoraTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer that runs the encoder's top layers on cached stem outputs and adds CER/WER to evaluation."""
+
+    def __init__(self, *args, scorer: GenerationScorer | None = None, stem_depth: int = 0,
+                 guard: ForgettingGuard | None = None, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
-        self.scorer = scorer
+        self.scorer, self.stem_depth, self.guard = scorer, stem_depth, guard
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stem = inputs.pop("encoder_stem", None)
+        if stem is not None:
+            encoder = self.accelerator.unwrap_model(model).get_base_model().model.encoder
+            with self.accelerator.autocast():
+                inputs["encoder_outputs"] = (encoder_top(encoder, stem, self.stem_depth),)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if self.scorer is not None:
-            scores = {f"{metric_key_prefix}_{k}": v for k, v in self.scorer(self.model).items()}
+        scores = self.scorer(self.model) if self.scorer is not None else {}
+        scores.update(self.guard.measure(self.model) if self.guard is not None else {})
+        scores = {f"{metric_key_prefix}_{k}": v for k, v in scores.items()}
+        if scores:
             self.log(scores)
             metrics.update(scores)
         return metrics
@@ -258,6 +322,7 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
         per_device_eval_batch_size=config.per_device_eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_steps,
         logging_steps=config.logging_steps,
@@ -289,7 +354,7 @@ def _apply_lora(model, config: TrainConfig):
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=target_modules(config.target_modules),
+        target_modules=target_modules(config.target_modules, config.encoder_layers, model.config.encoder_layers),
         use_dora=config.use_dora,
     )
     try:
@@ -298,13 +363,22 @@ def _apply_lora(model, config: TrainConfig):
         raise UserError(f"--target_modules {config.target_modules!r}: {error}") from None
 
 
-def _encoder_cache(model, config: TrainConfig) -> EncoderCache | None:
-    """A cache of encoder outputs when the encoder is frozen and the data loads in this process."""
+def frozen_depth(encoder) -> int:
+    """How many leading encoder layers (with the convolutions and positions) have nothing to train."""
+    stem = [encoder.conv1, encoder.conv2, encoder.embed_positions]
+    if any(p.requires_grad for module in stem for p in module.parameters()):
+        return 0
+    trains = [any(p.requires_grad for p in layer.parameters()) for layer in encoder.layers]
+    return trains.index(True) if True in trains else len(trains)
+
+
+def _stem_cache(model, config: TrainConfig, bf16: bool) -> EncoderStemCache | None:
+    """A cache of the frozen lower encoder's outputs, when there is one and the data loads in this process."""
     encoder = model.get_base_model().model.encoder
-    frozen = not any(parameter.requires_grad for parameter in encoder.parameters())
-    if not frozen or config.encoder_cache_gb <= 0 or config.dataloader_num_workers > 0:
+    depth = frozen_depth(encoder)
+    if depth == 0 or config.encoder_cache_gb <= 0 or config.dataloader_num_workers > 0:
         return None
-    return EncoderCache(encoder, int(config.encoder_cache_gb * 2**30))
+    return EncoderStemCache(encoder, depth, int(config.encoder_cache_gb * 2**30), bf16=bf16)
 
 
 def train(config: TrainConfig) -> dict:
@@ -323,9 +397,12 @@ def train(config: TrainConfig) -> dict:
     model = _apply_lora(model, config)
     options = LabelOptions(config.language, config.task, config.timestamp_fraction, config.seed,
                            multilingual=bool(model.generation_config.is_multilingual))  # fmt: skip
-    train_set = SpeechDataset(train_rows, processor, options, _encoder_cache(model, config))
-    eval_set = SpeechDataset(eval_rows, processor, LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual))
     arguments = _arguments(config, bool(eval_rows), metric)
+    cache = _stem_cache(model, config, bf16=arguments.bf16)
+    train_set = SpeechDataset(train_rows, processor, options, cache)
+    scoring = LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual)
+    eval_set = SpeechDataset(eval_rows, processor, scoring)
+    guard = _guard(config, tokenizer, processor, scoring, model)
     interrupt = InterruptCallback()
     trainer = WhisperLoraTrainer(
         model=model,
@@ -336,6 +413,8 @@ def train(config: TrainConfig) -> dict:
         processing_class=processor.feature_extractor,
         callbacks=[interrupt],
         scorer=GenerationScorer(eval_set, config.per_device_eval_batch_size) if eval_rows else None,
+        stem_depth=cache.depth if cache else 0,
+        guard=guard,
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=_resume_path(config) if config.resume_from_checkpoint else None)
@@ -345,9 +424,28 @@ def train(config: TrainConfig) -> dict:
             "Resume with --resume_from_checkpoint auto"
         )
     final = _final_evaluation(trainer) if eval_rows else {}
+    if guard is not None and not eval_rows:
+        trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
     if trainer.is_world_process_zero():
-        return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started)
+        metrics = _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started)
+        return _save_regression(config, metrics, guard) if guard else metrics
     return {}
+
+
+def _guard(config: TrainConfig, tokenizer, processor, options: LabelOptions, model) -> ForgettingGuard | None:
+    """The forgetting guard over --regression_file, with the base model's scores taken now (LoRA starts at zero)."""
+    if not config.regression_file:
+        return None
+    rows = _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")
+    guard = ForgettingGuard(GenerationScorer(SpeechDataset(rows, processor, options), config.per_device_eval_batch_size))
+    guard.measure(model)
+    return guard
+
+
+def _save_regression(config: TrainConfig, metrics: dict, guard: ForgettingGuard) -> dict:
+    metrics = {**metrics, "regression": guard.summary()}
+    write_json_atomic(Path(config.output_dir) / "metrics.json", metrics)
+    return metrics
 
 
 def _final_evaluation(trainer) -> dict:
@@ -400,12 +498,19 @@ def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
 
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
     losses = [(e["step"], e["loss"]) for e in history if "loss" in e]
-    scores = [(e["step"], e[f"eval_{metric}"]) for e in history if f"eval_{metric}" in e]
-    for axis, points, title in ((loss_axis, losses, "training loss"), (metric_axis, scores, f"validation {metric.upper()}")):
+    series = {f"validation {metric.upper()}": f"eval_{metric}"}
+    series.update({f"regression {k.removeprefix('eval_regression_')}": k for e in history for k in e if k.startswith("eval_regression_")})
+    for label, key in series.items():
+        points = [(e.get("step", 0), e[key]) for e in history if key in e]
         if points:
-            axis.plot(*zip(*points), marker="o")
+            metric_axis.plot(*zip(*points), marker="o", label=label)
+    if losses:
+        loss_axis.plot(*zip(*losses), marker="o")
+    for axis, title in ((loss_axis, "training loss"), (metric_axis, "error rate")):
         axis.set_xlabel("step")
         axis.set_title(title)
+    if metric_axis.lines:
+        metric_axis.legend()
     figure.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(tmp, dpi=100)

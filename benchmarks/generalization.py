@@ -1,0 +1,233 @@
+"""Does a fine-tune generalize? Our defaults against the textbook recipe, trained on the same rows in one run.
+
+Each run fine-tunes the embedded whisper-base twice, each time in a fresh process:
+- "voices": the demo's espeak-ng corpus (Mandarin and English, varied speed and pitch). Scored on held-out
+  corpus rows (in-domain) and on sentences written apart from the corpus's templates, in the same voices
+  (out-of-domain, `whisper_lora.sentences`).
+- "recordings": recorded human speech (Debian's asterisk-core-sounds, `whisper_lora.realspeech`), Spanish
+  and French training prompts; scored on the test prompts, which no training row shares.
+Both adapters also decode real English recordings, a language neither trained on, against the base model
+(forgetting). Samples/s is end to end: training rows x epochs over the wall time from model load to the
+finished model. Peak RSS is the training process's. Finished runs are kept in WORKDIR/results and reused.
+
+    whisper_lora_env/bin/python benchmarks/generalization.py [--runs base,recipe,ours] [--variant NAME:KEY=VALUE,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from whisper_lora.data import read_manifest
+from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
+from whisper_lora.files import write_json_atomic
+from whisper_lora.models import load_whisper
+from whisper_lora.realspeech import write_manifests
+
+TASKS = ("voices", "recordings")
+
+
+def datasets(workdir: Path, real_languages: list[str], real_rows: int) -> dict:
+    """Train and score manifests: {task: train manifest}, {set name: test manifest}."""
+    corpus_train, corpus_test = build_corpus(workdir / "corpus")
+    ood = build_out_of_domain(workdir / "corpus")
+    real = write_manifests(tuple(sorted({*real_languages, "en"})))
+    rows = []
+    for language in real_languages:
+        found = json.loads(real[f"{language}_train"].read_text(encoding="utf-8"))
+        rows += random.Random(0).sample(found, min(real_rows, len(found)))
+    recordings = write_json_atomic(workdir / "recordings_train.json", rows)
+    tests = {"in-domain": corpus_test, "out-of-domain": ood, "forgetting": real["en_test"]}
+    tests.update({f"real {language}": real[f"{language}_test"] for language in real_languages})
+    return {"train": {"voices": corpus_train, "recordings": recordings}, "test": tests}
+
+
+def sets_for(task: str | None, tests: dict) -> dict:
+    """Which test sets score a task's adapter (all of them for the base model)."""
+    if task == "voices":
+        names = ("in-domain", "out-of-domain", "forgetting")
+    elif task == "recordings":
+        names = tuple(n for n in tests if n.startswith("real ")) + ("forgetting",)
+    else:
+        names = tuple(tests)
+    return {name: tests[name] for name in names}
+
+
+class RecipeDataset(torch.utils.data.Dataset):
+    """The textbook recipe's examples: 30 s log-mel features and tokenizer(text) labels with the prefix."""
+
+    def __init__(self, rows, processor):
+        self.rows, self.processor = rows, processor
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        from whisper_lora.audio import decode_audio
+
+        row = self.rows[index]
+        self.processor.tokenizer.set_prefix_tokens(language=row.language, task="transcribe")
+        features = self.processor.feature_extractor(decode_audio(row.audio_path), sampling_rate=16000).input_features[0]
+        return {"input_features": features, "labels": self.processor.tokenizer(row.text).input_ids}
+
+
+def recipe_collator(processor, decoder_start_token_id):
+    """DataCollatorSpeechSeq2SeqWithPadding from the Hugging Face fine-tuning blog post."""
+
+    def collate(features):
+        batch = processor.feature_extractor.pad([{"input_features": f["input_features"]} for f in features], return_tensors="pt")
+        labels_batch = processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], return_tensors="pt")
+        labels = labels_batch["input_ids"].masked_fill(labels_batch.attention_mask.ne(1), -100)
+        if (labels[:, 0] == decoder_start_token_id).all().cpu().item():
+            labels = labels[:, 1:]
+        batch["labels"] = labels
+        return batch
+
+    return collate
+
+
+def train_recipe(manifest: Path, epochs: float, output_dir: Path):
+    """Seq2SeqTrainer + peft as the Hugging Face recipe has it: r=8 on q_proj/v_proj everywhere, lr 5e-4, batch 4 x 2."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    rows, _ = read_manifest(manifest)
+    model, processor = load_whisper("base")
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], lora_dropout=0.05))
+    arguments = Seq2SeqTrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=4, gradient_accumulation_steps=2, learning_rate=5e-4,
+        warmup_steps=10, num_train_epochs=epochs, logging_steps=10, save_strategy="no", report_to="none",
+        remove_unused_columns=False, label_names=["labels"], use_cpu=not torch.cuda.is_available(), seed=42,
+    )  # fmt: skip
+    trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=RecipeDataset(rows, processor),
+                             data_collator=recipe_collator(processor, model.config.decoder_start_token_id))  # fmt: skip
+    trainer.train()
+    return model.merge_and_unload().eval(), processor, len(rows)
+
+
+def train_ours(manifest: Path, epochs: float, output_dir: Path, overrides: dict):
+    """whisper-lora's train() with its defaults, or with overrides for a variant."""
+    from whisper_lora.train import TrainConfig, train
+
+    config = TrainConfig(train_file=[str(manifest)], output_dir=str(output_dir), num_train_epochs=epochs,
+                         save_steps=10_000, report_to="none", **overrides)  # fmt: skip
+    train(config)
+    model, processor = load_whisper(str(output_dir))
+    return model, processor, len(read_manifest(manifest)[0])
+
+
+def parse_value(text: str):
+    """A --variant value as JSON where it parses (numbers, true/false), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def run_one(args, run: str, task: str | None) -> dict:
+    """Train (unless base) and score in this process; return the result record."""
+    data = datasets(Path(args.workdir), args.real_languages, args.real_rows)
+    overrides = args.variants.get(run, {})
+    started = time.perf_counter()
+    if run == "base":
+        model, processor = load_whisper("base")
+        speed = None
+    else:
+        output_dir = Path(args.workdir) / "models" / f"{run}_{task}"
+        manifest = data["train"][task]
+        if run == "recipe":
+            model, processor, rows = train_recipe(manifest, args.epochs, output_dir)
+        else:
+            model, processor, rows = train_ours(manifest, args.epochs, output_dir, overrides)
+        speed = rows * args.epochs / (time.perf_counter() - started)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    scores = {name: _scorer(path, model, processor).by_language(model) for name, path in sets_for(task, data["test"]).items()}
+    return {"run": run, "task": task, "overrides": overrides, "epochs": args.epochs, "samples_per_second": speed,
+            "peak_rss_gb": peak_gb, "scores": {n: {str(k): v for k, v in s.items()} for n, s in scores.items()},
+            "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def result_path(workdir: Path, run: str, task: str | None) -> Path:
+    return workdir / "results" / f"{run}_{task or 'zero-shot'}.json"
+
+
+def cached(args, run: str, task: str | None) -> dict | None:
+    path = result_path(Path(args.workdir), run, task)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    same = record["overrides"] == args.variants.get(run, {}) and record["epochs"] == args.epochs
+    return record if same else None
+
+
+def score(record: dict | None, set_name: str, language: str) -> str:
+    entry = (record or {}).get("scores", {}).get(set_name, {}).get(language)
+    return f"{entry['score']:.1%}" if entry else "-"
+
+
+def print_table(args, records: dict) -> None:
+    """One line per run: speed, memory and every error rate; then the targets the issue set."""
+    columns = [("in-domain", "zh", "voices"), ("in-domain", "en", "voices"), ("out-of-domain", "zh", "voices"),
+               ("out-of-domain", "en", "voices")]  # fmt: skip
+    columns += [(f"real {lang}", lang, "recordings") for lang in args.real_languages]
+    columns += [("forgetting", "en", "voices"), ("forgetting", "en", "recordings")]
+    heads = [f"{s.replace('out-of-domain', 'ood').replace('in-domain', 'in')} {l}" + ("" if t == "voices" or s.startswith("real") else "*")
+             for s, l, t in columns]  # fmt: skip
+    print(f"\n{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>11}" for h in heads))
+    for run in args.runs:
+        voices = records.get((run, "voices")) if run != "base" else records.get(("base", None))
+        speed = f"{voices['samples_per_second']:.2f}" if voices and voices["samples_per_second"] else "-"
+        rss = f"{voices['peak_rss_gb']:.2f} GB" if voices and run != "base" else "-"
+        cells = [score(records.get(("base", None)) if run == "base" else records.get((run, t)), s, l) for s, l, t in columns]
+        print(f"{run:<12}{speed:>10}{rss:>10}" + "".join(f"{c:>11}" for c in cells))
+    print("in/ood: espeak-ng voices (CER for zh, WER otherwise); real: recorded test prompts; forgetting: real English,"
+          " decoded by the voices adapter (forgetting en) and by the recordings adapter (forgetting en*)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default="generalization_output", help="corpus, models and results")
+    parser.add_argument("--runs", default="base,recipe,ours", help="comma list: base, recipe, ours and variant names")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="our training with TrainConfig overrides, e.g. r8:lora_r=8,lora_alpha=16")  # fmt: skip
+    parser.add_argument("--tasks", default=",".join(TASKS), help="voices, recordings or both")
+    parser.add_argument("--real_languages", default="es,fr", help="recorded languages to train and test on")
+    parser.add_argument("--real_rows", type=int, default=96, help="training prompts per recorded language")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--one", nargs=2, metavar=("RUN", "TASK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.runs, args.tasks = args.runs.split(","), args.tasks.split(",")
+    args.real_languages = args.real_languages.split(",")
+    args.variants = {}
+    for spec in args.variant:
+        name, _, settings = spec.partition(":")
+        args.variants[name] = {k: parse_value(v) for k, v in (item.split("=", 1) for item in settings.split(",") if item)}
+    if args.one:
+        run, task = args.one
+        task = None if task == "-" else task
+        write_json_atomic(result_path(Path(args.workdir), run, task), run_one(args, run, task))
+        return
+    datasets(Path(args.workdir), args.real_languages, args.real_rows)  # built once, before the runs
+    records = {}
+    for run in args.runs:
+        for task in [None] if run == "base" else args.tasks:
+            record = cached(args, run, task)
+            if record is None:
+                print(f"--- {run} {task or 'zero-shot'}", flush=True)
+                command = [sys.executable, __file__, *sys.argv[1:], "--one", run, task or "-"]
+                subprocess.run(command, check=True)
+                record = cached(args, run, task)
+            records[(run, task)] = record
+    print_table(args, records)
+
+
+if __name__ == "__main__":
+    main()
