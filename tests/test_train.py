@@ -110,18 +110,18 @@ def wait_for(condition, process, seconds=120):
 
 def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(tiny_model_dir, tones, tmp_path):
     out = tmp_path / "out"
-    process = run_cli(*cli_args(tiny_model_dir, tones, out))
+    process = run_cli(*cli_args(tiny_model_dir, tones, out, epochs=10))
     wait_for(lambda: (out / "checkpoint-4" / "trainer_state.json").is_file(), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     complete = [int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json")]
     last = max(complete)  # a checkpoint the kill cut short has no trainer_state.json and must be skipped
-    resumed = run_cli(*cli_args(tiny_model_dir, tones, out), "--resume_from_checkpoint", "auto")
+    resumed = run_cli(*cli_args(tiny_model_dir, tones, out, epochs=10), "--resume_from_checkpoint", "auto")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert f"resuming from {out / f'checkpoint-{last}'}" in output
-    assert json.loads((out / "metrics.json").read_text())["global_step"] == 80  # 8 rows / 2 per step * 20 epochs
-    first_logged = min(e["step"] for e in json.loads((out / f"checkpoint-80/trainer_state.json").read_text())["log_history"] if "loss" in e)
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 40  # 8 rows / 2 per step * 10 epochs
+    first_logged = min(e["step"] for e in json.loads((out / f"checkpoint-40/trainer_state.json").read_text())["log_history"] if "loss" in e)
     assert first_logged == 1  # the resumed state carries the earlier history, not a fresh start
 
 
