@@ -212,19 +212,22 @@ class ForgettingGuard:
         if self.base is None:
             self.base = scores
             log.info("regression rows, base model: %s", ", ".join(f"{k} {v:.2%}" for k, v in scores.items()))
-        for key, score in scores.items():
-            if score > self.base[key] + self.TOLERANCE:
-                log.warning(
-                    "forgetting: %s on --regression_file is %.2f%%, %.1f points worse than the base model's %.2f%%. "
-                    "Remedies: fewer --num_train_epochs or a lower --learning_rate, fewer --encoder_layers, "
-                    "or add rows of that language to --train_file", key, 100 * score, 100 * (score - self.base[key]),
-                    100 * self.base[key])  # fmt: skip
+        for key in self.worse(scores):
+            score = scores[key]
+            log.warning(
+                "forgetting: %s on --regression_file is %.2f%%, %.1f points worse than the base model's %.2f%%. "
+                "Remedies: fewer --num_train_epochs or a lower --learning_rate, fewer --encoder_layers, "
+                "or add rows of that language to --train_file", key, 100 * score, 100 * (score - self.base[key]),
+                100 * self.base[key])  # fmt: skip
         self.last = scores
         return {f"regression_{key}": score for key, score in scores.items()}
 
+    def worse(self, scores: dict[str, float]) -> list[str]:
+        """The keys of scores more than TOLERANCE above the base model's."""
+        return [key for key, score in scores.items() if score > self.base[key] + self.TOLERANCE]
+
     def summary(self) -> dict:
-        return {"base": self.base, "final": self.last,
-                "worse": [k for k, v in (self.last or {}).items() if v > self.base[k] + self.TOLERANCE]}  # fmt: skip
+        return {"base": self.base, "final": self.last, "worse": self.worse(self.last or {})}
 
 
 class WhisperLoraTrainer(Seq2SeqTrainer):
@@ -427,8 +430,7 @@ def train(config: TrainConfig) -> dict:
     if guard is not None and not eval_rows:
         trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
     if trainer.is_world_process_zero():
-        metrics = _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started)
-        return _save_regression(config, metrics, guard) if guard else metrics
+        return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started, guard)
     return {}
 
 
@@ -442,12 +444,6 @@ def _guard(config: TrainConfig, tokenizer, processor, options: LabelOptions, mod
     return guard
 
 
-def _save_regression(config: TrainConfig, metrics: dict, guard: ForgettingGuard) -> dict:
-    metrics = {**metrics, "regression": guard.summary()}
-    write_json_atomic(Path(config.output_dir) / "metrics.json", metrics)
-    return metrics
-
-
 def _final_evaluation(trainer) -> dict:
     """Scores at the last step: logged already when the Trainer evaluated there, else measured now."""
     evals = [e for e in trainer.state.log_history if "eval_cer" in e]
@@ -457,7 +453,9 @@ def _final_evaluation(trainer) -> dict:
     return trainer.evaluate()
 
 
-def _save_outputs(trainer, processor, config: TrainConfig, result, final: dict, metric: str, seconds: float) -> dict:
+def _save_outputs(
+    trainer, processor, config: TrainConfig, result, final: dict, metric: str, seconds: float, guard: ForgettingGuard | None
+) -> dict:
     from .models import ADAPTER_INFO
 
     out = Path(config.output_dir)
@@ -469,6 +467,8 @@ def _save_outputs(trainer, processor, config: TrainConfig, result, final: dict, 
     write_json_atomic(out / "training_config.json", asdict(config))
     write_json_atomic(out / "trainer_state.json", asdict(trainer.state))
     metrics = _metrics(trainer, result, final, metric, seconds)
+    if guard is not None:
+        metrics["regression"] = guard.summary()
     write_json_atomic(out / "metrics.json", metrics)
     _plot_curves(trainer.state.log_history, metric, out / "training_curves.png")
     return metrics
