@@ -109,3 +109,42 @@ def test_encoder_cache_respects_its_budget(rows, tokenizer):
     for i in range(4):
         dataset[i]
     assert sorted(cache.outputs) == [0, 1] and cache.used == 2 * 1500 * 64 * 2
+
+
+def test_packing_groups_rows_of_one_language_within_the_window_and_the_row_limit(tokenizer):
+    from whisper_lora.dataset import PACK_GAP, PACK_SECONDS, pack_rows
+
+    rows = [Row("m.json", i + 1, f"{i}.wav", f"row {i}", language="en" if i % 3 else "fr") for i in range(30)]
+    seconds = [2.0 + (i % 5) for i in range(30)]
+    windows = pack_rows(rows, seconds, tokenizer, LabelOptions(seed=3), max_rows=4)
+    assert sorted(i for window in windows for i in window) == list(range(30))  # every row once
+    for window in windows:
+        assert len({rows[i].language for i in window}) == 1 and 1 <= len(window) <= 4
+        assert sum(seconds[i] for i in window) + PACK_GAP[1] * (len(window) - 1) <= PACK_SECONDS
+    assert len(windows) < 15  # most windows hold several rows
+    assert pack_rows(rows, seconds, tokenizer, LabelOptions(seed=3), max_rows=1) != windows
+    assert all(len(w) == 1 for w in pack_rows(rows, seconds, tokenizer, LabelOptions(seed=3), max_rows=1))
+
+
+def test_a_packed_window_transcribes_its_rows_in_order_between_their_timestamps(rows, tokenizer):
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    from whisper_lora.dataset import PACK_GAP
+
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer)
+    dataset = SpeechDataset(rows, processor, LabelOptions(timestamp_fraction=1.0), windows=[[2, 0, 1], [3]])
+    assert len(dataset) == 2
+    example = dataset[0]
+    spans = dataset.spans[0]
+    assert [round(end - start, 2) for start, end in spans] == [3.0, 1.0, 2.0]  # rows 2, 0, 1 of 3, 1 and 2 s
+    gaps = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:])]
+    assert all(PACK_GAP[0] <= gap <= PACK_GAP[1] for gap in gaps)
+    labels = names(tokenizer, example["labels"])
+    stamps = [(i, label) for i, label in enumerate(labels) if label and label.startswith("<|") and label[2].isdigit()]
+    assert [float(label[2:-2]) for _, label in stamps] == pytest.approx([round(x / 0.02) * 0.02 for span in spans for x in span])
+    texts = [tokenizer.decode(example["labels"][a + 1 : b]) for (a, _), (b, _) in zip(stamps[::2], stamps[1::2])]
+    assert texts == [" tone number 2", " tone number 0", " tone number 1"]
+    silent = example["input_features"][:, round(spans[0][1] * 100) + 5 : round(spans[1][0] * 100) - 5]
+    assert silent.max() < example["input_features"][:, : round(spans[0][1] * 100)].max()  # the gap is silence
+    plain = SpeechDataset(rows, processor, LabelOptions(timestamp_fraction=0.0), windows=[[2, 0, 1]])[0]
+    assert tokenizer.decode(plain["labels"][3:-1]) == " tone number 2 tone number 0 tone number 1"

@@ -49,7 +49,7 @@ def config(model_dir, tones, out, **overrides):
         train_file=[str(tones[0])], validation_file=[str(tones[1])], model_name_or_path=str(model_dir),
         output_dir=str(out), num_train_epochs=10, per_device_train_batch_size=4, learning_rate=1e-2,
         warmup_steps=0, logging_steps=1, save_steps=4, lora_r=8, lora_alpha=16, report_to="tensorboard",
-        dataloader_num_workers=0, target_modules="all",
+        dataloader_num_workers=0, target_modules="all", pack_rows=1,
     )  # fmt: skip
     return TrainConfig(**{**options, **overrides})
 
@@ -97,7 +97,7 @@ def run_cli(*args, **popen):
 def cli_args(model_dir, tones, out, epochs=20):
     return ["--train_file", tones[0], "--model_name_or_path", model_dir, "--output_dir", out,
             "--num_train_epochs", epochs, "--per_device_train_batch_size", 2, "--save_steps", 2,
-            "--logging_steps", 1, "--report_to", "none", "--learning_rate", 1e-3]  # fmt: skip
+            "--logging_steps", 1, "--report_to", "none", "--learning_rate", 1e-3, "--pack_rows", 1]  # fmt: skip
 
 
 def wait_for(condition, process, seconds=120):
@@ -158,12 +158,13 @@ def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
     assert metrics["world_size"] == 2 and metrics["global_step"] == 4  # 8 rows / (2 per device * 2) * 2 epochs
 
 
-def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs(tiny_model_dir, tones, tmp_path):
+def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(tiny_model_dir, tones, tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "out"
     metrics = train(config(tiny_model_dir, tones, out, target_modules="default", encoder_layers=1, validation_file=None,
-                           regression_file=[str(tones[1])]))  # fmt: skip
+                           regression_file=[str(tones[1])], pack_rows=4, per_device_train_batch_size=1, num_train_epochs=25))  # fmt: skip
+    assert metrics["global_step"] == 50  # 8 rows of about a second, 4 to a window, for 25 epochs
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     assert losses[-1] < 0.5 * losses[0]
@@ -172,7 +173,8 @@ def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs(tiny
     assert any("encoder.layers.1." in n for n in names) and not any("encoder.layers.0." in n for n in names)
     trained = [n for n in names if "encoder.layers.1." in n and "lora_B" in n]
     assert trained and all(weights[n].abs().sum() > 0 for n in trained)  # gradients reached the cached path
-    assert any("decoder.layers.0." in n for n in names)
+    assert any("decoder.layers.0.encoder_attn." in n for n in names)
+    assert not any("decoder.layers.0.self_attn." in n or "decoder.layers.0.fc1" in n for n in names)
     regression = json.loads((out / "metrics.json").read_text())["regression"]
     assert set(regression["base"]) == set(regression["final"]) == {"en_wer"}
     assert metrics["regression"] == regression and any("eval_regression_en_wer" in e for e in history)
@@ -192,7 +194,7 @@ def test_forgetting_guard_warns_past_one_point(caplog):
     assert "2.5 points worse" in caplog.text and guard.summary()["worse"] == ["en_wer"]
 
 
-def test_default_targets_name_the_top_encoder_layers_and_the_whole_decoder():
+def test_default_targets_name_the_encoder_layers_and_the_decoders_cross_attention():
     import re
 
     from whisper_lora.train import target_modules
@@ -200,8 +202,11 @@ def test_default_targets_name_the_top_encoder_layers_and_the_whole_decoder():
     pattern = re.compile(target_modules("default", encoder_layers=2, total_encoder_layers=6))
     assert pattern.fullmatch("model.encoder.layers.4.self_attn.q_proj") and pattern.fullmatch("model.encoder.layers.5.fc2")
     assert not pattern.fullmatch("model.encoder.layers.3.self_attn.q_proj") and not pattern.fullmatch("model.encoder.conv1")
-    assert pattern.fullmatch("model.decoder.layers.0.encoder_attn.out_proj") and pattern.fullmatch("model.decoder.layers.5.fc1")
-    assert r"model\.encoder" in target_modules("default") and r"model\.encoder" not in target_modules("default", encoder_layers=0)
+    assert pattern.fullmatch("model.decoder.layers.0.encoder_attn.out_proj")
+    assert not pattern.fullmatch("model.decoder.layers.5.fc1") and not pattern.fullmatch("model.decoder.layers.0.self_attn.q_proj")
+    every = re.compile(target_modules("default", total_encoder_layers=6))  # all encoder layers unless told
+    assert every.fullmatch("model.encoder.layers.0.self_attn.k_proj") and every.fullmatch("model.encoder.layers.5.fc1")
+    assert r"model\.encoder" not in target_modules("default", encoder_layers=0)
 
 
 def test_bad_precision_is_refused(tones):

@@ -245,6 +245,11 @@ class DataError(UserError):
 
 def usable_rows(paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check) -> list[Row]:
     """The rows training may use: bad ones skipped with a one-line summary (and each named), or refused when strict."""
+    return usable_report(paths, tokenizer, strict, log, list_problems, **check).rows
+
+
+def usable_report(paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check) -> Report:
+    """usable_rows' report: the usable rows with their durations."""
     report = check_manifests(paths, tokenizer, **check)
     log(report.summary())
     for problem in report.problems if list_problems and not strict else []:
@@ -255,7 +260,7 @@ def usable_rows(paths, tokenizer=None, strict: bool = False, log=print, list_pro
         raise DataError(f"--strict: {len(report.problems)} bad rows\n{listed}{more}")
     if not report.ok:
         raise DataError(f"no usable rows in {', '.join(map(str, paths))}; run `whisper-lora check-data` on them")
-    return report.rows
+    return report
 
 
 def histogram(values: list[float], edges: tuple, unit: str, width: int = 40) -> list[str]:

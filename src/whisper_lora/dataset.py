@@ -14,6 +14,10 @@ from .data import Row
 from .metrics import CHARACTER_LANGUAGES
 
 IGNORE_INDEX = -100  # label positions the loss skips
+PACK_SECONDS = 29.0  # audio in one training window, leaving room for the last end timestamp
+PACK_GAP = (1.0, 3.0)  # seconds of silence between packed rows, drawn per gap
+PROMPT_TOKENS = 4  # start, language, task and end of text
+MAX_LABEL_TOKENS = 440  # under the decoder's 448 positions
 
 
 @dataclass(frozen=True)
@@ -40,28 +44,57 @@ def timestamp_token(tokenizer, seconds: float) -> int:
 
 
 def encode_example(tokenizer, text: str, language: str | None, options: LabelOptions, seconds: float | None) -> dict:
-    """decoder_input_ids and labels for one transcript; seconds=None trains without timestamps.
+    """decoder_input_ids and labels for one transcript; seconds=None trains without timestamps."""
+    return encode_window(tokenizer, [text], language, options, None if seconds is None else [(0.0, seconds)])
 
-    The task and <|notimestamps|> are masked out of the labels, as the model is always given them. The
-    language token stays a label: predicting it is how Whisper detects the language, and a model never
-    trained on it drifts (measured: a fine-tuned model called espeak Mandarin English or Thai).
+
+def encode_window(tokenizer, texts: list[str], language: str | None, options: LabelOptions,
+                  spans: list[tuple[float, float]] | None) -> dict:  # fmt: skip
+    """decoder_input_ids and labels for the transcripts of one window; spans=None trains without timestamps.
+
+    With spans, each transcript is a segment between its start and end timestamps, as Whisper writes
+    them. The task and <|notimestamps|> are masked out of the labels, as the model is always given them.
+    The language token stays a label: predicting it is how Whisper detects the language, and a model
+    never trained on it drifts (measured: a fine-tuned model called espeak Mandarin English or Thai).
     """
     ids = tokenizer.convert_tokens_to_ids
     prompt = [ids("<|startoftranscript|>")]
     if options.multilingual:
         prompt += ([ids(f"<|{language}|>")] if language else []) + [ids(f"<|{options.task}|>")]
-    text_ids = _text_tokens(tokenizer, text, language)
-    if seconds is None:
+    pieces = [_text_tokens(tokenizer, text, language) for text in texts]
+    if spans is None:
         forced = prompt + [ids("<|notimestamps|>")]
-        tokens = forced + text_ids + [ids("<|endoftext|>")]
+        tokens = forced + [token for piece in pieces for token in piece] + [ids("<|endoftext|>")]
     else:
-        forced = prompt
-        end = timestamp_token(tokenizer, seconds)
-        tokens = forced + [timestamp_token(tokenizer, 0.0)] + text_ids + [end, ids("<|endoftext|>")]
+        forced, tokens = prompt, list(prompt)
+        for piece, (start, end) in zip(pieces, spans):
+            tokens += [timestamp_token(tokenizer, start), *piece, timestamp_token(tokenizer, end)]
+        tokens.append(ids("<|endoftext|>"))
     labels = tokens[1:]
     keep_language = 1 if options.multilingual and language else 0
     labels[keep_language : len(forced) - 1] = [IGNORE_INDEX] * (len(forced) - 1 - keep_language)
     return {"decoder_input_ids": tokens[:-1], "labels": labels}
+
+
+def pack_rows(rows: list[Row], seconds: list[float], tokenizer, options: LabelOptions, max_rows: int) -> list[list[int]]:
+    """Row indices grouped into training windows of one language, in a seeded order, filled greedily.
+
+    A window holds at most max_rows rows and fits in PACK_SECONDS with the widest gaps between them,
+    and its timestamped transcript fits the decoder.
+    """
+    order = list(range(len(rows)))
+    random.Random(options.seed).shuffle(order)
+    windows, filling = [], {}  # language -> (members, seconds with gaps, label tokens)
+    for index in order:
+        language = rows[index].language or options.language
+        size = len(_text_tokens(tokenizer, rows[index].text, language)) + 2
+        members, used, count = filling.get(language, ([], 0.0, PROMPT_TOKENS))
+        full = len(members) >= max_rows or used + seconds[index] > PACK_SECONDS or count + size > MAX_LABEL_TOKENS
+        if members and full:
+            windows.append(members)
+            members, used, count = [], 0.0, PROMPT_TOKENS
+        filling[language] = (members + [index], used + seconds[index] + PACK_GAP[1], count + size)
+    return windows + [members for members, _, _ in filling.values()]
 
 
 def encoder_stem(encoder, features: torch.Tensor, depth: int) -> torch.Tensor:
@@ -107,14 +140,20 @@ class EncoderStemCache:
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Rows decoded on access into {input_features or encoder_stem, decoder_input_ids, labels}."""
+    """Windows of rows decoded on access into {input_features or encoder_stem, decoder_input_ids, labels}.
 
-    def __init__(self, rows: list[Row], processor, options: LabelOptions, encoder_cache: EncoderStemCache | None = None):
+    A window is one row unless `windows` (from pack_rows) groups several: they are then laid end to end
+    with silence between them, and transcribed one after the other.
+    """
+
+    def __init__(self, rows: list[Row], processor, options: LabelOptions, encoder_cache: EncoderStemCache | None = None,
+                 windows: list[list[int]] | None = None):  # fmt: skip
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
-        self.seconds: dict[int, float] = {}  # decoded durations, for timestamp labels
+        self.windows = windows or [[index] for index in range(len(rows))]
+        self.spans: dict[int, list[tuple[float, float]]] = {}  # where each window's rows sit, for timestamps
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.windows)
 
     def samples(self, index: int) -> np.ndarray:
         row = self.rows[index]
@@ -128,20 +167,32 @@ class SpeechDataset(torch.utils.data.Dataset):
     def language(self, index: int) -> str | None:
         return self.rows[index].language or self.options.language
 
-    def __getitem__(self, index: int) -> dict:
-        options = self.options
-        timestamped = random.Random(options.seed * 1_000_003 + index).random() < options.timestamp_fraction
+    def window_samples(self, window: int) -> np.ndarray:
+        """The window's rows end to end, with seeded gaps of silence; records their spans."""
+        gaps = random.Random(self.options.seed * 7_919 + window)
+        parts, spans, position = [], [], 0
+        for number, index in enumerate(self.windows[window]):
+            if number:
+                parts.append(np.zeros(int(gaps.uniform(*PACK_GAP) * SAMPLE_RATE), np.float32))
+                position += len(parts[-1])
+            parts.append(self.samples(index))
+            spans.append((position / SAMPLE_RATE, (position + len(parts[-1])) / SAMPLE_RATE))
+            position += len(parts[-1])
+        self.spans[window] = spans
+        return np.concatenate(parts)
+
+    def __getitem__(self, window: int) -> dict:
+        options, members = self.options, self.windows[window]
+        timestamped = random.Random(options.seed * 1_000_003 + window).random() < options.timestamp_fraction
         cache = self.encoder_cache
-        if cache is not None and index in cache.outputs:
-            audio = {"encoder_stem": cache(index, None)}  # the audio need not be decoded again
+        if cache is not None and window in cache.outputs:
+            audio = {"encoder_stem": cache(window, None)}  # the audio need not be decoded again
         else:
-            samples = self.samples(index)
-            self.seconds[index] = len(samples) / SAMPLE_RATE
-            features = self.features(samples)
-            audio = {"input_features": features} if cache is None else {"encoder_stem": cache(index, features)}
-        seconds = self.seconds[index] if timestamped else None
-        example = encode_example(self.processor.tokenizer, self.rows[index].text, self.language(index), options, seconds)
-        return {**audio, **example}
+            features = self.features(self.window_samples(window))
+            audio = {"input_features": features} if cache is None else {"encoder_stem": cache(window, features)}
+        texts = [self.rows[index].text for index in members]
+        spans = self.spans[window] if timestamped else None
+        return {**audio, **encode_window(self.processor.tokenizer, texts, self.language(members[0]), options, spans)}
 
 
 class SpeechCollator:

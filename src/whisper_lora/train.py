@@ -14,18 +14,18 @@ import numpy as np
 import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
 
-from .data import MAX_AUDIO_SECONDS, Row, normalize_language, usable_rows
-from .dataset import EncoderStemCache, LabelOptions, SpeechCollator, SpeechDataset, encoder_top
+from .data import MAX_AUDIO_SECONDS, Row, normalize_language, usable_report
+from .dataset import EncoderStemCache, LabelOptions, SpeechCollator, SpeechDataset, encoder_top, pack_rows
 from .errors import TrainingInterrupted, UserError
 from .files import write_json_atomic
 from .metrics import default_metric, error_rate
 
 log = logging.getLogger("whisper_lora.train")
 
-# Measured by benchmarks/generalization.py (README, "Defaults, and why"): LoRA on the decoder alone learns
-# the training sentences; adapting the top encoder layers too learns the voices, and the frozen layers
-# below them are run once per row and cached.
+# Measured by benchmarks/generalization.py (README, "Defaults, and why"): LoRA on the decoder's self-attention
+# and FFN learns the training sentences; adapting the encoder and the decoder's cross-attention learns the voices.
 LINEAR = r"(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
+CROSS_ATTENTION = r"model\.decoder\.layers\.\d+\.encoder_attn\.(q_proj|k_proj|v_proj|out_proj)"
 DECODER_MODULES = r"model\.decoder\.layers\.\d+\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"
 ALL_MODULES = "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
 TARGET_PRESETS = {"decoder": DECODER_MODULES, "all": ALL_MODULES, "qv": "q_proj,v_proj"}
@@ -44,7 +44,7 @@ class TrainConfig:
     language: str | None = field(default=None, metadata={"help": "language of rows without their own 'language' (zh, en, ...)"})
     task: str = field(default="transcribe", metadata={"help": "transcribe or translate"})
     num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "examples per step on each device"})
+    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "examples per step on each device: windows of up to --pack_rows rows (default 1), or rows with --pack_rows 1 (default 4)"})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "examples per generation batch in evaluation"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps whose gradients add up before one update"})
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
@@ -60,10 +60,11 @@ class TrainConfig:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA path"})
-    target_modules: str = field(default="default", metadata={"help": "'default' (every projection of the top --encoder_layers encoder layers and of the decoder), 'decoder', 'all', 'qv', a comma list of module names, or a regex"})
-    encoder_layers: int = field(default=2, metadata={"help": "top encoder layers that the 'default' targets adapt; the frozen ones below run once per row"})
+    target_modules: str = field(default="default", metadata={"help": "'default' (every projection of the encoder's layers, or of its top --encoder_layers, and the decoder's cross-attention), 'decoder', 'all', 'qv', a comma list of module names, or a regex"})
+    encoder_layers: int | None = field(default=None, metadata={"help": "top encoder layers that the 'default' targets adapt (default: all); the frozen ones below run once per row and are cached"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 autocast on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16; --fp16/--bf16 override it"})
+    pack_rows: int = field(default=4, metadata={"help": "most rows per training example: rows are laid end to end in one 30 s window, 1-3 s apart, and transcribed one after the other, so the encoder runs once for them all (1: a row per example)"})
     use_dora: bool = field(default=False, metadata={"help": "weight-decomposed LoRA (DoRA)"})
     timestamp_fraction: float = field(default=0.5, metadata={"help": "share of rows trained with timestamps, which keeps them working"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
@@ -89,13 +90,15 @@ class TrainConfig:
             self.language = code or self.language
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"--precision must be auto, fp32 or bf16, not {self.precision!r}")
-        if self.encoder_layers < 0:
+        if self.encoder_layers is not None and self.encoder_layers < 0:
             problems.append("--encoder_layers must be 0 or more")
         if self.metric not in (None, "cer", "wer"):
             problems.append(f"--metric must be cer or wer, not {self.metric!r}")
         if not 0.0 <= self.timestamp_fraction <= 1.0:
             problems.append("--timestamp_fraction must be between 0 and 1")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "save_steps", "logging_steps"):
+        if self.per_device_train_batch_size is None:
+            self.per_device_train_batch_size = 1 if self.pack_rows > 1 else 4
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "save_steps", "logging_steps", "pack_rows"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name} must be at least 1")
         self.eval_steps = self.eval_steps or self.save_steps
@@ -111,11 +114,12 @@ class TrainConfig:
         return names
 
 
-def target_modules(spec: str, encoder_layers: int = 2, total_encoder_layers: int = 6) -> str | list[str]:
+def target_modules(spec: str, encoder_layers: int | None = None, total_encoder_layers: int = 6) -> str | list[str]:
     """Map a preset name or comma list to what peft's LoraConfig takes; anything else is a regex."""
     if spec == "default":
-        top = "|".join(str(i) for i in range(max(total_encoder_layers - encoder_layers, 0), total_encoder_layers))
-        return f"model\\.encoder\\.layers\\.({top})\\.{LINEAR}|{DECODER_MODULES}" if top else DECODER_MODULES
+        first = 0 if encoder_layers is None else max(total_encoder_layers - encoder_layers, 0)
+        top = "|".join(str(i) for i in range(first, total_encoder_layers))
+        return f"model\\.encoder\\.layers\\.({top})\\.{LINEAR}|{CROSS_ATTENTION}" if top else CROSS_ATTENTION
     spec = TARGET_PRESETS.get(spec, spec)
     return spec.split(",") if "," in spec or spec.isidentifier() else spec
 
@@ -141,10 +145,10 @@ def mixed_precision(config: TrainConfig) -> dict:
     return {"bf16": config.precision == "bf16" or (config.precision == "auto" and not cuda and cpu_has_bf16())}
 
 
-def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> list[Row]:
-    rows = usable_rows(files, tokenizer, strict=config.strict, log=lambda line: print(f"{what}: {line}"),
-                       max_seconds=config.max_duration)  # fmt: skip
-    return rows[:limit] if limit else rows
+def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> list[tuple[Row, float]]:
+    report = usable_report(files, tokenizer, strict=config.strict, log=lambda line: print(f"{what}: {line}"),
+                           max_seconds=config.max_duration)  # fmt: skip
+    return report.ok[:limit] if limit else report.ok
 
 
 class GenerationScorer:
@@ -391,8 +395,8 @@ def train(config: TrainConfig) -> dict:
     set_seed(config.seed)
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
-    train_rows = _rows(config.train_file, tokenizer, config, config.max_train_samples, "train")
-    eval_rows = _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation") if config.validation_file else []
+    train_rows, seconds = map(list, zip(*_rows(config.train_file, tokenizer, config, config.max_train_samples, "train")))
+    eval_rows = [row for row, _ in _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")] if config.validation_file else []
     languages = {row.language or config.language for row in train_rows + eval_rows}
     metric = config.metric or default_metric(config.language or (languages.pop() if len(languages) == 1 else None))
 
@@ -402,7 +406,9 @@ def train(config: TrainConfig) -> dict:
                            multilingual=bool(model.generation_config.is_multilingual))  # fmt: skip
     arguments = _arguments(config, bool(eval_rows), metric)
     cache = _stem_cache(model, config, bf16=arguments.bf16)
-    train_set = SpeechDataset(train_rows, processor, options, cache)
+    windows = pack_rows(train_rows, seconds, tokenizer, options, config.pack_rows)
+    print(f"train: {len(train_rows)} rows in {len(windows)} windows of up to {config.pack_rows}")
+    train_set = SpeechDataset(train_rows, processor, options, cache, windows)
     scoring = LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual)
     eval_set = SpeechDataset(eval_rows, processor, scoring)
     guard = _guard(config, tokenizer, processor, scoring, model)
@@ -438,7 +444,7 @@ def _guard(config: TrainConfig, tokenizer, processor, options: LabelOptions, mod
     """The forgetting guard over --regression_file, with the base model's scores taken now (LoRA starts at zero)."""
     if not config.regression_file:
         return None
-    rows = _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")
+    rows = [row for row, _ in _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")]
     guard = ForgettingGuard(GenerationScorer(SpeechDataset(rows, processor, options), config.per_device_eval_batch_size))
     guard.measure(model)
     return guard
