@@ -76,6 +76,13 @@ def test_other_spec_is_refused(tmp_path):
         read_model_bin(path)
 
 
+def test_unknown_binary_version_is_refused(tiny_ct2_dir):
+    path = tiny_ct2_dir / "model.bin"
+    path.write_bytes(struct.pack("<I", 7) + path.read_bytes()[4:])  # a layout this reader has never seen
+    with pytest.raises(CT2FormatError, match="binary format version 7; this reader knows version 6 only"):
+        read_model_bin(path)
+
+
 def test_missing_tokenizer_is_explained(tiny_ct2_dir):
     (tiny_ct2_dir / "tokenizer.json").unlink()
     with pytest.raises(CT2FormatError, match="no tokenizer.json"):

@@ -148,3 +148,21 @@ def test_a_packed_window_transcribes_its_rows_in_order_between_their_timestamps(
     assert silent.max() < example["input_features"][:, : round(spans[0][1] * 100)].max()  # the gap is silence
     plain = SpeechDataset(rows, processor, LabelOptions(timestamp_fraction=0.0), windows=[[2, 0, 1]])[0]
     assert tokenizer.decode(plain["labels"][3:-1]) == " tone number 2 tone number 0 tone number 1"
+
+
+def test_korean_labels_lead_with_a_space_as_whisper_writes_them(tokenizer):
+    example = encode_example(tokenizer, "안녕하세요 여러분", "ko", LabelOptions(), seconds=None)
+    assert tokenizer.decode(example["labels"][3:-1]) == " 안녕하세요 여러분"
+    japanese = encode_example(tokenizer, "こんにちは", "ja", LabelOptions(), seconds=None)
+    assert tokenizer.decode(japanese["labels"][3:-1]) == "こんにちは"
+
+
+def test_one_language_table_joins_scores_and_labels_alike():
+    from whisper_lora.metrics import default_metric
+    from whisper_lora.transcribe import Segment, join_segments
+
+    segments = [Segment(0.0, 1.0, "안녕하세요"), Segment(1.0, 2.0, "여러분")]
+    assert join_segments(segments, "ko") == "안녕하세요 여러분" and default_metric("ko") == "cer"
+    assert join_segments([Segment(0, 1, "你好"), Segment(1, 2, "世界")], "zh") == "你好世界"
+    assert join_segments([Segment(0, 1, "hello"), Segment(1, 2, "world")], "en") == "hello world"
+    assert default_metric("ja") == "cer" and default_metric("en") == "wer" and default_metric(None) == "wer"

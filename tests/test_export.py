@@ -52,10 +52,14 @@ def test_export_refuses_a_non_empty_folder(adapter, tmp_path):
         export_model(str(adapter), tmp_path / "busy")
 
 
-def test_ct2_backend_exports_an_adapter_once(adapter, monkeypatch):
+def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monkeypatch, capsys):
     from whisper_lora import export, fast
+    from whisper_lora.cli import _log_to_stderr
 
+    _log_to_stderr()
     folder = fast.ct2_folder(str(adapter))
     assert folder == adapter / "ct2" and (folder / "model.bin").is_file()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "to CTranslate2 once" in captured.err  # stdout carries only transcripts
     monkeypatch.setattr(export, "export_model", lambda *a, **k: pytest.fail("exported twice"))
     assert fast.ct2_folder(str(adapter)) == folder

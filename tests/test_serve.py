@@ -182,3 +182,33 @@ def test_loading_model_answers_503():
             threading.Event().wait(0.05)
         assert health.status_code == 503 and health.json()["status"].startswith("failed: Unknown model '/no/such/model'")
         assert post(client).status_code == 503
+
+
+def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
+    from whisper_lora import serve
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA driver too old")
+
+    monkeypatch.setattr(serve, "Transcriber", broken)
+    with TestClient(create_app(ServeSettings(model_path="demo_output/model"))) as client:
+        for _ in range(100):
+            health = client.get("/health")
+            if health.json()["status"] != "loading":
+                break
+            threading.Event().wait(0.05)
+        assert health.status_code == 503 and health.json()["status"] == "failed: RuntimeError: CUDA driver too old"
+        response = post(client)
+        assert response.status_code == 503 and "failed to load: RuntimeError" in response.json()["error"]["message"]
+
+
+def test_api_key_is_compared_in_constant_time(monkeypatch):
+    import hmac
+
+    from whisper_lora import serve
+
+    compared, original = [], hmac.compare_digest
+    monkeypatch.setattr(serve.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or original(a, b))
+    with client_for(api_key="secret") as client:
+        assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
+    assert compared == [(b"Bearer secret", b"Bearer secret")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import warnings
@@ -349,10 +350,36 @@ def _quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record comes, so that swapping sys.stderr (as tests do) is followed."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _log_to_stderr() -> None:
+    # The library's notes (exports, forgetting warnings) go to stderr, so stdout holds only transcripts.
+    package = logging.getLogger("whisper_lora")
+    if not any(isinstance(handler, _StderrHandler) for handler in package.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; known bad input becomes one 'error:' line and exit status 2, never a traceback."""
     args = build_parser().parse_args(argv)
     _quiet_transformers()
+    _log_to_stderr()
     try:
         return args.run(args)
     except TrainingInterrupted as error:

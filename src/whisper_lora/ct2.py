@@ -23,6 +23,7 @@ from transformers import (
 from .errors import UserError
 
 SPEC_NAME = "WhisperSpec"
+BINARY_VERSION = 6  # the model.bin layout this reader knows: what current ctranslate2 writes (CURRENT_BINARY_VERSION)
 CONVERTER_VERSION = 2  # bump when the conversion's output changes, so cached conversions are redone
 TIME_PRECISION = 0.02  # seconds per timestamp token
 TIMESTAMP_TOKENS = 1501  # <|0.00|> .. <|30.00|>
@@ -73,7 +74,10 @@ def read_model_bin(path: str | Path) -> dict[str, np.ndarray]:
             raise CT2FormatError(f"{path}: empty file")
         buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     reader = _Reader(buffer, path)
-    reader.unpack("I")  # binary version
+    (version,) = reader.unpack("I")
+    if version != BINARY_VERSION:
+        raise CT2FormatError(f"{path}: CTranslate2 binary format version {version}; this reader knows version "
+                             f"{BINARY_VERSION} only (convert the model again with a current ctranslate2)")  # fmt: skip
     spec = reader.string()
     if spec != SPEC_NAME:
         raise CT2FormatError(f"{path}: holds a {spec!r} model, not a Whisper model ({SPEC_NAME})")

@@ -11,7 +11,7 @@ import torch
 from .audio import SAMPLE_RATE, decode_audio
 from .ct2 import TIME_PRECISION, TIMESTAMP_TOKENS
 from .data import Row
-from .metrics import CHARACTER_LANGUAGES
+from .languages import traits
 
 IGNORE_INDEX = -100  # label positions the loss skips
 PACK_SECONDS = 29.0  # audio in one training window, leaving room for the last end timestamp
@@ -26,14 +26,14 @@ class LabelOptions:
 
     language: str | None = None  # used for rows without their own 'language'
     task: str = "transcribe"
-    timestamp_fraction: float = 0.5  # share of rows trained as one timestamped segment
+    timestamp_fraction: float = 0.5  # share of windows transcribed with timestamps
     seed: int = 42
     multilingual: bool = True  # English-only models take no language or task token
 
 
 def _text_tokens(tokenizer, text: str, language: str | None) -> list[int]:
     # Whisper writes a space before each word of space-separated languages, the first one included.
-    text = text.strip() if language in CHARACTER_LANGUAGES else " " + text.strip()
+    text = " " + text.strip() if traits(language).spaces else text.strip()
     return tokenizer(text, add_special_tokens=False).input_ids
 
 

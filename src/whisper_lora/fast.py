@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from .audio import SAMPLE_RATE
 from .coverage import falls_short
 from .errors import UserError
 from .transcribe import Segment, Transcript, TranscribeOptions, Word, join_segments
+
+log = logging.getLogger("whisper_lora.fast")
 
 
 def ct2_folder(model_path: str | None) -> Path | None:
@@ -36,7 +39,7 @@ def ct2_folder(model_path: str | None) -> Path | None:
             import shutil
 
             shutil.rmtree(target)
-        print(f"exporting {source.location} to CTranslate2 once, in {target}")
+        log.info("exporting %s to CTranslate2 once, in %s", source.location, target)
         export_model(source.location, target, fmt="ct2", quantization="float16")
     return target
 

@@ -9,7 +9,8 @@ from functools import lru_cache
 import jiwer
 import opencc
 
-CHARACTER_LANGUAGES = ("zh", "ja", "ko", "yue")  # scored by CER: words are not separated by spaces
+from .languages import traits
+
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -19,14 +20,14 @@ def _to_simplified() -> opencc.OpenCC:
 
 
 def default_metric(language: str | None) -> str:
-    """'cer' for languages written without spaces between words, 'wer' otherwise."""
-    return "cer" if language in CHARACTER_LANGUAGES else "wer"
+    """'cer' for Chinese, Japanese and Korean, 'wer' otherwise (see languages.TRAITS)."""
+    return traits(language).metric
 
 
 def normalize_text(text: str, language: str | None = None) -> str:
     """NFKC, traditional to simplified Chinese for Chinese text, case and punctuation folded, spaces collapsed."""
     text = unicodedata.normalize("NFKC", text)
-    if language in ("zh", "yue") or (language is None and _CJK.search(text)):
+    if traits(language).chinese or (language is None and _CJK.search(text)):
         text = _to_simplified().convert(text)
     text = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text.casefold())
     return " ".join(text.split())

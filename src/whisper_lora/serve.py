@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import os
 import shutil
@@ -80,7 +81,7 @@ class Admission:
 
     def _refusal(self, scope, headers: dict) -> tuple | None:
         key = self.settings.api_key
-        if key and headers.get("authorization", "") != f"Bearer {key}":
+        if key and not hmac.compare_digest(headers.get("authorization", "").encode(), f"Bearer {key}".encode()):
             return 401, error_body("missing or wrong API key (send Authorization: Bearer KEY)", "authentication_error")
         if scope["method"] != "POST":
             return None
@@ -89,6 +90,8 @@ class Admission:
         length = headers.get("content-length", "0")
         if length.isdigit() and int(length) > self.limit:
             return 413, self._too_large()
+        if self.gate["error"]:
+            return 503, error_body(f"the model failed to load: {self.gate['error']}", "server_error"), None
         if not self.gate["ready"]:
             return 503, error_body("the model is still loading", "server_error"), self.settings.retry_after_s
         if self.gate["pending"] >= self.settings.workers + self.settings.max_queue:
@@ -202,8 +205,8 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
             state["transcriber"] = Transcriber(settings.model_path, settings.backend, settings.device,
                                                settings.compute_type, batch_size=1)  # fmt: skip
             gate["ready"] = True
-        except UserError as error:
-            gate["error"] = str(error)
+        except Exception as error:  # any failure must reach /health, or it would answer "loading" forever
+            gate["error"] = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
 
     async def lifespan(app):
         if transcriber is None:

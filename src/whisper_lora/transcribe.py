@@ -11,6 +11,7 @@ import torch
 from .audio import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
 from .data import normalize_language
 from .errors import UserError
+from .languages import traits
 
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai/whisper's ladder, tried in order
@@ -188,8 +189,8 @@ def _short_segments(processor, output, index: int, duration: float) -> list[Segm
 
 
 def join_segments(segments: list[Segment], language: str | None) -> str:
-    """The transcript's text: segments joined with spaces, or without for Chinese and Japanese."""
-    return ("" if language in ("zh", "ja", "yue") else " ").join(s.text for s in segments)
+    """The transcript's text: segments joined with spaces, or without for languages written without them."""
+    return (" " if traits(language).spaces else "").join(s.text for s in segments)
 
 
 def transcribe_clip(
