@@ -33,12 +33,17 @@ from whisper_lora.models import load_whisper
 from whisper_lora.realspeech import write_manifests
 
 TASKS = ("voices", "recordings")
+SCALES = {  # corpus rows (zh and en, train and test), out-of-domain sentences, and the corpus seed
+    "full": {"zh": (240, 40), "en": (48, 12), "ood": {}, "seed": 0},
+    "test": {"zh": (48, 20), "en": (0, 0), "ood": {"zh": 16, "en": 0}, "seed": 3},  # tests/test_train_integration.py's
+}
 
 
-def datasets(workdir: Path, real_languages: list[str], real_rows: int) -> dict:
+def datasets(workdir: Path, real_languages: list[str], real_rows: int, scale: str = "full") -> dict:
     """Train and score manifests: {task: train manifest}, {set name: test manifest}."""
-    corpus_train, corpus_test = build_corpus(workdir / "corpus")
-    ood = build_out_of_domain(workdir / "corpus")
+    size, folder = SCALES[scale], workdir / ("corpus" if scale == "full" else f"corpus_{scale}")
+    corpus_train, corpus_test = build_corpus(folder, zh=size["zh"], en=size["en"], seed=size["seed"])
+    ood = build_out_of_domain(folder, seed=size["seed"], **size["ood"])
     real = write_manifests(tuple(sorted({*real_languages, "en"})))
     rows = []
     for language in real_languages:
@@ -134,14 +139,14 @@ def parse_value(text: str):
 
 def run_one(args, run: str, task: str | None) -> dict:
     """Train (unless base) and score in this process; return the result record."""
-    data = datasets(Path(args.workdir), args.real_languages, args.real_rows)
+    data = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)
     overrides = args.variants.get(run, {})
     started = time.perf_counter()
     if run == "base":
         model, processor = load_whisper("base")
         speed = None
     else:
-        output_dir = Path(args.workdir) / "models" / f"{run}_{task}"
+        output_dir = Path(args.workdir) / "models" / f"{run}_{task}{suffix(args.scale)}"
         manifest = data["train"][task]
         if run == "recipe":
             model, processor, rows = train_recipe(manifest, args.epochs, output_dir)
@@ -150,17 +155,21 @@ def run_one(args, run: str, task: str | None) -> dict:
         speed = rows * args.epochs / (time.perf_counter() - started)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     scores = {name: _scorer(path, model, processor).by_language(model) for name, path in sets_for(task, data["test"]).items()}
-    return {"run": run, "task": task, "overrides": overrides, "epochs": args.epochs, "samples_per_second": speed,
+    return {"run": run, "task": task, "overrides": overrides, "epochs": args.epochs, "scale": args.scale, "samples_per_second": speed,
             "peak_rss_gb": peak_gb, "scores": {n: {str(k): v for k, v in s.items()} for n, s in scores.items()},
             "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def result_path(workdir: Path, run: str, task: str | None) -> Path:
-    return workdir / "results" / f"{run}_{task or 'zero-shot'}.json"
+def suffix(scale: str) -> str:
+    return "" if scale == "full" else f"_{scale}"
+
+
+def result_path(workdir: Path, run: str, task: str | None, scale: str) -> Path:
+    return workdir / "results" / f"{run}_{task or 'zero-shot'}{suffix(scale)}.json"
 
 
 def cached(args, run: str, task: str | None) -> dict | None:
-    path = result_path(Path(args.workdir), run, task)
+    path = result_path(Path(args.workdir), run, task, args.scale)
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
@@ -202,6 +211,8 @@ def main() -> None:
     parser.add_argument("--real_languages", default="es,fr", help="recorded languages to train and test on")
     parser.add_argument("--real_rows", type=int, default=96, help="training prompts per recorded language")
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full",
+                        help="voices corpus: full (288 rows) or test (the integration test's 48 Mandarin rows, minutes a run)")  # fmt: skip
     parser.add_argument("--one", nargs=2, metavar=("RUN", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.runs, args.tasks = args.runs.split(","), args.tasks.split(",")
@@ -213,9 +224,9 @@ def main() -> None:
     if args.one:
         run, task = args.one
         task = None if task == "-" else task
-        write_json_atomic(result_path(Path(args.workdir), run, task), run_one(args, run, task))
+        write_json_atomic(result_path(Path(args.workdir), run, task, args.scale), run_one(args, run, task))
         return
-    datasets(Path(args.workdir), args.real_languages, args.real_rows)  # built once, before the runs
+    datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)  # built once, before the runs
     records = {}
     for run in args.runs:
         for task in [None] if run == "base" else args.tasks:

@@ -65,8 +65,9 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 autocast on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16; --fp16/--bf16 override it"})
     pack_rows: int = field(default=4, metadata={"help": "most rows per training example: rows are laid end to end in one 30 s window, 1-3 s apart, and transcribed one after the other, so the encoder runs once for them all (1: a row per example)"})
+    spec_augment: bool = field(default=False, metadata={"help": "SpecAugment: zero random time spans (5%%) and mel bands (5%%) of each training example's features"})
     use_dora: bool = field(default=False, metadata={"help": "weight-decomposed LoRA (DoRA)"})
-    timestamp_fraction: float = field(default=0.5, metadata={"help": "share of rows trained with timestamps, which keeps them working"})
+    timestamp_fraction: float = field(default=0.5, metadata={"help": "share of training windows transcribed with timestamps, which keeps them working"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "use at most this many validation rows"})
     max_duration: float = field(default=MAX_AUDIO_SECONDS, metadata={"help": "longest usable row in seconds"})
@@ -388,6 +389,15 @@ def _stem_cache(model, config: TrainConfig, bf16: bool) -> EncoderStemCache | No
     return EncoderStemCache(encoder, depth, int(config.encoder_cache_gb * 2**30), bf16=bf16)
 
 
+def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
+    """Turn on transformers' SpecAugment masking, which acts on the features before the encoder."""
+    if cache is not None:
+        raise UserError("--spec_augment masks the encoder's input features, which the frozen-encoder cache skips: "
+                        "adapt every encoder layer (the default --encoder_layers) or set --encoder_cache_gb 0")  # fmt: skip
+    model.get_base_model().config.update({"apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10,
+                                          "mask_feature_prob": 0.05, "mask_feature_length": 10})  # fmt: skip
+
+
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
     from .models import load_tokenizer, load_whisper, resolve_model
@@ -406,6 +416,8 @@ def train(config: TrainConfig) -> dict:
                            multilingual=bool(model.generation_config.is_multilingual))  # fmt: skip
     arguments = _arguments(config, bool(eval_rows), metric)
     cache = _stem_cache(model, config, bf16=arguments.bf16)
+    if config.spec_augment:
+        _enable_spec_augment(model, cache)
     windows = pack_rows(train_rows, seconds, tokenizer, options, config.pack_rows)
     print(f"train: {len(train_rows)} rows in {len(windows)} windows of up to {config.pack_rows}")
     train_set = SpeechDataset(train_rows, processor, options, cache, windows)
@@ -488,12 +500,19 @@ def _metrics(trainer, result, final: dict, metric: str, seconds: float) -> dict:
         "final": {k: final.get(f"eval_{k}") for k in ("cer", "wer", "loss")},
         "best": {"step": best.get("step"), **{k: best.get(f"eval_{k}") for k in ("cer", "wer")}},
         "train_loss": result.training_loss,
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_samples_per_second": _rows_per_second(trainer, result),
         "train_runtime_seconds": result.metrics.get("train_runtime"),
         "total_seconds": seconds,
         "global_step": trainer.state.global_step,
         "world_size": trainer.args.world_size,
     }
+
+
+def _rows_per_second(trainer, result) -> float | None:
+    """Training rows per second; the Trainer counts examples, which are windows of several rows."""
+    examples = result.metrics.get("train_samples_per_second")
+    dataset = trainer.train_dataset
+    return examples * len(dataset.rows) / len(dataset) if examples is not None else None
 
 
 def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
