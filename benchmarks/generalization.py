@@ -41,7 +41,7 @@ SCALES = {  # corpus rows (zh and en, train and test), out-of-domain sentences, 
 
 def datasets(workdir: Path, real_languages: list[str], real_rows: int, scale: str = "full") -> dict:
     """Train and score manifests: {task: train manifest}, {set name: test manifest}."""
-    size, folder = SCALES[scale], workdir / ("corpus" if scale == "full" else f"corpus_{scale}")
+    size, folder = SCALES[scale], workdir / f"corpus{suffix(scale)}"
     corpus_train, corpus_test = build_corpus(folder, zh=size["zh"], en=size["en"], seed=size["seed"])
     ood = build_out_of_domain(folder, seed=size["seed"], **size["ood"])
     real = write_manifests(tuple(sorted({*real_languages, "en"})))

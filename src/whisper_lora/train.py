@@ -146,10 +146,12 @@ def mixed_precision(config: TrainConfig) -> dict:
     return {"bf16": config.precision == "bf16" or (config.precision == "auto" and not cuda and cpu_has_bf16())}
 
 
-def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> list[tuple[Row, float]]:
+def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> tuple[list[Row], list[float]]:
+    """The usable rows of files, at most limit, and their durations in seconds."""
     report = usable_report(files, tokenizer, strict=config.strict, log=lambda line: print(f"{what}: {line}"),
                            max_seconds=config.max_duration)  # fmt: skip
-    return report.ok[:limit] if limit else report.ok
+    usable = report.ok[:limit] if limit else report.ok
+    return [row for row, _ in usable], [seconds for _, seconds in usable]
 
 
 class GenerationScorer:
@@ -405,8 +407,8 @@ def train(config: TrainConfig) -> dict:
     set_seed(config.seed)
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
-    train_rows, seconds = map(list, zip(*_rows(config.train_file, tokenizer, config, config.max_train_samples, "train")))
-    eval_rows = [row for row, _ in _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")] if config.validation_file else []
+    train_rows, seconds = _rows(config.train_file, tokenizer, config, config.max_train_samples, "train")
+    eval_rows = _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")[0] if config.validation_file else []
     languages = {row.language or config.language for row in train_rows + eval_rows}
     metric = config.metric or default_metric(config.language or (languages.pop() if len(languages) == 1 else None))
 
@@ -456,7 +458,7 @@ def _guard(config: TrainConfig, tokenizer, processor, options: LabelOptions, mod
     """The forgetting guard over --regression_file, with the base model's scores taken now (LoRA starts at zero)."""
     if not config.regression_file:
         return None
-    rows = [row for row, _ in _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")]
+    rows, _ = _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")
     guard = ForgettingGuard(GenerationScorer(SpeechDataset(rows, processor, options), config.per_device_eval_batch_size))
     guard.measure(model)
     return guard
