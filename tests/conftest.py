@@ -5,13 +5,15 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no test may reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from helpers import tiny_whisper  # noqa: E402
+from helpers import sine, tiny_whisper, write_audio  # noqa: E402
 
-from whisper_lora.models import load_tokenizer  # noqa: E402
+from whisper_lora.ct2 import generation_config, load_ct2_whisper  # noqa: E402
+from whisper_lora.models import embedded_ct2_dir, load_tokenizer  # noqa: E402
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -70,3 +72,28 @@ def tiny_hf_dir(tmp_path, tokenizer):
 def tiny_ct2_dir(tmp_path, tiny_hf_dir):
     """The same tiny Whisper converted to a CTranslate2 folder by ctranslate2's converter."""
     return convert_to_ct2(tiny_hf_dir, tmp_path / "tiny_ct2")
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_ct2_dir):
+    """A tiny Whisper with a full generation config (languages, tasks), saved as a transformers folder."""
+    model, processor = load_ct2_whisper(tiny_ct2_dir)
+    embedded = json.loads((embedded_ct2_dir("base") / "config.json").read_text())  # the languages it lacks
+    model.generation_config = generation_config(embedded, processor.tokenizer, model.config)
+    folder = tmp_path / "tiny_model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tones(tmp_path):
+    """Eight short tones, each with its own transcript, as train and validation manifests."""
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(8):
+        path = write_audio(tmp_path / "audio" / f"{i}.wav", sine(0.5 + 0.1 * i, 16000, 200.0 * (i + 1)), 16000)
+        rows.append({"audio_path": str(path), "text": f"tone {i}", "language": "en"})
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    (tmp_path / "dev.json").write_text(json.dumps(rows[:2]))
+    return tmp_path / "train.json", tmp_path / "dev.json"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from faster_whisper import WhisperModel
-from test_train import config, tiny_model_dir, tones  # noqa: F401  (fixtures)
+from test_train import config
 
 from whisper_lora.ct2 import load_ct2_whisper
 from whisper_lora.errors import UserError
@@ -15,7 +15,7 @@ PROMPT = torch.tensor([[50258, 50259, 50359, 50363]])
 
 
 @pytest.fixture
-def adapter(tiny_model_dir, tones, tmp_path):  # noqa: F811
+def adapter(tiny_model_dir, tones, tmp_path):
     out = tmp_path / "adapter"
     train(config(tiny_model_dir, tones, out, num_train_epochs=2, validation_file=None))
     return out

@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-from test_train import tiny_model_dir, tones  # noqa: F401  (fixtures)
 
 from whisper_lora.cli import main
 
@@ -22,7 +21,7 @@ def seed_args(template, model_dir, tones, out):
     return [str(values.get(word, word)) for word in template.split()]
 
 
-def test_seed_basic_command(tiny_model_dir, tones, tmp_path):  # noqa: F811
+def test_seed_basic_command(tiny_model_dir, tones, tmp_path):
     out = tmp_path / "output"
     assert main(["train", *seed_args(SEED_BASIC, tiny_model_dir, tones, out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -31,7 +30,7 @@ def test_seed_basic_command(tiny_model_dir, tones, tmp_path):  # noqa: F811
     assert saved["fp16"] and saved["gradient_checkpointing"] and saved["warmup_steps"] == 500
 
 
-def test_seed_advanced_command_with_offline_wandb(tiny_model_dir, tones, tmp_path, monkeypatch):  # noqa: F811
+def test_seed_advanced_command_with_offline_wandb(tiny_model_dir, tones, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="install the [wandb] extra")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -45,7 +44,7 @@ def test_seed_advanced_command_with_offline_wandb(tiny_model_dir, tones, tmp_pat
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
 
 
-def test_without_use_wandb_nothing_touches_wandb(tiny_model_dir, tones, tmp_path):  # noqa: F811
+def test_without_use_wandb_nothing_touches_wandb(tiny_model_dir, tones, tmp_path):
     import sys
 
     sys.modules.pop("wandb", None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import espeak, have_espeak, write_audio
+from helpers import espeak, have_espeak
 
 from whisper_lora.audio import decode_audio
 from whisper_lora.metrics import error_rate, normalize_text

@@ -60,8 +60,8 @@ class Transcriber:
             raise UserError("--word_timestamps and --vad_filter need --backend ct2 (or auto)")
 
     def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
-        """Transcripts of decoded clips, in order; a text that stops clearly before the speech does is decoded on."""
-        from .coverage import decode_rest
+        """Transcripts of decoded clips, in order; a text that stops clearly before the speech does is decoded on, and none runs past the audio."""
+        from .coverage import decode_rest, keep_within_audio
         from .transcribe import join_segments
 
         self.check(options)
@@ -73,6 +73,7 @@ class Transcriber:
             transcripts = self._transformers(clips, options)
         for clip, transcript in zip(clips, transcripts):
             decode_rest(transcript, clip.samples, lambda rest: self._alone(rest, options, clip.name), join_segments)
+            keep_within_audio(transcript, join_segments)
         return transcripts
 
     def _alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:

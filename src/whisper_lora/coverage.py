@@ -60,3 +60,17 @@ def shift(segment, seconds: float):
     words = [dataclasses.replace(w, start=round(w.start + seconds, 2), end=round(w.end + seconds, 2)) for w in segment.words or []]
     return dataclasses.replace(segment, start=round(segment.start + seconds, 2), end=round(segment.end + seconds, 2),
                                words=words or None)  # fmt: skip
+
+
+def keep_within_audio(transcript, join: Callable) -> None:
+    """Drop segments that start where the audio has ended and clamp the rest to its end, in place: nothing is heard past it."""
+    end = transcript.duration
+    if not any(s.end > end for s in transcript.segments):
+        return
+    transcript.segments = [_clamp(s, end) for s in transcript.segments if s.start < end]
+    transcript.text = join(transcript.segments, transcript.language)
+
+
+def _clamp(segment, end: float):
+    words = [dataclasses.replace(w, end=min(w.end, end)) for w in segment.words or [] if w.start < end]
+    return dataclasses.replace(segment, end=min(segment.end, end), words=words or None)

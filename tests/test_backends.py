@@ -1,0 +1,94 @@
+"""What every backend promises, on a tiny random Whisper and tones (no espeak-ng): order, errors, times, resume."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import sine, write_audio
+
+from whisper_lora.backends import Transcriber
+from whisper_lora.batch import transcribe_many
+from whisper_lora.transcribe import Transcript, TranscribeOptions, join_segments
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS = (0.7, 1.5, 3.0)
+# A random model never says end-of-text, so each decoding runs to its token limit: one temperature, and a short limit.
+QUICK = TranscribeOptions(language="en", return_timestamps=True, temperature=(0.0,))
+
+
+@pytest.fixture
+def short_model_dir(tiny_model_dir):
+    """The tiny transformers Whisper with generation stopped at 40 tokens, 20 times faster on a random model."""
+    path = tiny_model_dir / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "max_length": 40}))
+    return tiny_model_dir
+
+
+@pytest.fixture
+def tone_paths(tmp_path):
+    folder = tmp_path / "tones"
+    folder.mkdir()
+    paths = [str(write_audio(folder / f"{i}.wav", sine(s, 16000, 300.0 * (i + 1)), 16000)) for i, s in enumerate(SECONDS)]
+    return [*paths, str(folder / "missing.wav")]
+
+
+@pytest.mark.parametrize("backend", ["ct2", "transformers"])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_every_file_gets_one_transcript_in_order_with_times_inside_its_audio(backend, batch_size, tiny_ct2_dir, short_model_dir, tone_paths):
+    model = tiny_ct2_dir if backend == "ct2" else short_model_dir
+    transcripts = Transcriber(str(model), backend, "cpu", None, batch_size).files(tone_paths, QUICK)
+    assert [t.path for t in transcripts] == tone_paths
+    assert transcripts[-1].error == "file not found" and not transcripts[-1].segments
+    for transcript, seconds in zip(transcripts, SECONDS):
+        assert transcript.error is None and transcript.duration == pytest.approx(seconds, abs=0.01)
+        starts = [s.start for s in transcript.segments]
+        assert starts == sorted(starts)
+        assert all(0.0 <= s.start <= s.end <= seconds for s in transcript.segments), transcript.segments
+        assert transcript.text == join_segments(transcript.segments, "en")
+
+
+def test_word_timestamps_are_refused_on_transformers_before_any_decoding(tiny_model_dir, tone_paths):
+    from whisper_lora.errors import UserError
+
+    with pytest.raises(UserError, match="need --backend ct2"):
+        Transcriber(str(tiny_model_dir), "transformers", "cpu").files(tone_paths, TranscribeOptions(word_timestamps=True))
+
+
+def test_a_crash_keeps_the_finished_files_and_the_rerun_decodes_only_the_rest(tmp_path):
+    sidecar, paths, asked = tmp_path / "out.json.partial.jsonl", ["a.wav", "b.wav", "c.wav"], []
+
+    def crashing(batch):
+        if "c.wav" in batch:
+            raise KeyboardInterrupt
+        return [Transcript(p, f"text of {p}", duration=1.0) for p in batch]
+
+    with pytest.raises(KeyboardInterrupt):
+        transcribe_many(crashing, paths, sidecar)
+    with open(sidecar, "a") as handle:
+        handle.write('{"path": "c.wav", "te')  # killed in the middle of a line
+
+    def counting(batch):
+        asked.extend(batch)
+        return [Transcript(p, f"again {p}", duration=1.0) for p in batch]
+
+    done = transcribe_many(counting, paths, sidecar)
+    assert asked == ["c.wav"] and [t.text for t in done] == ["text of a.wav", "text of b.wav", "again c.wav"]
+
+
+def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tmp_path):
+    import subprocess
+
+    listing, output = tmp_path / "list.txt", tmp_path / "results.json"
+    listing.write_text("\n".join(tone_paths[:3]) + "\n")
+    earlier = {"path": tone_paths[0], "text": "from an earlier run", "segments": [], "language": "en",
+               "language_probability": None, "duration": 0.7, "error": None}  # fmt: skip
+    sidecar = tmp_path / "results.json.partial.jsonl"
+    sidecar.write_text(json.dumps(earlier) + "\n")
+    command = [sys.executable, str(ROOT / "whisper_lora_inference.py"), "--model_path", str(tiny_ct2_dir), "--audio_list",
+               str(listing), "--output_file", str(output), "--language", "en", "--temperature", "0"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(output.read_text())
+    assert [r["path"] for r in records] == tone_paths[:3] and records[0]["text"] == "from an earlier run"
+    assert all(r["error"] is None and r["duration"] > 1 for r in records[1:]) and not sidecar.exists()
