@@ -1,4 +1,7 @@
 """Seed-compatible training entry point: the same as `whisper-lora train`."""
+
 import sys
+
 from whisper_lora.cli import main
+
 sys.exit(main(["train", *sys.argv[1:]]))

@@ -88,7 +88,9 @@ def recipe_collator(processor, decoder_start_token_id):
     """DataCollatorSpeechSeq2SeqWithPadding from the Hugging Face fine-tuning blog post."""
 
     def collate(features):
-        batch = processor.feature_extractor.pad([{"input_features": f["input_features"]} for f in features], return_tensors="pt")
+        batch = processor.feature_extractor.pad(
+            [{"input_features": f["input_features"]} for f in features], return_tensors="pt"
+        )
         labels_batch = processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], return_tensors="pt")
         labels = labels_batch["input_ids"].masked_fill(labels_batch.attention_mask.ne(1), -100)
         if (labels[:, 0] == decoder_start_token_id).all().cpu().item():
@@ -106,14 +108,30 @@ def train_recipe(manifest: Path, epochs: float, output_dir: Path):
 
     rows, _ = read_manifest(manifest)
     model, processor = load_whisper("base")
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], lora_dropout=0.05))
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], lora_dropout=0.05)
+    )
     arguments = Seq2SeqTrainingArguments(
-        output_dir=str(output_dir), per_device_train_batch_size=4, gradient_accumulation_steps=2, learning_rate=5e-4,
-        warmup_steps=10, num_train_epochs=epochs, logging_steps=10, save_strategy="no", report_to="none",
-        remove_unused_columns=False, label_names=["labels"], use_cpu=not torch.cuda.is_available(), seed=42,
-    )  # fmt: skip
-    trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=RecipeDataset(rows, processor),
-                             data_collator=recipe_collator(processor, model.config.decoder_start_token_id))  # fmt: skip
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        learning_rate=5e-4,
+        warmup_steps=10,
+        num_train_epochs=epochs,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        use_cpu=not torch.cuda.is_available(),
+        seed=42,
+    )
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=RecipeDataset(rows, processor),
+        data_collator=recipe_collator(processor, model.config.decoder_start_token_id),
+    )
     trainer.train()
     return model.merge_and_unload().eval(), processor, len(rows)
 
@@ -122,8 +140,14 @@ def train_ours(manifest: Path, epochs: float, output_dir: Path, overrides: dict)
     """whisper-lora's train() with its defaults, or with overrides for a variant."""
     from whisper_lora.train import TrainConfig, train
 
-    config = TrainConfig(train_file=[str(manifest)], output_dir=str(output_dir), num_train_epochs=epochs,
-                         save_steps=10_000, report_to="none", **overrides)  # fmt: skip
+    config = TrainConfig(
+        train_file=[str(manifest)],
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        save_steps=10_000,
+        report_to="none",
+        **overrides,
+    )
     train(config)
     model, processor = load_whisper(str(output_dir))
     return model, processor, len(read_manifest(manifest)[0])
@@ -154,10 +178,20 @@ def run_one(args, run: str, task: str | None) -> dict:
             model, processor, rows = train_ours(manifest, args.epochs, output_dir, overrides)
         speed = rows * args.epochs / (time.perf_counter() - started)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    scores = {name: _scorer(path, model, processor).by_language(model) for name, path in sets_for(task, data["test"]).items()}
-    return {"run": run, "task": task, "overrides": overrides, "epochs": args.epochs, "scale": args.scale, "samples_per_second": speed,
-            "peak_rss_gb": peak_gb, "scores": {n: {str(k): v for k, v in s.items()} for n, s in scores.items()},
-            "threads": torch.get_num_threads()}  # fmt: skip
+    scores = {
+        name: _scorer(path, model, processor).by_language(model) for name, path in sets_for(task, data["test"]).items()
+    }
+    return {
+        "run": run,
+        "task": task,
+        "overrides": overrides,
+        "epochs": args.epochs,
+        "scale": args.scale,
+        "samples_per_second": speed,
+        "peak_rss_gb": peak_gb,
+        "scores": {n: {str(k): v for k, v in s.items()} for n, s in scores.items()},
+        "threads": torch.get_num_threads(),
+    }
 
 
 def suffix(scale: str) -> str:
@@ -184,35 +218,56 @@ def score(record: dict | None, set_name: str, language: str) -> str:
 
 def print_table(args, records: dict) -> None:
     """One line per run: speed, memory and every error rate; then the targets the issue set."""
-    columns = [("in-domain", "zh", "voices"), ("in-domain", "en", "voices"), ("out-of-domain", "zh", "voices"),
-               ("out-of-domain", "en", "voices")]  # fmt: skip
+    columns = [
+        ("in-domain", "zh", "voices"),
+        ("in-domain", "en", "voices"),
+        ("out-of-domain", "zh", "voices"),
+        ("out-of-domain", "en", "voices"),
+    ]
     columns += [(f"real {lang}", lang, "recordings") for lang in args.real_languages]
     columns += [("forgetting", "en", "voices"), ("forgetting", "en", "recordings")]
-    heads = [f"{s.replace('out-of-domain', 'ood').replace('in-domain', 'in')} {l}" + ("" if t == "voices" or s.startswith("real") else "*")
-             for s, l, t in columns]  # fmt: skip
+    heads = [
+        f"{name.replace('out-of-domain', 'ood').replace('in-domain', 'in')} {language}"
+        + ("" if task == "voices" or name.startswith("real") else "*")
+        for name, language, task in columns
+    ]
     print(f"\n{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>11}" for h in heads))
     for run in args.runs:
         voices = records.get((run, "voices")) if run != "base" else records.get(("base", None))
         speed = f"{voices['samples_per_second']:.2f}" if voices and voices["samples_per_second"] else "-"
         rss = f"{voices['peak_rss_gb']:.2f} GB" if voices and run != "base" else "-"
-        cells = [score(records.get(("base", None)) if run == "base" else records.get((run, t)), s, l) for s, l, t in columns]
+        cells = [
+            score(records.get(("base", None)) if run == "base" else records.get((run, task)), name, language)
+            for name, language, task in columns
+        ]
         print(f"{run:<12}{speed:>10}{rss:>10}" + "".join(f"{c:>11}" for c in cells))
-    print("in/ood: espeak-ng voices (CER for zh, WER otherwise); real: recorded test prompts; forgetting: real English,"
-          " decoded by the voices adapter (forgetting en) and by the recordings adapter (forgetting en*)")  # fmt: skip
+    print(
+        "in/ood: espeak-ng voices (CER for zh, WER otherwise); real: recorded test prompts; forgetting: real English,"
+        " decoded by the voices adapter (forgetting en) and by the recordings adapter (forgetting en*)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="generalization_output", help="corpus, models and results")
     parser.add_argument("--runs", default="base,recipe,ours", help="comma list: base, recipe, ours and variant names")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
-                        help="our training with TrainConfig overrides, e.g. r8:lora_r=8,lora_alpha=16")  # fmt: skip
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="our training with TrainConfig overrides, e.g. r8:lora_r=8,lora_alpha=16",
+    )
     parser.add_argument("--tasks", default=",".join(TASKS), help="voices, recordings or both")
     parser.add_argument("--real_languages", default="es,fr", help="recorded languages to train and test on")
     parser.add_argument("--real_rows", type=int, default=96, help="training prompts per recorded language")
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--scale", choices=sorted(SCALES), default="full",
-                        help="voices corpus: full (288 rows) or test (the integration test's 48 Mandarin rows, minutes a run)")  # fmt: skip
+    parser.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        default="full",
+        help="voices corpus: full (288 rows) or test (the integration test's 48 Mandarin rows, minutes a run)",
+    )
     parser.add_argument("--one", nargs=2, metavar=("RUN", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.runs, args.tasks = args.runs.split(","), args.tasks.split(",")
@@ -220,7 +275,9 @@ def main() -> None:
     args.variants = {}
     for spec in args.variant:
         name, _, settings = spec.partition(":")
-        args.variants[name] = {k: parse_value(v) for k, v in (item.split("=", 1) for item in settings.split(",") if item)}
+        args.variants[name] = {
+            k: parse_value(v) for k, v in (item.split("=", 1) for item in settings.split(",") if item)
+        }
     if args.one:
         run, task = args.one
         task = None if task == "-" else task

@@ -54,8 +54,18 @@ def inference_command(model_path: str, rows: list[Row], language: str) -> tuple[
     with tempfile.TemporaryDirectory() as folder:
         listing, output = Path(folder) / "list.txt", Path(folder) / "out.json"
         listing.write_text("\n".join(row.audio_path for row in rows) + "\n", encoding="utf-8")
-        command = [sys.executable, str(ROOT / "whisper_lora_inference.py"), "--model_path", model_path,
-                   "--audio_list", str(listing), "--output_file", str(output), "--language", language]  # fmt: skip
+        command = [
+            sys.executable,
+            str(ROOT / "whisper_lora_inference.py"),
+            "--model_path",
+            model_path,
+            "--audio_list",
+            str(listing),
+            "--output_file",
+            str(output),
+            "--language",
+            language,
+        ]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - started
@@ -98,9 +108,11 @@ def compare(model_path: str, title: str, rows: list[Row], clips: list[Clip], com
     table.add("faster-whisper file by file, int8, beam 5", *faster_whisper_files(fw, rows, clips))
     batched = BatchedInferencePipeline(fw)
     table.add("faster-whisper BatchedInferencePipeline, b 8", *faster_whisper_files(batched, rows, clips, beam_size=1))
-    for name, transcriber in [("whisper-lora default (ct2, packed, batch 8)", Transcriber(model_path)),
-                              ("whisper-lora --batch_size 1", Transcriber(model_path, batch_size=1)),
-                              ("whisper-lora --backend transformers", Transcriber(model_path, "transformers"))]:  # fmt: skip
+    for name, transcriber in [
+        ("whisper-lora default (ct2, packed, batch 8)", Transcriber(model_path)),
+        ("whisper-lora --batch_size 1", Transcriber(model_path, batch_size=1)),
+        ("whisper-lora --backend transformers", Transcriber(model_path, "transformers")),
+    ]:
         run = run_model(transcriber, rows, clips, None)
         table.add(name, run.hypotheses, run.wall_seconds, sum(1 for t in run.transcripts if t.redecoded))
     if command:
@@ -133,7 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_path", default="base", help="a model as for transcribe (default: base)")
     parser.add_argument("--languages", default="en,es,fr,it", help="real-speech languages to test")
-    parser.add_argument("--demo_workdir", default=None, help="also the espeak clips of this demo folder's corpus/test.json")
+    parser.add_argument(
+        "--demo_workdir", default=None, help="also the espeak clips of this demo folder's corpus/test.json"
+    )
     parser.add_argument("--no_command", action="store_true", help="skip the whisper_lora_inference.py rows")
     args = parser.parse_args()
     print(f"model {args.model_path}")

@@ -28,7 +28,9 @@ def main() -> None:
             chosen = [p for p in found if p.split == split]
             multi = sum(p.sentences > 1 for p in chosen)
             minutes = sum(p.seconds for p in chosen) / 60
-            print(f"{language}_{split:<7} {len(chosen):>7} {multi:>6} {minutes:>8.1f}  {written[f'{language}_{split}']}")
+            print(
+                f"{language}_{split:<7} {len(chosen):>7} {multi:>6} {minutes:>8.1f}  {written[f'{language}_{split}']}"
+            )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,11 @@ def load(url: str, clip: bytes, clients: int, seconds: float) -> tuple[list[floa
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
-                    status = http.post(f"{url}/v1/audio/transcriptions", files={"file": ("a.wav", clip, "audio/wav")},
-                                       data={"model": "whisper-1", "language": "en"}).status_code  # fmt: skip
+                    status = http.post(
+                        f"{url}/v1/audio/transcriptions",
+                        files={"file": ("a.wav", clip, "audio/wav")},
+                        data={"model": "whisper-1", "language": "en"},
+                    ).status_code
                 except httpx.TransportError:
                     status = -1
                 with lock:
@@ -81,18 +84,32 @@ def abuse(url: str, port: int, clip: bytes) -> list[tuple[str, int, int]]:
     auth = {"Authorization": f"Bearer {KEY}"}
     post = f"{url}/v1/audio/transcriptions"
     checks = [
-        ("oversize upload (26 MB)", 413, lambda: httpx.post(post, headers=auth, files={"file": ("a.wav", b"\0" * 26 * 2**20)})),
+        (
+            "oversize upload (26 MB)",
+            413,
+            lambda: httpx.post(post, headers=auth, files={"file": ("a.wav", b"\0" * 26 * 2**20)}),
+        ),
         ("garbage bytes", 400, lambda: httpx.post(post, headers=auth, files={"file": ("a.wav", b"\x13\x37" * 5000)})),
         ("wrong content type (JSON)", 415, lambda: httpx.post(post, headers=auth, json={"file": "a.wav"})),
         ("missing file field", 400, lambda: httpx.post(post, headers=auth, files={"model": (None, "whisper-1")})),
-        ("bad API key", 401, lambda: httpx.post(post, headers={"Authorization": "Bearer nope"}, files={"file": ("a.wav", clip)})),
+        (
+            "bad API key",
+            401,
+            lambda: httpx.post(post, headers={"Authorization": "Bearer nope"}, files={"file": ("a.wav", clip)}),
+        ),
         ("no API key", 401, lambda: httpx.get(f"{url}/v1/models")),
-        ("unknown language", 400, lambda: httpx.post(post, headers=auth, files={"file": ("a.wav", clip)}, data={"language": "xx"})),
+        (
+            "unknown language",
+            400,
+            lambda: httpx.post(post, headers=auth, files={"file": ("a.wav", clip)}, data={"language": "xx"}),
+        ),
     ]
     results = [(what, expected, request().status_code) for what, expected, request in checks]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:  # a declared 1 GB body, never sent
-        connection.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
-                           "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1073741824\r\n\r\n".encode())  # fmt: skip
+        connection.sendall(
+            f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1073741824\r\n\r\n".encode()
+        )
         results.append(("declared 1 GB, body never sent", 413, int(connection.recv(64).split()[1])))
     return results
 
@@ -113,8 +130,12 @@ def main() -> None:
     server = start_server(port, ["--max_queue", str(args.max_queue)])
     try:
         for _ in range(2):  # warm-up: first-call allocations are not growth
-            httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
-                       files={"file": ("a.wav", clip)}, timeout=120)  # fmt: skip
+            httpx.post(
+                f"{url}/v1/audio/transcriptions",
+                headers={"Authorization": f"Bearer {KEY}"},
+                files={"file": ("a.wav", clip)},
+                timeout=120,
+            )
         before = rss_mb(server)
         latencies, statuses = load(url, clip, args.clients, args.seconds)
         after = rss_mb(server)

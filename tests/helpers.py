@@ -38,7 +38,9 @@ def write_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
     rate_out = 48000 if codec == "libopus" else rate
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate_out, layout=layout)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.reshape(1, -1, order="F")), format="flt", layout=layout)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples.reshape(1, -1, order="F")), format="flt", layout=layout
+        )
         frame.sample_rate, frame.time_base, frame.pts = rate, Fraction(1, rate), 0
         resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate_out)
         for piece in [*resampler.resample(frame), *resampler.resample(None)]:

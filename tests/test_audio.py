@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from helpers import CODECS, espeak, have_espeak, sine, write_audio
 
+from helpers import CODECS, espeak, have_espeak, sine, write_audio
 from whisper_lora.audio import SAMPLE_RATE, AudioError, decode_audio
 
 

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import sine, write_audio
 
+from helpers import sine, write_audio
 from whisper_lora.backends import Transcriber
 from whisper_lora.batch import transcribe_many
-from whisper_lora.transcribe import Transcript, TranscribeOptions, join_segments
+from whisper_lora.transcribe import TranscribeOptions, Transcript, join_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = (0.7, 1.5, 3.0)
@@ -29,13 +29,17 @@ def short_model_dir(tiny_model_dir):
 def tone_paths(tmp_path):
     folder = tmp_path / "tones"
     folder.mkdir()
-    paths = [str(write_audio(folder / f"{i}.wav", sine(s, 16000, 300.0 * (i + 1)), 16000)) for i, s in enumerate(SECONDS)]
+    paths = [
+        str(write_audio(folder / f"{i}.wav", sine(s, 16000, 300.0 * (i + 1)), 16000)) for i, s in enumerate(SECONDS)
+    ]
     return [*paths, str(folder / "missing.wav")]
 
 
 @pytest.mark.parametrize("backend", ["ct2", "transformers"])
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_every_file_gets_one_transcript_in_order_with_times_inside_its_audio(backend, batch_size, tiny_ct2_dir, short_model_dir, tone_paths):
+def test_every_file_gets_one_transcript_in_order_with_times_inside_its_audio(
+    backend, batch_size, tiny_ct2_dir, short_model_dir, tone_paths
+):
     model = tiny_ct2_dir if backend == "ct2" else short_model_dir
     transcripts = Transcriber(str(model), backend, "cpu", None, batch_size).files(tone_paths, QUICK)
     assert [t.path for t in transcripts] == tone_paths
@@ -52,7 +56,9 @@ def test_word_timestamps_are_refused_on_transformers_before_any_decoding(tiny_mo
     from whisper_lora.errors import UserError
 
     with pytest.raises(UserError, match="need --backend ct2"):
-        Transcriber(str(tiny_model_dir), "transformers", "cpu").files(tone_paths, TranscribeOptions(word_timestamps=True))
+        Transcriber(str(tiny_model_dir), "transformers", "cpu").files(
+            tone_paths, TranscribeOptions(word_timestamps=True)
+        )
 
 
 def test_a_crash_keeps_the_finished_files_and_the_rerun_decodes_only_the_rest(tmp_path):
@@ -81,12 +87,31 @@ def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tm
 
     listing, output = tmp_path / "list.txt", tmp_path / "results.json"
     listing.write_text("\n".join(tone_paths[:3]) + "\n")
-    earlier = {"path": tone_paths[0], "text": "from an earlier run", "segments": [], "language": "en",
-               "language_probability": None, "duration": 0.7, "error": None}  # fmt: skip
+    earlier = {
+        "path": tone_paths[0],
+        "text": "from an earlier run",
+        "segments": [],
+        "language": "en",
+        "language_probability": None,
+        "duration": 0.7,
+        "error": None,
+    }
     sidecar = tmp_path / "results.json.partial.jsonl"
     sidecar.write_text(json.dumps(earlier) + "\n")
-    command = [sys.executable, str(ROOT / "whisper_lora_inference.py"), "--model_path", str(tiny_ct2_dir), "--audio_list",
-               str(listing), "--output_file", str(output), "--language", "en", "--temperature", "0"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "whisper_lora_inference.py"),
+        "--model_path",
+        str(tiny_ct2_dir),
+        "--audio_list",
+        str(listing),
+        "--output_file",
+        str(output),
+        "--language",
+        "en",
+        "--temperature",
+        "0",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     records = json.loads(output.read_text())

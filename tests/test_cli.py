@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import sine, write_audio
 
+from helpers import sine, write_audio
 from whisper_lora.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,7 +44,10 @@ def test_the_rest_is_decoded_from_the_last_segment_and_appended_in_place(speech_
 
     decode_rest(transcript, AUDIO, decode, join_segments)
     assert seen == [pytest.approx(SECONDS - 1.3)]  # from 0.2 s before the last segment's end
-    assert [(s.start, s.end, s.text) for s in transcript.segments] == [(0.0, 1.5, "Welcome."), (1.5, 9.3, "Please enter.")]  # never before what it follows
+    assert [(s.start, s.end, s.text) for s in transcript.segments] == [
+        (0.0, 1.5, "Welcome."),
+        (1.5, 9.3, "Please enter."),
+    ]  # never before what it follows
     assert transcript.segments[1].words[0].start == 1.4
     assert transcript.text == "Welcome. Please enter." and "9.8 s" in transcript.redecoded
 

@@ -4,8 +4,8 @@ import json
 import wave
 
 import pytest
-from helpers import sine, write_audio
 
+from helpers import sine, write_audio
 from whisper_lora.data import (
     DataError,
     ManifestError,
@@ -40,7 +40,10 @@ def kinds(report: Report) -> dict[int, str]:
 
 
 def test_json_list_and_jsonl_read_the_same(tmp_path, clips):
-    rows = [{"audio_path": "audio/one.wav", "text": "你好"}, {"audio_path": "audio/two.flac", "text": "hi", "language": "English"}]
+    rows = [
+        {"audio_path": "audio/one.wav", "text": "你好"},
+        {"audio_path": "audio/two.flac", "text": "hi", "language": "English"},
+    ]
     listed, _ = read_manifest(write_json(tmp_path / "m.json", rows))
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     lines, _ = read_manifest(tmp_path / "m.jsonl")
@@ -51,7 +54,9 @@ def test_json_list_and_jsonl_read_the_same(tmp_path, clips):
 def test_relative_paths_resolve_beside_the_manifest_then_the_working_dir(tmp_path, clips, monkeypatch):
     elsewhere = tmp_path / "lists"
     elsewhere.mkdir()
-    manifest = write_json(elsewhere / "m.json", [{"audio_path": "audio/one.wav", "text": "a"}, {"audio_path": "nope.wav", "text": "b"}])
+    manifest = write_json(
+        elsewhere / "m.json", [{"audio_path": "audio/one.wav", "text": "a"}, {"audio_path": "nope.wav", "text": "b"}]
+    )
     monkeypatch.chdir(tmp_path)
     rows, problems = read_manifest(manifest)
     assert rows[0].audio_path == str(clips / "one.wav")
@@ -60,7 +65,9 @@ def test_relative_paths_resolve_beside_the_manifest_then_the_working_dir(tmp_pat
 
 
 def test_whisper_finetune_rows_are_accepted(tmp_path, clips):
-    rows, problems = read_manifest(write_json(tmp_path / "m.json", [{"audio": {"path": "audio/one.wav"}, "sentence": "好", "language": "Chinese"}]))
+    rows, problems = read_manifest(
+        write_json(tmp_path / "m.json", [{"audio": {"path": "audio/one.wav"}, "sentence": "好", "language": "Chinese"}])
+    )
     assert not problems and rows[0].text == "好" and rows[0].language == "zh"
 
 
@@ -105,20 +112,36 @@ def test_every_problem_kind_is_reported(tmp_path, clips, tokenizer):
     report = check_manifests([write_json(tmp_path / "m.json", rows)], tokenizer)
     assert [row.number for row in report.rows] == [1, 8]
     assert kinds(report) == {
-        2: "missing", 3: "undecodable", 4: "too long", 5: "empty text", 6: "label too long", 7: "duplicate",
-        9: "zero length", 10: "bad row", 11: "bad row", 12: "bad row", 13: "bad row",
-    }  # fmt: skip
+        2: "missing",
+        3: "undecodable",
+        4: "too long",
+        5: "empty text",
+        6: "label too long",
+        7: "duplicate",
+        9: "zero length",
+        10: "bad row",
+        11: "bad row",
+        12: "bad row",
+        13: "bad row",
+    }
     assert report.total_seconds == pytest.approx(6.0, abs=0.01)
     reasons = {problem.number: problem.reason for problem in report.problems}
     assert "row 1" in reasons[7] and "'audio_path'" in reasons[10] and "klingon" in reasons[12]
 
 
 def test_report_text(tmp_path, clips):
-    report = check_manifests([write_json(tmp_path / "m.json", [
-        {"audio_path": "audio/one.wav", "text": "a short one"},
-        {"audio_path": "audio/two.flac", "text": "x" * 30},
-        {"audio_path": "audio/absent.wav", "text": "x"},
-    ])])  # fmt: skip
+    report = check_manifests(
+        [
+            write_json(
+                tmp_path / "m.json",
+                [
+                    {"audio_path": "audio/one.wav", "text": "a short one"},
+                    {"audio_path": "audio/two.flac", "text": "x" * 30},
+                    {"audio_path": "audio/absent.wav", "text": "x"},
+                ],
+            )
+        ]
+    )
     text = format_report(report)
     assert "rows OK:  2" in text and "rows bad: 1" in text and "m.json row 3" in text
     assert "total audio: 0.001 h (3.0 s)" in text
@@ -126,7 +149,10 @@ def test_report_text(tmp_path, clips):
 
 
 def test_training_rows_skip_or_refuse_bad_ones(tmp_path, clips):
-    manifest = write_json(tmp_path / "m.json", [{"audio_path": "audio/one.wav", "text": "ok"}, {"audio_path": "audio/broken.wav", "text": "x"}])
+    manifest = write_json(
+        tmp_path / "m.json",
+        [{"audio_path": "audio/one.wav", "text": "ok"}, {"audio_path": "audio/broken.wav", "text": "x"}],
+    )
     lines = []
     rows = usable_rows([manifest], log=lines.append)
     assert [row.number for row in rows] == [1]

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from helpers import sine, write_audio
 
+from helpers import sine, write_audio
 from whisper_lora.data import Row
 from whisper_lora.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, encode_example
 
@@ -14,7 +14,12 @@ def names(tokenizer, ids):
 
 def test_plain_example_predicts_the_language_and_masks_the_rest_of_the_prompt(tokenizer):
     example = encode_example(tokenizer, "你好", "zh", LabelOptions(), seconds=None)
-    assert names(tokenizer, example["decoder_input_ids"][:4]) == ["<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
+    assert names(tokenizer, example["decoder_input_ids"][:4]) == [
+        "<|startoftranscript|>",
+        "<|zh|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    ]
     assert names(tokenizer, example["labels"][:3]) == ["<|zh|>", None, None]
     assert names(tokenizer, example["labels"])[-1] == "<|endoftext|>"
     assert tokenizer.decode(example["labels"][3:-1]) == "你好"
@@ -37,7 +42,11 @@ def test_english_only_models_take_no_language_or_task(tokenizer):
 
 def test_rows_without_a_language_predict_no_language_token(tokenizer):
     example = encode_example(tokenizer, "hi", None, LabelOptions(), seconds=None)
-    assert names(tokenizer, example["decoder_input_ids"][:3]) == ["<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"]
+    assert names(tokenizer, example["decoder_input_ids"][:3]) == [
+        "<|startoftranscript|>",
+        "<|transcribe|>",
+        "<|notimestamps|>",
+    ]
     assert example["labels"][:2] == [IGNORE_INDEX] * 2
 
 
@@ -73,9 +82,9 @@ def test_dataset_and_collator(rows, tokenizer):
 @pytest.mark.parametrize("depth", [0, 1, 2])
 def test_stem_cache_matches_the_encoder_and_decodes_each_row_once(rows, tokenizer, depth):
     import torch
-    from helpers import tiny_whisper
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
+    from helpers import tiny_whisper
     from whisper_lora.dataset import EncoderStemCache, encoder_top
 
     model = tiny_whisper()
@@ -98,9 +107,9 @@ def test_stem_cache_matches_the_encoder_and_decodes_each_row_once(rows, tokenize
 
 
 def test_encoder_cache_respects_its_budget(rows, tokenizer):
-    from helpers import tiny_whisper
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
+    from helpers import tiny_whisper
     from whisper_lora.dataset import EncoderStemCache
 
     cache = EncoderStemCache(tiny_whisper().model.encoder, 1, budget_bytes=2 * 1500 * 64 * 2)  # room for two outputs
@@ -141,7 +150,9 @@ def test_a_packed_window_transcribes_its_rows_in_order_between_their_timestamps(
     assert all(PACK_GAP[0] <= gap <= PACK_GAP[1] for gap in gaps)
     labels = names(tokenizer, example["labels"])
     stamps = [(i, label) for i, label in enumerate(labels) if label and label.startswith("<|") and label[2].isdigit()]
-    assert [float(label[2:-2]) for _, label in stamps] == pytest.approx([round(x / 0.02) * 0.02 for span in spans for x in span])
+    assert [float(label[2:-2]) for _, label in stamps] == pytest.approx(
+        [round(x / 0.02) * 0.02 for span in spans for x in span]
+    )
     texts = [tokenizer.decode(example["labels"][a + 1 : b]) for (a, _), (b, _) in zip(stamps[::2], stamps[1::2])]
     assert texts == [" tone number 2", " tone number 0", " tone number 1"]
     silent = example["input_features"][:, round(spans[0][1] * 100) + 5 : round(spans[1][0] * 100) - 5]

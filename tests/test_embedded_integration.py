@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 from faster_whisper import WhisperModel
-from helpers import espeak, have_espeak
 
+from helpers import espeak, have_espeak
 from whisper_lora.audio import decode_audio
 from whisper_lora.metrics import default_metric, error_rate, normalize_text
 from whisper_lora.models import embedded_ct2_dir, load_whisper
@@ -28,7 +28,10 @@ CLIPS = [
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("speech")
-    return [(lang, text, espeak(text, folder / f"{i}.wav", voice, speed)) for i, (lang, voice, speed, text) in enumerate(CLIPS)]
+    return [
+        (lang, text, espeak(text, folder / f"{i}.wav", voice, speed))
+        for i, (lang, voice, speed, text) in enumerate(CLIPS)
+    ]
 
 
 def ct2_prompt(tokenizer, language):
@@ -42,7 +45,9 @@ def test_same_tokens_as_ctranslate2_on_the_same_features(name, base, clips):
     multilingual = model.generation_config.is_multilingual
     ct2 = ctranslate2.models.Whisper(str(embedded_ct2_dir(name)), device="cpu", compute_type="float32")
     for language, _, wav in clips if multilingual else clips[:2]:
-        features = processor.feature_extractor(decode_audio(wav), sampling_rate=16000, return_tensors="np").input_features
+        features = processor.feature_extractor(
+            decode_audio(wav), sampling_rate=16000, return_tensors="np"
+        ).input_features
         prompt = ct2_prompt(processor.tokenizer, language if multilingual else None)
         options = dict(language=language, task="transcribe") if multilingual else {}
         ours = model.generate(torch.from_numpy(features), **options).tolist()[0]
@@ -56,7 +61,12 @@ def test_same_words_as_faster_whisper(base, clips):
     for language, reference, wav in clips:
         ours = transcribe_clip(model, processor, wav, language=language)
         segments, _ = faster.transcribe(
-            str(wav), language=language, beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False
+            str(wav),
+            language=language,
+            beam_size=1,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
         )
         theirs = "".join(segment.text for segment in segments)
         assert normalize_text(ours, language) == normalize_text(theirs, language)

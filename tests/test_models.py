@@ -67,7 +67,9 @@ def test_hub_ids_load_through_the_hub_cache(tmp_path, tiny_hf_dir):
     cache = hub_cache(tmp_path / "hf-cache", "openai/whisper-tiny", tiny_hf_dir)
     for name in ("openai/whisper-tiny", "tiny"):
         model, processor = load_whisper(name, cache_dir=cache)
-        assert model.config.d_model == 64 and processor.tokenizer.convert_ids_to_tokens(50258) == "<|startoftranscript|>"
+        assert (
+            model.config.d_model == 64 and processor.tokenizer.convert_ids_to_tokens(50258) == "<|startoftranscript|>"
+        )
 
 
 def test_unreachable_hub_model_is_explained(tmp_path):

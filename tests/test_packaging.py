@@ -1,8 +1,9 @@
 """Packaging: requirements.txt mirrors pyproject.toml, and the set-up files exist as the seed names them."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,5 +21,11 @@ def test_requirements_mirror_pyproject():
 
 
 def test_seed_files_exist():
-    for name in ("setup_environment.sh", "setup_environment.bat", "data_format_example.json", "README.md", "README.zh-CN.md"):
+    for name in (
+        "setup_environment.sh",
+        "setup_environment.bat",
+        "data_format_example.json",
+        "README.md",
+        "README.zh-CN.md",
+    ):
         assert (ROOT / name).is_file(), name

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from helpers import real_speech
 
+from helpers import real_speech
 from whisper_lora.audio import decode_audio
 from whisper_lora.backends import Clip, Transcriber
 from whisper_lora.coverage import falls_short

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+
 from helpers import sine, write_audio
 
 pytest.importorskip("fastapi", reason="the server extra is not installed")
@@ -59,7 +60,10 @@ def test_health_models_and_page():
         ("text", lambda r: r.text == "hello world"),
         ("srt", lambda r: r.text == "1\n00:00:00,000 --> 00:00:01,000\nhello world\n\n"),
         ("vtt", lambda r: r.text.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello world")),
-        ("verbose_json", lambda r: r.json()["segments"][0] == {"id": 0, "start": 0.0, "end": 1.0, "text": "hello world"}),
+        (
+            "verbose_json",
+            lambda r: r.json()["segments"][0] == {"id": 0, "start": 0.0, "end": 1.0, "text": "hello world"},
+        ),
     ],
 )
 def test_response_formats(wav, response_format, check):
@@ -71,8 +75,13 @@ def test_response_formats(wav, response_format, check):
 def test_options_reach_the_model(wav):
     stand_in = StandIn()
     with client_for(stand_in) as client:
-        data = {"language": "zh", "prompt": "专有名词", "temperature": "0.3", "response_format": "verbose_json",
-                "timestamp_granularities[]": ["word", "segment"]}  # fmt: skip
+        data = {
+            "language": "zh",
+            "prompt": "专有名词",
+            "temperature": "0.3",
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": ["word", "segment"],
+        }
         body = post(client, data, ("a.wav", wav, "audio/wav")).json()
         assert [w["word"] for w in body["words"]] == [" hello", " world"] and body["language"] == "chinese"
         options = stand_in.calls[-1]
@@ -130,8 +139,11 @@ def test_oversize_upload_without_a_length_is_413_while_streaming():
             yield b"\x00" * 4096
 
     with client_for(max_upload_mb=0.05) as client:
-        response = client.post("/v1/audio/transcriptions", content=body(),
-                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+        response = client.post(
+            "/v1/audio/transcriptions",
+            content=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         assert response.status_code == 413 and "0.05 MB limit" in response.json()["error"]["message"]
 
 
@@ -176,7 +188,9 @@ def test_loading_model_answers_503():
             if health.json()["status"] != "loading":
                 break
             threading.Event().wait(0.05)
-        assert health.status_code == 503 and health.json()["status"].startswith("failed: Unknown model '/no/such/model'")
+        assert health.status_code == 503 and health.json()["status"].startswith(
+            "failed: Unknown model '/no/such/model'"
+        )
         assert post(client).status_code == 503
 
 

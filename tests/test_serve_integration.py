@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from helpers import espeak, have_espeak, real_speech, write_audio
 
 pytest.importorskip("fastapi", reason="the server extra is not installed")
@@ -32,8 +33,18 @@ def free_port() -> int:
 def server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "whisper_lora.cli", "serve", "--port", str(port), "--api_key", KEY,
-               "--max_upload_mb", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "whisper_lora.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--api_key",
+        KEY,
+        "--max_upload_mb",
+        "1",
+    ]
     with open(log, "w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -72,8 +83,12 @@ def client(url: str, key: str = KEY):
 def test_openai_client_transcribes_with_words_and_segments(server, clip):
     with open(clip, "rb") as audio:
         result = client(server[0]).audio.transcriptions.create(
-            model="whisper-1", file=audio, language="en", response_format="verbose_json",
-            timestamp_granularities=["word", "segment"])  # fmt: skip
+            model="whisper-1",
+            file=audio,
+            language="en",
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+        )
     assert "dark blue background" in result.text.lower() and result.language == "english"
     starts = [w.start for w in result.words]
     assert len(result.words) >= 6 and starts == sorted(starts) and result.words[-1].end <= result.duration + 0.5
@@ -113,8 +128,10 @@ def test_openai_client_errors(server, clip, tmp_path):
 
 def upload_headers(connection: socket.socket, length_header: str) -> None:
     """Send only the head of a multipart upload request; the test decides what body follows."""
-    connection.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
-                       f"Content-Type: multipart/form-data; boundary=b\r\n{length_header}\r\n\r\n".encode())  # fmt: skip
+    connection.sendall(
+        f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary=b\r\n{length_header}\r\n\r\n".encode()
+    )
 
 
 def read_reply(connection: socket.socket) -> str:
@@ -184,8 +201,9 @@ def test_web_page_in_headless_chromium(server, clip, tmp_path):
             page.select_option("#language", "en")
             page.set_input_files("#file", str(clip))
             page.click("#transcribe")
-            page.wait_for_function("document.querySelector('#segments').textContent.includes('background')",
-                                   timeout=120_000)  # fmt: skip
+            page.wait_for_function(
+                "document.querySelector('#segments').textContent.includes('background')", timeout=120_000
+            )
             stamp = page.locator("#segments a").first
             assert stamp.text_content() == "[00:00:00.000]"
             with page.expect_download() as download:
@@ -200,8 +218,11 @@ def test_web_page_in_headless_chromium(server, clip, tmp_path):
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_web_page_records_from_the_microphone(server, clip):
     playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
-    fake_microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                       f"--use-file-for-fake-audio-capture={clip}"]  # fmt: skip
+    fake_microphone = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={clip}",
+    ]
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox", *fake_microphone])
         try:

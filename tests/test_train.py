@@ -19,11 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def config(model_dir, tones, out, **overrides):
     options = dict(
-        train_file=[str(tones[0])], validation_file=[str(tones[1])], model_name_or_path=str(model_dir),
-        output_dir=str(out), num_train_epochs=10, per_device_train_batch_size=4, learning_rate=1e-2,
-        warmup_steps=0, logging_steps=1, save_steps=4, lora_r=8, lora_alpha=16, report_to="tensorboard",
-        dataloader_num_workers=0, target_modules="all", pack_rows=1,
-    )  # fmt: skip
+        train_file=[str(tones[0])],
+        validation_file=[str(tones[1])],
+        model_name_or_path=str(model_dir),
+        output_dir=str(out),
+        num_train_epochs=10,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        logging_steps=1,
+        save_steps=4,
+        lora_r=8,
+        lora_alpha=16,
+        report_to="tensorboard",
+        dataloader_num_workers=0,
+        target_modules="all",
+        pack_rows=1,
+    )
     return TrainConfig(**{**options, **overrides})
 
 
@@ -33,8 +45,16 @@ def test_training_lowers_the_loss_and_writes_every_output(tiny_model_dir, tones,
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     assert losses[-1] < 0.5 * losses[0]
-    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "processor_config.json",
-                 "training_config.json", "metrics.json", "training_curves.png", "whisper_lora.json"):  # fmt: skip
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "processor_config.json",
+        "training_config.json",
+        "metrics.json",
+        "training_curves.png",
+        "whisper_lora.json",
+    ):
         assert (out / name).is_file(), name
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     saved = json.loads((out / "metrics.json").read_text())
@@ -63,14 +83,39 @@ def test_saved_adapter_reloads_to_the_same_outputs(tiny_model_dir, tones, tmp_pa
 
 def run_cli(*args, **popen):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(ROOT / "whisper_lora_finetune.py"), *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "whisper_lora_finetune.py"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **popen,
+    )
 
 
 def cli_args(model_dir, tones, out, epochs=20):
-    return ["--train_file", tones[0], "--model_name_or_path", model_dir, "--output_dir", out,
-            "--num_train_epochs", epochs, "--per_device_train_batch_size", 2, "--save_steps", 2,
-            "--logging_steps", 1, "--report_to", "none", "--learning_rate", 1e-3, "--pack_rows", 1]  # fmt: skip
+    return [
+        "--train_file",
+        tones[0],
+        "--model_name_or_path",
+        model_dir,
+        "--output_dir",
+        out,
+        "--num_train_epochs",
+        epochs,
+        "--per_device_train_batch_size",
+        2,
+        "--save_steps",
+        2,
+        "--logging_steps",
+        1,
+        "--report_to",
+        "none",
+        "--learning_rate",
+        1e-3,
+        "--pack_rows",
+        1,
+    ]
 
 
 def wait_for(condition, process, seconds=120):
@@ -94,7 +139,11 @@ def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(tiny_model_di
     assert resumed.returncode == 0, output
     assert f"resuming from {out / f'checkpoint-{last}'}" in output
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 40  # 8 rows / 2 per step * 10 epochs
-    first_logged = min(e["step"] for e in json.loads((out / "checkpoint-40/trainer_state.json").read_text())["log_history"] if "loss" in e)
+    first_logged = min(
+        e["step"]
+        for e in json.loads((out / "checkpoint-40/trainer_state.json").read_text())["log_history"]
+        if "loss" in e
+    )
     assert first_logged == 1  # the resumed state carries the earlier history, not a fresh start
 
 
@@ -123,20 +172,45 @@ def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch)
 
 def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-               str(ROOT / "whisper_lora_finetune.py"), *map(str, cli_args(tiny_model_dir, tones, out, epochs=2))]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        str(ROOT / "whisper_lora_finetune.py"),
+        *map(str, cli_args(tiny_model_dir, tones, out, epochs=2)),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 4  # 8 rows / (2 per device * 2) * 2 epochs
 
 
-def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(tiny_model_dir, tones, tmp_path):
+def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(
+    tiny_model_dir, tones, tmp_path
+):
     from safetensors.torch import load_file
 
     out = tmp_path / "out"
-    metrics = train(config(tiny_model_dir, tones, out, target_modules="default", encoder_layers=1, validation_file=None,
-                           regression_file=[str(tones[1])], pack_rows=4, per_device_train_batch_size=1, num_train_epochs=25))  # fmt: skip
+    metrics = train(
+        config(
+            tiny_model_dir,
+            tones,
+            out,
+            target_modules="default",
+            encoder_layers=1,
+            validation_file=None,
+            regression_file=[str(tones[1])],
+            pack_rows=4,
+            per_device_train_batch_size=1,
+            num_train_epochs=25,
+        )
+    )
     assert metrics["global_step"] == 50  # 8 rows of about a second, 4 to a window, for 25 epochs
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -157,7 +231,9 @@ def test_forgetting_guard_warns_past_one_point(caplog):
     from whisper_lora.train import ForgettingGuard
 
     results = iter([0.10, 0.105, 0.125])
-    scorer = type("Scorer", (), {"by_language": lambda self, model: {"en": {"metric": "wer", "score": next(results)}}})()
+    scorer = type(
+        "Scorer", (), {"by_language": lambda self, model: {"en": {"metric": "wer", "score": next(results)}}}
+    )()
     guard = ForgettingGuard(scorer)
     with caplog.at_level("WARNING", logger="whisper_lora.train"):
         assert guard.measure(None) == {"regression_en_wer": 0.10}
@@ -173,10 +249,16 @@ def test_default_targets_name_the_encoder_layers_and_the_decoders_cross_attentio
     from whisper_lora.train import target_modules
 
     pattern = re.compile(target_modules("default", encoder_layers=2, total_encoder_layers=6))
-    assert pattern.fullmatch("model.encoder.layers.4.self_attn.q_proj") and pattern.fullmatch("model.encoder.layers.5.fc2")
-    assert not pattern.fullmatch("model.encoder.layers.3.self_attn.q_proj") and not pattern.fullmatch("model.encoder.conv1")
+    assert pattern.fullmatch("model.encoder.layers.4.self_attn.q_proj") and pattern.fullmatch(
+        "model.encoder.layers.5.fc2"
+    )
+    assert not pattern.fullmatch("model.encoder.layers.3.self_attn.q_proj") and not pattern.fullmatch(
+        "model.encoder.conv1"
+    )
     assert pattern.fullmatch("model.decoder.layers.0.encoder_attn.out_proj")
-    assert not pattern.fullmatch("model.decoder.layers.5.fc1") and not pattern.fullmatch("model.decoder.layers.0.self_attn.q_proj")
+    assert not pattern.fullmatch("model.decoder.layers.5.fc1") and not pattern.fullmatch(
+        "model.decoder.layers.0.self_attn.q_proj"
+    )
     every = re.compile(target_modules("default", total_encoder_layers=6))  # all encoder layers unless told
     assert every.fullmatch("model.encoder.layers.0.self_attn.k_proj") and every.fullmatch("model.encoder.layers.5.fc1")
     assert r"model\.encoder" not in target_modules("default", encoder_layers=0)
@@ -191,8 +273,8 @@ def test_bad_precision_is_refused(tones):
 
 def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(tiny_model_dir, tones, tmp_path):
     import torch
-    from helpers import tiny_whisper
 
+    from helpers import tiny_whisper
     from whisper_lora.errors import UserError
     from whisper_lora.train import _enable_spec_augment
 
@@ -205,7 +287,11 @@ def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(tiny_mo
     assert 0.03 < zeroed < 0.3
     assert torch.equal(model.model.eval()._mask_input_features(features.clone()), features)  # only in training
     with pytest.raises(UserError, match="--spec_augment masks the encoder's input features"):
-        train(config(tiny_model_dir, tones, tmp_path / "out", target_modules="default", encoder_layers=1, spec_augment=True))
+        train(
+            config(
+                tiny_model_dir, tones, tmp_path / "out", target_modules="default", encoder_layers=1, spec_augment=True
+            )
+        )
 
 
 # The tiny model's loss on the tones' packed, half-timestamped training labels. It moves when the labels change (tokens,
@@ -225,4 +311,7 @@ def test_training_labels_are_pinned_by_the_tiny_models_loss(tiny_model_dir, tone
     batch = SpeechCollator(processor.tokenizer.eos_token_id)([dataset[k] for k in range(len(dataset))])
     with torch.no_grad():
         loss = model.eval()(**batch).loss.item()
-    assert (int((batch["labels"] != IGNORE_INDEX).sum()), loss) == (PINNED_LABEL_TOKENS, pytest.approx(PINNED_LOSS, rel=1e-4))
+    assert (int((batch["labels"] != IGNORE_INDEX).sum()), loss) == (
+        PINNED_LABEL_TOKENS,
+        pytest.approx(PINNED_LOSS, rel=1e-4),
+    )

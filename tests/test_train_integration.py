@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from helpers import have_espeak
 
+from helpers import have_espeak
 from whisper_lora.audio import decode_audio
 from whisper_lora.backends import Transcriber
 from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
@@ -38,8 +38,16 @@ def tuned(tmp_path_factory):
     ood_before = _scorer(ood_manifest, base, processor).by_language(base)["zh"]["score"]
     del base
     out = folder / "model"
-    metrics = train(TrainConfig(train_file=[str(train_manifest)], output_dir=str(out), num_train_epochs=2,
-                                save_steps=10_000, logging_steps=4, report_to="none"))  # fmt: skip
+    metrics = train(
+        TrainConfig(
+            train_file=[str(train_manifest)],
+            output_dir=str(out),
+            num_train_epochs=2,
+            save_steps=10_000,
+            logging_steps=4,
+            report_to="none",
+        )
+    )
     model, processor = load_whisper(out)
     ood_after = _scorer(ood_manifest, model, processor).by_language(model)["zh"]["score"]
     return before, metrics, model, processor, test_manifest, (ood_before, ood_after)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import espeak, have_espeak
 
+from helpers import espeak, have_espeak
 from whisper_lora.audio import decode_audio
 from whisper_lora.metrics import error_rate, normalize_text
 from whisper_lora.transcribe import TranscribeOptions, transcribe_samples
@@ -102,8 +102,12 @@ def test_silence_and_noise_give_no_text(base, kind):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "whisper_lora_inference.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "whisper_lora_inference.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_seed_single_file_command(speech):
@@ -118,8 +122,15 @@ def test_seed_batch_command_resumes_and_reports_bad_files(speech, tmp_path):
     listing.write_text(f"# the batch\n{speech[1]}\n\n{speech[4]}\n{tmp_path / 'missing.wav'}\n")
     output = tmp_path / "results.json"
     sidecar = tmp_path / "results.json.partial.jsonl"
-    earlier = {"path": str(speech[1]), "text": "from an earlier run", "segments": [], "language": "en",
-               "language_probability": None, "duration": 1.0, "error": None}  # fmt: skip
+    earlier = {
+        "path": str(speech[1]),
+        "text": "from an earlier run",
+        "segments": [],
+        "language": "en",
+        "language_probability": None,
+        "duration": 1.0,
+        "error": None,
+    }
     sidecar.write_text(json.dumps(earlier) + "\n")
     result = run("--model_path", "base", "--audio_list", listing, "--output_file", output, "--language", "en")
     assert result.returncode == 1 and "1 of 3 files failed" in result.stderr
@@ -157,8 +168,18 @@ def test_empty_list(tmp_path):
 
 def test_ct2_backend_word_timestamps_and_vad(speech, tmp_path):
     output = tmp_path / "words.json"
-    result = run("--audio_path", speech[2], "--backend", "ct2", "--word_timestamps", "--vad_filter",
-                 "--language", "en", "--output_file", output)  # fmt: skip
+    result = run(
+        "--audio_path",
+        speech[2],
+        "--backend",
+        "ct2",
+        "--word_timestamps",
+        "--vad_filter",
+        "--language",
+        "en",
+        "--output_file",
+        output,
+    )
     assert result.returncode == 0, result.stderr
     words = [w for segment in json.loads(output.read_text())[0]["segments"] for w in segment["words"]]
     assert "well" in "".join(w["word"] for w in words).lower()
@@ -177,8 +198,17 @@ def test_packed_batch_is_as_accurate_as_one_at_a_time(speech, tmp_path):
     outputs = {}
     for batch_size in (1, 8):
         output = tmp_path / f"batch{batch_size}.json"
-        result = run("--audio_list", listing, "--language", "en", "--batch_size", batch_size, "--return_timestamps",
-                     "--output_file", output)  # fmt: skip
+        result = run(
+            "--audio_list",
+            listing,
+            "--language",
+            "en",
+            "--batch_size",
+            batch_size,
+            "--return_timestamps",
+            "--output_file",
+            output,
+        )
         assert result.returncode == 0, result.stderr
         outputs[batch_size] = json.loads(output.read_text())
     wer = {n: error_rate(SENTENCES[1:9], [r["text"] for r in records], "wer") for n, records in outputs.items()}
@@ -193,9 +223,25 @@ def test_evaluate_compares_two_models_and_writes_a_csv(speech, tmp_path):
     rows = [{"audio_path": str(p), "text": t, "language": "en"} for p, t in zip(speech[:4], SENTENCES)]
     manifest.write_text(json.dumps(rows + [{"audio_path": "missing.wav", "text": "gone"}]))
     report = tmp_path / "report.csv"
-    result = subprocess.run([sys.executable, "-m", "whisper_lora.cli", "evaluate", "--model_path", "base",
-                             "--compare_with", "tiny.en", "--test_file", manifest, "--report_csv", report],
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whisper_lora.cli",
+            "evaluate",
+            "--model_path",
+            "base",
+            "--compare_with",
+            "tiny.en",
+            "--test_file",
+            manifest,
+            "--report_csv",
+            report,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(r"skipped \S+test.json row 5: \S+missing.wav: audio file not found", result.stdout)  # named
     table = result.stdout.split("\n\n")[-1].splitlines()

@@ -5,7 +5,14 @@ import json
 from whisper_lora.transcribe import Segment, Transcript
 from whisper_lora.writers import get_writer
 
-DONE = Transcript("a.wav", "Hello there. General Kenobi.", [Segment(0.0, 1.5, "Hello there."), Segment(3661.25, 3662.0, "General Kenobi.")], "en", 0.9, 3662.0)
+DONE = Transcript(
+    "a.wav",
+    "Hello there. General Kenobi.",
+    [Segment(0.0, 1.5, "Hello there."), Segment(3661.25, 3662.0, "General Kenobi.")],
+    "en",
+    0.9,
+    3662.0,
+)
 
 
 def test_srt():
@@ -23,7 +30,10 @@ def test_txt_and_json():
     assert get_writer("txt").render([DONE], timestamps=False) == "Hello there. General Kenobi.\n"
     assert get_writer("txt").render([DONE], timestamps=True).splitlines()[1] == "[3661.25 --> 3662.00] General Kenobi."
     record = json.loads(get_writer("json").render([DONE], timestamps=True))[0]
-    assert record["segments"][1] == {"start": 3661.25, "end": 3662.0, "text": "General Kenobi."} and record["error"] is None
+    assert (
+        record["segments"][1] == {"start": 3661.25, "end": 3662.0, "text": "General Kenobi."}
+        and record["error"] is None
+    )
     assert "segments" not in json.loads(get_writer("json").render([DONE], timestamps=False))[0]
 
 

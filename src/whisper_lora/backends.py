@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .transcribe import Transcript, TranscribeOptions
+from .transcribe import TranscribeOptions, Transcript
 
 
 def pick_device(name: str) -> str:
@@ -41,8 +41,14 @@ class Clip:
 class Transcriber:
     """A loaded model that transcribes clips or files, batch_size at a time, with per-call options."""
 
-    def __init__(self, model_path: str | None, backend: str = "auto", device: str = "auto",
-                 compute_type: str | None = None, batch_size: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        model_path: str | None,
+        backend: str = "auto",
+        device: str = "auto",
+        compute_type: str | None = None,
+        batch_size: int = 8,
+    ):
         self.model_path, self.batch_size = model_path, batch_size
         self.backend, self.device = pick_backend(model_path, backend), pick_device(device)
         if self.backend == "ct2":
@@ -91,12 +97,16 @@ class Transcriber:
         from .transcribe import transcribe_batch, transcribe_samples
 
         short = [k for k, c in enumerate(clips) if len(c.samples) <= CHUNK_SAMPLES]
-        results = {k: transcribe_samples(self.model, self.processor, c.samples, options, c.name)
-                   for k, c in enumerate(clips) if len(c.samples) > CHUNK_SAMPLES}  # fmt: skip
+        results = {
+            k: transcribe_samples(self.model, self.processor, c.samples, options, c.name)
+            for k, c in enumerate(clips)
+            if len(c.samples) > CHUNK_SAMPLES
+        }
         for first in range(0, len(short), self.batch_size):
             batch = short[first : first + self.batch_size]
-            found = transcribe_batch(self.model, self.processor, [clips[k].samples for k in batch], options,
-                                     [clips[k].name for k in batch])  # fmt: skip
+            found = transcribe_batch(
+                self.model, self.processor, [clips[k].samples for k in batch], options, [clips[k].name for k in batch]
+            )
             results.update(zip(batch, found))
         return [results[k] for k in range(len(clips))]
 

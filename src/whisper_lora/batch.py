@@ -53,8 +53,9 @@ def _append(sidecar: Path, transcript: Transcript) -> None:
         os.fsync(handle.fileno())
 
 
-def transcribe_many(transcribe, paths: list[str], sidecar: Path | None = None, on_result=None,
-                    batch_size: int = 1) -> list[Transcript]:  # fmt: skip
+def transcribe_many(
+    transcribe, paths: list[str], sidecar: Path | None = None, on_result=None, batch_size: int = 1
+) -> list[Transcript]:
     """Run transcribe(list of paths) -> Transcripts over paths, batch_size at a time, skipping those in the sidecar."""
     done = _load_done(sidecar) if sidecar else {}
     pending = [path for path in dict.fromkeys(paths) if path not in done]

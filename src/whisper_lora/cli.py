@@ -26,17 +26,24 @@ def _check_data(args: argparse.Namespace) -> int:
     if args.json:
         from .files import write_json_atomic
 
-        write_json_atomic(args.json, {
-            "ok": [{**row.__dict__, "seconds": seconds} for row, seconds in report.ok],
-            "problems": [problem.__dict__ for problem in report.problems],
-            "total_seconds": report.total_seconds,
-        })  # fmt: skip
+        write_json_atomic(
+            args.json,
+            {
+                "ok": [{**row.__dict__, "seconds": seconds} for row, seconds in report.ok],
+                "problems": [problem.__dict__ for problem in report.problems],
+                "total_seconds": report.total_seconds,
+            },
+        )
     return 1 if report.problems else 0
 
 
 def _add_check_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", help="JSON or JSONL manifests of {audio_path, text[, language, start, end]}")
-    parser.add_argument("--model_name_or_path", default=None, help="model whose tokenizer counts label tokens (default: base)")
+    parser.add_argument(
+        "files", nargs="+", help="JSON or JSONL manifests of {audio_path, text[, language, start, end]}"
+    )
+    parser.add_argument(
+        "--model_name_or_path", default=None, help="model whose tokenizer counts label tokens (default: base)"
+    )
     parser.add_argument("--cache_dir", default=None, help="Hugging Face cache folder for hub models")
     parser.add_argument("--max_duration", type=float, default=30.0, help="longest usable row in seconds (default: 30)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel audio decoders")
@@ -50,7 +57,9 @@ def _models(args: argparse.Namespace) -> int:
     for short, embedded in EMBEDDED.items():
         names = ", ".join(alias for alias, target in EMBEDDED_ALIASES.items() if target == short)
         print(f"  {names:<28} embedded {embedded.name}, from pip packages: {embedded.pip_names()}")
-    print(f"  {'any other name':<28} a local folder (transformers or CTranslate2) or a hub id such as openai/whisper-small")
+    print(
+        f"  {'any other name':<28} a local folder (transformers or CTranslate2) or a hub id such as openai/whisper-small"
+    )
     for name in args.prepare or []:
         print(f"prepared {name}: {embedded_hf_dir(name)}")
     return 0
@@ -90,8 +99,14 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
         base = spec.type.split(" |")[0].removeprefix("list[").removesuffix("]")
         required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
         default = None if required else spec.default
-        parser.add_argument(name, type=_TYPES[base], default=default, required=required,
-                            nargs=spec.metadata.get("nargs"), help=help_text)  # fmt: skip
+        parser.add_argument(
+            name,
+            type=_TYPES[base],
+            default=default,
+            required=required,
+            nargs=spec.metadata.get("nargs"),
+            help=help_text,
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -145,7 +160,10 @@ def _print_transcript(transcript, timestamps: bool) -> None:
         print(f"{transcript.path}: error: {transcript.error}", file=sys.stderr)
         return
     if transcript.language_probability is not None:
-        print(f"{transcript.path}: language {transcript.language} ({transcript.language_probability:.2f})", file=sys.stderr)
+        print(
+            f"{transcript.path}: language {transcript.language} ({transcript.language_probability:.2f})",
+            file=sys.stderr,
+        )
     print(get_writer("txt").render([transcript], timestamps), end="", flush=True)
 
 
@@ -156,17 +174,27 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     if bool(args.audio_path) == bool(args.audio_list):
         raise UserError("give exactly one of --audio_path or --audio_list")
-    options = TranscribeOptions(language=args.language, task=args.task, return_timestamps=args.return_timestamps,
-                                beam_size=args.beam_size, temperature=tuple(args.temperature),
-                                condition_on_previous_text=args.condition_on_previous_text,
-                                initial_prompt=args.initial_prompt, word_timestamps=args.word_timestamps,
-                                vad_filter=args.vad_filter)  # fmt: skip
+    options = TranscribeOptions(
+        language=args.language,
+        task=args.task,
+        return_timestamps=args.return_timestamps,
+        beam_size=args.beam_size,
+        temperature=tuple(args.temperature),
+        condition_on_previous_text=args.condition_on_previous_text,
+        initial_prompt=args.initial_prompt,
+        word_timestamps=args.word_timestamps,
+        vad_filter=args.vad_filter,
+    )
     paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
     transcriber = Transcriber(args.model_path, args.backend, args.device, args.compute_type, args.batch_size)
     transcriber.check(options)
     sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
-    show = None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps or args.word_timestamps))
-    transcripts = transcribe_many(lambda batch: transcriber.files(batch, options), paths, sidecar, on_result=show, batch_size=args.batch_size)
+    show = (
+        None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps or args.word_timestamps))
+    )
+    transcripts = transcribe_many(
+        lambda batch: transcriber.files(batch, options), paths, sidecar, on_result=show, batch_size=args.batch_size
+    )
     if args.output_file:
         _write_outputs(args, transcripts)
         sidecar.unlink(missing_ok=True)
@@ -183,8 +211,11 @@ def _report_redecoded(transcripts: list) -> None:
     """Say how many files were decoded again because their first text stopped before their speech did."""
     redone = [t for t in transcripts if t.redecoded]
     if redone:
-        print(f"{len(redone)} of {len(transcripts)} files were decoded again: their first text stopped before "
-              f"the speech did (first: {redone[0].path}: {redone[0].redecoded})", file=sys.stderr)  # fmt: skip
+        print(
+            f"{len(redone)} of {len(transcripts)} files were decoded again: their first text stopped before "
+            f"the speech did (first: {redone[0].path}: {redone[0].redecoded})",
+            file=sys.stderr,
+        )
 
 
 def _positive_int(text: str) -> int:
@@ -197,27 +228,54 @@ def _positive_int(text: str) -> int:
 def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     from .transcribe import FALLBACK_TEMPERATURES
 
-    parser.add_argument("--model_path", default=None, help="training output_dir, merged folder, CT2 folder, or any model name (default: base)")
+    parser.add_argument(
+        "--model_path",
+        default=None,
+        help="training output_dir, merged folder, CT2 folder, or any model name (default: base)",
+    )
     parser.add_argument("--audio_path", default=None, help="one audio file")
-    parser.add_argument("--audio_list", default=None, help="a text file with one audio path per line ('#' comments allowed)")
-    parser.add_argument("--output_file", default=None, help="where to write results (format from the suffix); default: print")
+    parser.add_argument(
+        "--audio_list", default=None, help="a text file with one audio path per line ('#' comments allowed)"
+    )
+    parser.add_argument(
+        "--output_file", default=None, help="where to write results (format from the suffix); default: print"
+    )
     parser.add_argument("--output_format", default=None, choices=["json", "txt", "srt", "vtt", "tsv", "all"])
     parser.add_argument("--language", default=None, help="language code (zh, en, ...); omitted: detect and report it")
     parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
     parser.add_argument("--return_timestamps", action="store_true", help="include segment start and end times")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--beam_size", type=int, default=1, help="beams per decoding step")
-    parser.add_argument("--batch_size", type=_positive_int, default=8,
-                        help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
-                             "clips of <=30 s per generate call (default 8); 1: one at a time")  # fmt: skip
-    parser.add_argument("--temperature", type=float, nargs="+", default=list(FALLBACK_TEMPERATURES),
-                        help="fallback temperatures for long audio, tried in order")  # fmt: skip
-    parser.add_argument("--condition_on_previous_text", action=argparse.BooleanOptionalAction, default=True,
-                        help="prompt each 30 s window with the previous one's text")  # fmt: skip
+    parser.add_argument(
+        "--batch_size",
+        type=_positive_int,
+        default=8,
+        help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
+        "clips of <=30 s per generate call (default 8); 1: one at a time",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=list(FALLBACK_TEMPERATURES),
+        help="fallback temperatures for long audio, tried in order",
+    )
+    parser.add_argument(
+        "--condition_on_previous_text",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="prompt each 30 s window with the previous one's text",
+    )
     parser.add_argument("--initial_prompt", default=None, help="text that steers spelling and vocabulary")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"],
-                        help="ct2: faster-whisper (a trained adapter is exported once, beside it); auto: ct2 unless a hub id")  # fmt: skip
-    parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...); default int8 on CPU")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "ct2", "transformers"],
+        help="ct2: faster-whisper (a trained adapter is exported once, beside it); auto: ct2 unless a hub id",
+    )
+    parser.add_argument(
+        "--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...); default int8 on CPU"
+    )
     parser.add_argument("--word_timestamps", action="store_true", help="word start and end times (ct2 backend)")
     parser.add_argument("--vad_filter", action="store_true", help="skip non-speech with Silero VAD (ct2 backend)")
 
@@ -248,25 +306,40 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_path", default=None, help="the model to score, as for transcribe (default: base)")
     parser.add_argument("--compare_with", default=None, help="a second model scored on the same rows, such as base")
     parser.add_argument("--test_file", nargs="+", required=True, help="JSON or JSONL manifests with reference text")
-    parser.add_argument("--language", default=None, help="decode every row in this language (default: each row's own, else detect)")
+    parser.add_argument(
+        "--language", default=None, help="decode every row in this language (default: each row's own, else detect)"
+    )
     parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    parser.add_argument("--metric", default=None, choices=["cer", "wer"], help="default: cer for zh/ja/ko/yue, wer otherwise")
+    parser.add_argument(
+        "--metric", default=None, choices=["cer", "wer"], help="default: cer for zh/ja/ko/yue, wer otherwise"
+    )
     parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"])
     parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...)")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--batch_size", type=_positive_int, default=8, help="as for transcribe")
     parser.add_argument("--report_csv", default="evaluation.csv", help="where the per-utterance CSV goes")
-    parser.add_argument("--strict", action="store_true", help="refuse test files with bad rows instead of skipping them")
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse test files with bad rows instead of skipping them"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
         from .serve import ServeSettings, serve
     except ImportError as error:
-        raise UserError(f"whisper-lora serve needs the server extra ({error.name} is missing): "
-                        "pip install 'whisper-lora[server]'") from None  # fmt: skip
-    settings = ServeSettings(args.model_path, args.backend, args.device, args.compute_type, args.max_upload_mb,
-                             args.api_key, args.workers, args.max_queue)  # fmt: skip
+        raise UserError(
+            f"whisper-lora serve needs the server extra ({error.name} is missing): pip install 'whisper-lora[server]'"
+        ) from None
+    settings = ServeSettings(
+        args.model_path,
+        args.backend,
+        args.device,
+        args.compute_type,
+        args.max_upload_mb,
+        args.api_key,
+        args.workers,
+        args.max_queue,
+    )
     serve(settings, args.host, args.port)
     return 0
 
@@ -276,9 +349,13 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default: 25)")
-    parser.add_argument("--api_key", default=None, help="require 'Authorization: Bearer KEY' (or set WHISPER_LORA_API_KEY)")
+    parser.add_argument(
+        "--api_key", default=None, help="require 'Authorization: Bearer KEY' (or set WHISPER_LORA_API_KEY)"
+    )
     parser.add_argument("--workers", type=_positive_int, default=1, help="transcriptions at once (default: 1)")
-    parser.add_argument("--max_queue", type=int, default=8, help="requests waiting beyond the workers before 503 (default: 8)")
+    parser.add_argument(
+        "--max_queue", type=int, default=8, help="requests waiting beyond the workers before 503 (default: 8)"
+    )
     parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"])
     parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...)")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
@@ -320,11 +397,19 @@ COMMANDS = {
     "export": (_add_export, _export, "merge the adapter, save a transformers folder and convert it to CTranslate2"),
     "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
     "serve": (_add_serve, _serve, "an OpenAI-compatible transcription API and a web page (needs whisper-lora[server])"),
-    "evaluate": (_add_evaluate, _evaluate, "WER/CER of a model, or two side by side, on a test manifest, with a CSV report"),
+    "evaluate": (
+        _add_evaluate,
+        _evaluate,
+        "WER/CER of a model, or two side by side, on a test manifest, with a CSV report",
+    ),
     "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),
     "models": (_add_models, _models, "list the model names and the cache; convert embedded models ahead of time"),
-    "demo": (_add_demo, _demo, "make an espeak-ng corpus, fine-tune the base model on it, and compare CER/WER before and after"),
+    "demo": (
+        _add_demo,
+        _demo,
+        "make an espeak-ng corpus, fine-tune the base model on it, and compare CER/WER before and after",
+    ),
 }
 
 

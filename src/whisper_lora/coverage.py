@@ -57,9 +57,13 @@ def decode_rest(transcript, samples: np.ndarray, decode: Callable, join: Callabl
 
 def shift(segment, seconds: float):
     """The segment, and its words, moved later by seconds."""
-    words = [dataclasses.replace(w, start=round(w.start + seconds, 2), end=round(w.end + seconds, 2)) for w in segment.words or []]
-    return dataclasses.replace(segment, start=round(segment.start + seconds, 2), end=round(segment.end + seconds, 2),
-                               words=words or None)  # fmt: skip
+    words = [
+        dataclasses.replace(w, start=round(w.start + seconds, 2), end=round(w.end + seconds, 2))
+        for w in segment.words or []
+    ]
+    return dataclasses.replace(
+        segment, start=round(segment.start + seconds, 2), end=round(segment.end + seconds, 2), words=words or None
+    )
 
 
 def keep_within_audio(transcript, join: Callable) -> None:

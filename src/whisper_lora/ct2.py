@@ -76,8 +76,10 @@ def read_model_bin(path: str | Path) -> dict[str, np.ndarray]:
     reader = _Reader(buffer, path)
     (version,) = reader.unpack("I")
     if version != BINARY_VERSION:
-        raise CT2FormatError(f"{path}: CTranslate2 binary format version {version}; this reader knows version "
-                             f"{BINARY_VERSION} only (convert the model again with a current ctranslate2)")  # fmt: skip
+        raise CT2FormatError(
+            f"{path}: CTranslate2 binary format version {version}; this reader knows version "
+            f"{BINARY_VERSION} only (convert the model again with a current ctranslate2)"
+        )
     spec = reader.string()
     if spec != SPEC_NAME:
         raise CT2FormatError(f"{path}: holds a {spec!r} model, not a Whisper model ({SPEC_NAME})")

@@ -80,7 +80,9 @@ def _parse_entries(path: Path, text: str) -> list[tuple[int, object]]:
         try:
             return list(enumerate(json.loads(text), start=1))
         except json.JSONDecodeError as error:
-            raise ManifestError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+            raise ManifestError(
+                f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+            ) from None
     entries = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -88,7 +90,9 @@ def _parse_entries(path: Path, text: str) -> list[tuple[int, object]]:
         try:
             entries.append((len(entries) + 1, json.loads(line)))
         except json.JSONDecodeError as error:
-            raise ManifestError(f"{path}: invalid JSON at line {line_number} column {error.colno}: {error.msg}") from None
+            raise ManifestError(
+                f"{path}: invalid JSON at line {line_number} column {error.colno}: {error.msg}"
+            ) from None
     if not entries and text.strip():
         raise ManifestError(f"{path}: no JSON rows found")
     return entries
@@ -124,7 +128,9 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
     """Validate the shape of one entry. Whisper-Finetune's {"audio": {"path"}, "sentence"} is accepted too."""
     where = dict(manifest=str(path), number=number)
     if not isinstance(entry, dict):
-        return Problem(**where, audio_path="", kind="bad row", reason=f"expected a JSON object, got {type(entry).__name__}")
+        return Problem(
+            **where, audio_path="", kind="bad row", reason=f"expected a JSON object, got {type(entry).__name__}"
+        )
     audio, text = entry.get("audio_path"), entry.get("text", entry.get("sentence"))
     if audio is None and isinstance(entry.get("audio"), dict):
         audio = entry["audio"].get("path")
@@ -148,8 +154,14 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
     problem = problem or start_problem or end_problem
     if problem:
         return Problem(**where, audio_path=resolved, kind="bad row", reason=problem)
-    return Row(**where, audio_path=resolved, text=text, language=language and normalize_language(language),
-               start=start, end=end)  # fmt: skip
+    return Row(
+        **where,
+        audio_path=resolved,
+        text=text,
+        language=language and normalize_language(language),
+        start=start,
+        end=end,
+    )
 
 
 def read_manifest(path: str | Path) -> tuple[list[Row], list[Problem]]:
@@ -243,12 +255,16 @@ class DataError(UserError):
     """Training data with no usable row, or with bad rows under --strict."""
 
 
-def usable_rows(paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check) -> list[Row]:
+def usable_rows(
+    paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check
+) -> list[Row]:
     """The rows training may use: bad ones skipped with a one-line summary (and each named), or refused when strict."""
     return usable_report(paths, tokenizer, strict, log, list_problems, **check).rows
 
 
-def usable_report(paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check) -> Report:
+def usable_report(
+    paths, tokenizer=None, strict: bool = False, log=print, list_problems: bool = False, **check
+) -> Report:
     """usable_rows' report: the usable rows with their durations."""
     report = check_manifests(paths, tokenizer, **check)
     log(report.summary())

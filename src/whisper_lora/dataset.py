@@ -48,8 +48,9 @@ def encode_example(tokenizer, text: str, language: str | None, options: LabelOpt
     return encode_window(tokenizer, [text], language, options, None if seconds is None else [(0.0, seconds)])
 
 
-def encode_window(tokenizer, texts: list[str], language: str | None, options: LabelOptions,
-                  spans: list[tuple[float, float]] | None) -> dict:  # fmt: skip
+def encode_window(
+    tokenizer, texts: list[str], language: str | None, options: LabelOptions, spans: list[tuple[float, float]] | None
+) -> dict:
     """decoder_input_ids and labels for the transcripts of one window; spans=None trains without timestamps.
 
     With spans, each transcript is a segment between its start and end timestamps, as Whisper writes
@@ -76,7 +77,9 @@ def encode_window(tokenizer, texts: list[str], language: str | None, options: La
     return {"decoder_input_ids": tokens[:-1], "labels": labels}
 
 
-def pack_rows(rows: list[Row], seconds: list[float], tokenizer, options: LabelOptions, max_rows: int) -> list[list[int]]:
+def pack_rows(
+    rows: list[Row], seconds: list[float], tokenizer, options: LabelOptions, max_rows: int
+) -> list[list[int]]:
     """Row indices grouped into training windows of one language, in a seeded order, filled greedily.
 
     A window holds at most max_rows rows and fits in PACK_SECONDS with the widest gaps between them,
@@ -146,8 +149,14 @@ class SpeechDataset(torch.utils.data.Dataset):
     with silence between them, and transcribed one after the other.
     """
 
-    def __init__(self, rows: list[Row], processor, options: LabelOptions, encoder_cache: EncoderStemCache | None = None,
-                 windows: list[list[int]] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        rows: list[Row],
+        processor,
+        options: LabelOptions,
+        encoder_cache: EncoderStemCache | None = None,
+        windows: list[list[int]] | None = None,
+    ):
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
         self.windows = windows or [[index] for index in range(len(rows))]
         self.spans: dict[int, list[tuple[float, float]]] = {}  # where each window's rows sit, for timestamps
@@ -207,7 +216,10 @@ class SpeechCollator:
         def pad(key: str, value: int) -> torch.Tensor:
             return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples])
 
-        batch = {"decoder_input_ids": pad("decoder_input_ids", self.pad_token_id), "labels": pad("labels", IGNORE_INDEX)}
+        batch = {
+            "decoder_input_ids": pad("decoder_input_ids", self.pad_token_id),
+            "labels": pad("labels", IGNORE_INDEX),
+        }
         if "encoder_stem" in examples[0]:
             batch["encoder_stem"] = torch.stack([e["encoder_stem"] for e in examples])
         else:

@@ -26,8 +26,24 @@ SMOKE_SENTENCES = (
 MANDARIN_PARTS = (
     ("我", "你", "他", "她", "我们", "老师", "学生", "妈妈", "爸爸", "朋友", "医生", "哥哥"),
     ("今天", "明天", "昨天", "早上", "晚上", "下午", "周末", "现在"),
-    ("去学校", "吃米饭", "喝绿茶", "看新书", "买水果", "写作业", "打电话", "学中文", "坐火车", "听音乐",
-     "做晚饭", "去医院", "开汽车", "看电影", "洗衣服", "去公园"),
+    (
+        "去学校",
+        "吃米饭",
+        "喝绿茶",
+        "看新书",
+        "买水果",
+        "写作业",
+        "打电话",
+        "学中文",
+        "坐火车",
+        "听音乐",
+        "做晚饭",
+        "去医院",
+        "开汽车",
+        "看电影",
+        "洗衣服",
+        "去公园",
+    ),
 )
 ENGLISH_PARTS = (
     ("My sister", "The teacher", "Our neighbour", "A young doctor", "The old farmer", "His friend"),
@@ -118,7 +134,10 @@ def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[
         sentences = _sentences(parts, joiner, n_train + n_test, rng)
         plan += [("train", language, voice, text) for text in sentences[:n_train]]
         plan += [("test", language, voice, text) for text in sentences[n_train:]]
-    named = [(f"audio/{split}_{language}_{i:04d}.wav", language, voice, text) for i, (split, language, voice, text) in enumerate(plan)]
+    named = [
+        (f"audio/{split}_{language}_{i:04d}.wav", language, voice, text)
+        for i, (split, language, voice, text) in enumerate(plan)
+    ]
     rows = _speak_all(folder, named, rng)
     for path, wanted_split in ((train_path, "train"), (test_path, "test")):
         write_json_atomic(path, [row for row, (split, *_) in zip(rows, plan) if split == wanted_split])
@@ -140,7 +159,9 @@ def build_out_of_domain(folder: str | Path, seed: int = 0, zh: int | None = None
     if manifest.is_file():
         return manifest
     rng = random.Random(seed + 1)
-    plan = [("zh", "cmn-latn-pinyin", text) for text in MANDARIN[:zh]] + [("en", "en-us", text) for text in ENGLISH[:en]]
+    plan = [("zh", "cmn-latn-pinyin", text) for text in MANDARIN[:zh]] + [
+        ("en", "en-us", text) for text in ENGLISH[:en]
+    ]
     named = [(f"ood/{language}_{i:04d}.wav", language, voice, text) for i, (language, voice, text) in enumerate(plan)]
     rows = _speak_all(folder, named, rng)
     return write_json_atomic(manifest, rows)
@@ -156,7 +177,9 @@ def _scorer(test_manifest: Path, model, processor, batch_size: int = 8):
     return GenerationScorer(SpeechDataset(rows, processor, options), batch_size)
 
 
-def run_demo(workdir: str | Path = "demo_output", model_name: str | None = None, epochs: float = 2.0, log=print) -> dict:
+def run_demo(
+    workdir: str | Path = "demo_output", model_name: str | None = None, epochs: float = 2.0, log=print
+) -> dict:
     """Make the corpus, score the base model zero-shot, fine-tune it, score it again, and print the table."""
     from .models import load_whisper
     from .train import TrainConfig, train
@@ -167,21 +190,34 @@ def run_demo(workdir: str | Path = "demo_output", model_name: str | None = None,
     log(f"corpus: {train_manifest}, {test_manifest} and {ood_manifest} (made in {time.perf_counter() - started:.0f} s)")
     model, processor = load_whisper(model_name)
     began = time.perf_counter()
-    before = {name: _scorer(path, model, processor).by_language(model) for name, path in
-              (("in-domain", test_manifest), ("out-of-domain", ood_manifest))}  # fmt: skip
+    before = {
+        name: _scorer(path, model, processor).by_language(model)
+        for name, path in (("in-domain", test_manifest), ("out-of-domain", ood_manifest))
+    }
     log(f"zero-shot evaluation: {time.perf_counter() - began:.0f} s")
     del model
     output_dir = workdir / "model"
     began = time.perf_counter()
-    config = TrainConfig(train_file=[str(train_manifest)], model_name_or_path=model_name, output_dir=str(output_dir),
-                         num_train_epochs=epochs, save_steps=10_000, logging_steps=20)  # fmt: skip
+    config = TrainConfig(
+        train_file=[str(train_manifest)],
+        model_name_or_path=model_name,
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        save_steps=10_000,
+        logging_steps=20,
+    )
     metrics = train(config)
     log(f"fine-tuning: {time.perf_counter() - began:.0f} s ({metrics['train_samples_per_second']:.2f} samples/s)")
     tuned_model, tuned_processor = load_whisper(output_dir)
-    after = {name: _scorer(path, tuned_model, tuned_processor).by_language(tuned_model) for name, path in
-             (("in-domain", test_manifest), ("out-of-domain", ood_manifest))}  # fmt: skip
+    after = {
+        name: _scorer(path, tuned_model, tuned_processor).by_language(tuned_model)
+        for name, path in (("in-domain", test_manifest), ("out-of-domain", ood_manifest))
+    }
     result = {"before": before, "after": after, "seconds": time.perf_counter() - started, "output_dir": str(output_dir)}
-    keyed = {when: {name: _keyed(scores) for name, scores in sets.items()} for when, sets in (("before", before), ("after", after))}
+    keyed = {
+        when: {name: _keyed(scores) for name, scores in sets.items()}
+        for when, sets in (("before", before), ("after", after))
+    }
     write_json_atomic(workdir / "demo_results.json", {**result, **keyed})
     log(_table(before, after, result["seconds"]))
     log(_next_steps(output_dir, test_manifest))
@@ -197,8 +233,10 @@ def _table(before: dict, after: dict, seconds: float) -> str:
     lines = ["", f"{'test set':<15}{'language':<9}{'metric':<8}{'rows':>5}{'zero-shot':>12}{'fine-tuned':>12}"]
     for name, scores in before.items():
         for language, score in scores.items():
-            lines.append(f"{name:<15}{language or '-':<9}{score['metric'].upper():<8}{score['rows']:>5}"
-                         f"{score['score']:>12.1%}{after[name][language]['score']:>12.1%}")  # fmt: skip
+            lines.append(
+                f"{name:<15}{language or '-':<9}{score['metric'].upper():<8}{score['rows']:>5}"
+                f"{score['score']:>12.1%}{after[name][language]['score']:>12.1%}"
+            )
     lines.append("in-domain: held-out sentences from the training templates; out-of-domain: sentences written apart")
     lines.append(f"total time: {seconds / 60:.1f} min")
     return "\n".join(lines)
@@ -211,16 +249,18 @@ def _next_steps(output_dir: Path, test_manifest: Path) -> str:
     clip, language = test_manifest.parent / rows[0]["audio_path"], rows[0]["language"]
     listing = output_dir.parent / "test_audio_list.txt"
     listing.write_text("".join(f"{test_manifest.parent / row['audio_path']}\n" for row in rows), encoding="utf-8")
-    return "\n".join([
-        "",
-        f"The fine-tuned adapter is in {output_dir}. Transcribe with it:",
-        f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
-        f"--audio_path {clip} --language {language} --return_timestamps",
-        f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
-        f"--audio_list {listing} --output_file {output_dir.parent / 'results.json'}",
-        "Compare it with the base model, and ship it:",
-        f"  whisper_lora_env/bin/whisper-lora evaluate --model_path {output_dir} --compare_with base "
-        f"--test_file {test_manifest} --report_csv {output_dir.parent / 'evaluation.csv'}",
-        f"  whisper_lora_env/bin/whisper-lora export {output_dir} --output_dir {output_dir.parent / 'exported'}",
-        f"  whisper_lora_env/bin/whisper-lora serve --model_path {output_dir}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "",
+            f"The fine-tuned adapter is in {output_dir}. Transcribe with it:",
+            f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
+            f"--audio_path {clip} --language {language} --return_timestamps",
+            f"  whisper_lora_env/bin/python whisper_lora_inference.py --model_path {output_dir} "
+            f"--audio_list {listing} --output_file {output_dir.parent / 'results.json'}",
+            "Compare it with the base model, and ship it:",
+            f"  whisper_lora_env/bin/whisper-lora evaluate --model_path {output_dir} --compare_with base "
+            f"--test_file {test_manifest} --report_csv {output_dir.parent / 'evaluation.csv'}",
+            f"  whisper_lora_env/bin/whisper-lora export {output_dir} --output_dir {output_dir.parent / 'exported'}",
+            f"  whisper_lora_env/bin/whisper-lora serve --model_path {output_dir}",
+        ]
+    )

@@ -13,7 +13,7 @@ from .backends import Clip, Transcriber
 from .data import Row, usable_rows
 from .files import write_text_atomic
 from .metrics import default_metric, error_rate
-from .transcribe import Transcript, TranscribeOptions
+from .transcribe import TranscribeOptions, Transcript
 
 
 @dataclass
@@ -61,8 +61,14 @@ def metric_for(language: str | None, metric: str | None) -> str:
     return metric or default_metric(language)
 
 
-def run_model(transcriber: Transcriber, rows: list[Row], clips: list[Clip], language: str | None,
-              task: str = "transcribe", metric: str | None = None) -> ModelRun:  # fmt: skip
+def run_model(
+    transcriber: Transcriber,
+    rows: list[Row],
+    clips: list[Clip],
+    language: str | None,
+    task: str = "transcribe",
+    metric: str | None = None,
+) -> ModelRun:
     """Transcribe every clip, grouped by language so each group shares decoding options, and score it."""
     transcripts: list[Transcript] = [Transcript(c.name) for c in clips]
     started = time.perf_counter()
@@ -81,8 +87,9 @@ def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: 
     by_language = language_groups(rows, language)
     errors = {}
     for lang, indices in by_language.items():
-        errors[lang or "?"] = error_rate([rows[i].text for i in indices], [hypotheses[i] for i in indices],
-                                         metric_for(lang, metric), lang)  # fmt: skip
+        errors[lang or "?"] = error_rate(
+            [rows[i].text for i in indices], [hypotheses[i] for i in indices], metric_for(lang, metric), lang
+        )
     if len(by_language) > 1:
         errors["all"] = error_rate([r.text for r in rows], hypotheses, metric or "cer")
     return errors

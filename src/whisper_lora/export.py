@@ -67,8 +67,14 @@ def parity(hf_folder: Path, ct2_folder: Path, clips: list[tuple[str, str]], log=
     agree = 0
     for path, language in clips:
         ours = transcribe_clip(model, processor, path, language=language)
-        segments, _ = faster.transcribe(str(path), language=language, beam_size=1, temperature=0.0,
-                                        without_timestamps=True, condition_on_previous_text=False)  # fmt: skip
+        segments, _ = faster.transcribe(
+            str(path),
+            language=language,
+            beam_size=1,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+        )
         theirs = "".join(segment.text for segment in segments).strip()
         same = normalize_text(ours, language) == normalize_text(theirs, language)
         agree += same

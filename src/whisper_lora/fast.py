@@ -11,7 +11,7 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .coverage import falls_short
 from .errors import UserError
-from .transcribe import Segment, Transcript, TranscribeOptions, Word, join_segments
+from .transcribe import Segment, TranscribeOptions, Transcript, Word, join_segments
 
 log = logging.getLogger("whisper_lora.fast")
 
@@ -78,7 +78,11 @@ def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_s
         alone = dict.fromkeys(unpacked)
         for window in windows:
             for k, segments in _decode_window(model, window, options).items():
-                reason = "the packed decoding did not fit the clip" if segments is None else falls_short(segments, clips[k].samples)
+                reason = (
+                    "the packed decoding did not fit the clip"
+                    if segments is None
+                    else falls_short(segments, clips[k].samples)
+                )
                 if reason:
                     alone[k] = reason  # decoded again the ordinary way, with every fallback
                 else:
@@ -109,8 +113,13 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[
     features = pad_or_trim(model.feature_extractor(window.audio)).astype(np.float32)
     encoded = np.array(model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=True))
     shared = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(window.members), axis=0)))
-    decoded = model.model.generate(shared, clip_prompts(window, prompt, tokenizer.timestamp_begin),
-                                   beam_size=options.beam_size, max_length=token_budget(window), suppress_blank=False)  # fmt: skip
+    decoded = model.model.generate(
+        shared,
+        clip_prompts(window, prompt, tokenizer.timestamp_begin),
+        beam_size=options.beam_size,
+        max_length=token_budget(window),
+        suppress_blank=False,
+    )
     found = {}
     for k, span, following, result in zip(window.members, window.spans, following_starts(window), decoded):
         read = read_clip(result.sequences_ids[0], span, following, tokenizer.timestamp_begin, tokenizer.eot) or []
@@ -136,7 +145,9 @@ def _decode_options(options: TranscribeOptions) -> dict:
 
 
 def _transcript(path, segments: list[Segment], language, probability, samples: int) -> Transcript:
-    return Transcript(str(path), join_segments(segments, language), segments, language, probability, round(samples / SAMPLE_RATE, 3))
+    return Transcript(
+        str(path), join_segments(segments, language), segments, language, probability, round(samples / SAMPLE_RATE, 3)
+    )
 
 
 def _segment(segment) -> Segment:

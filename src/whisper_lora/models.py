@@ -21,8 +21,20 @@ from .errors import UserError
 DEFAULT_MODEL = "base"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Sizes with no embedded copy map onto OpenAI's hub repositories.
-HUB_SIZES = ("tiny", "base.en", "small", "small.en", "medium", "medium.en", "large", "large-v1", "large-v2",
-             "large-v3", "large-v3-turbo", "turbo")  # fmt: skip
+HUB_SIZES = (
+    "tiny",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large-v3-turbo",
+    "turbo",
+)
 
 
 class ModelError(UserError):
@@ -243,7 +255,9 @@ def _load_adapter(folder: Path, cache_dir, device, dtype):
     model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     if (folder / "tokenizer_config.json").is_file():
         processor = WhisperProcessor.from_pretrained(str(folder))
-        processor.tokenizer.pad_token = processor.tokenizer.pad_token or "<|endoftext|>"  # early adapters lacked one; batching needs it
+        processor.tokenizer.pad_token = (
+            processor.tokenizer.pad_token or "<|endoftext|>"
+        )  # early adapters lacked one; batching needs it
     if (folder / "generation_config.json").is_file():
         model.generation_config = type(model.generation_config).from_pretrained(str(folder))
     return model.to(device).eval(), processor

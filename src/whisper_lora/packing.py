@@ -78,8 +78,9 @@ def token_budget(window: Window) -> int:
     return max(int(TOKENS_PER_SECOND * (end - start)) + 8 for start, end in window.spans)
 
 
-def read_clip(tokens: list[int], span: tuple[float, float], following: float, timestamp_begin: int,
-              eot: int) -> list[ClipSegment] | None:  # fmt: skip
+def read_clip(
+    tokens: list[int], span: tuple[float, float], following: float, timestamp_begin: int, eot: int
+) -> list[ClipSegment] | None:
     """Every segment of a member, in its own time, or None when the decoding does not fit the clip.
 
     Whisper writes <|t0|> text <|t1|><|t1|> text <|t2|> ... : reading goes on past each closing timestamp,
@@ -116,5 +117,7 @@ def read_clip(tokens: list[int], span: tuple[float, float], following: float, ti
     if opening is not None or not segments:  # out of budget inside a segment, or nothing said
         return None
     length = round(end - start, 3)  # the clip's duration, as its transcript states it
-    return [ClipSegment(min(round(s.start - start, 2), length), min(round(s.end - start, 2), length), s.tokens)
-            for s in segments]  # fmt: skip
+    return [
+        ClipSegment(min(round(s.start - start, 2), length), min(round(s.end - start, 2), length), s.tokens)
+        for s in segments
+    ]

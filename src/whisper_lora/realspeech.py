@@ -116,14 +116,17 @@ def prompts(language: str, root: Path | None = None) -> list[Prompt]:
     return sorted(found, key=lambda p: p.name)
 
 
-def write_manifests(languages: tuple[str, ...] = LANGUAGES, out_dir: Path | None = None,
-                    root: Path | None = None) -> dict[str, Path]:  # fmt: skip
+def write_manifests(
+    languages: tuple[str, ...] = LANGUAGES, out_dir: Path | None = None, root: Path | None = None
+) -> dict[str, Path]:
     """Write {language}_{split}.json manifests (audio_path, text, language) and return them by that name."""
     out_dir = Path(out_dir or default_root() / "manifests")
     written = {}
     for language in languages:
         found = prompts(language, root)
         for split in ("train", "test"):
-            rows = [{"audio_path": p.audio_path, "text": p.text, "language": p.language} for p in found if p.split == split]
+            rows = [
+                {"audio_path": p.audio_path, "text": p.text, "language": p.language} for p in found if p.split == split
+            ]
             written[f"{language}_{split}"] = write_json_atomic(out_dir / f"{language}_{split}.json", rows)
     return written

@@ -23,7 +23,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 from .audio import AudioError, decode_audio
 from .backends import Clip, Transcriber
 from .errors import UserError
-from .transcribe import FALLBACK_TEMPERATURES, Transcript, TranscribeOptions
+from .transcribe import FALLBACK_TEMPERATURES, TranscribeOptions, Transcript
 from .writers import get_writer
 
 API_KEY_VARIABLE = "WHISPER_LORA_API_KEY"
@@ -142,8 +142,14 @@ async def _send_json(send, status: int, body: dict, retry_after: int | None = No
     await send({"type": "http.response.body", "body": payload})
 
 
-def request_options(task: str, language: str | None, prompt: str | None, temperature: float,
-                    granularities: list[str], response_format: str) -> TranscribeOptions:  # fmt: skip
+def request_options(
+    task: str,
+    language: str | None,
+    prompt: str | None,
+    temperature: float,
+    granularities: list[str],
+    response_format: str,
+) -> TranscribeOptions:
     """TranscribeOptions for one API request; UserError for values the API refuses."""
     if response_format not in RESPONSE_FORMATS:
         raise UserError(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}")
@@ -171,11 +177,16 @@ def render(transcript: Transcript, response_format: str, task: str, granularitie
         return PlainTextResponse(transcript.text)
     if response_format in ("srt", "vtt"):
         return PlainTextResponse(get_writer(response_format).render([transcript]))
-    body = {"task": task, "language": LANGUAGES.get(transcript.language or "", transcript.language),
-            "duration": transcript.duration, "text": transcript.text}  # fmt: skip
+    body = {
+        "task": task,
+        "language": LANGUAGES.get(transcript.language or "", transcript.language),
+        "duration": transcript.duration,
+        "text": transcript.text,
+    }
     if "segment" in granularities or not granularities:
-        body["segments"] = [{"id": i, "start": s.start, "end": s.end, "text": s.text}
-                            for i, s in enumerate(transcript.segments)]  # fmt: skip
+        body["segments"] = [
+            {"id": i, "start": s.start, "end": s.end, "text": s.text} for i, s in enumerate(transcript.segments)
+        ]
     if "word" in granularities:
         body["words"] = [asdict(w) for s in transcript.segments for w in s.words or []]
     return JSONResponse(body)
@@ -202,8 +213,9 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
 
     def load():
         try:
-            state["transcriber"] = Transcriber(settings.model_path, settings.backend, settings.device,
-                                               settings.compute_type, batch_size=1)  # fmt: skip
+            state["transcriber"] = Transcriber(
+                settings.model_path, settings.backend, settings.device, settings.compute_type, batch_size=1
+            )
             gate["ready"] = True
         except Exception as error:  # any failure must reach /health, or it would answer "loading" forever
             gate["error"] = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
@@ -227,8 +239,12 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": int(time.time()),
-                                            "owned_by": "whisper-lora"}]}  # fmt: skip
+        return {
+            "object": "list",
+            "data": [
+                {"id": settings.model_id, "object": "model", "created": int(time.time()), "owned_by": "whisper-lora"}
+            ],
+        }
 
     async def handle(task: str, file: UploadFile, language, prompt, response_format, temperature, granularities):
         options = request_options(task, language, prompt, temperature, granularities or [], response_format)
@@ -238,15 +254,25 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
         return render(transcript, response_format, task, granularities or [])
 
     @app.post("/v1/audio/transcriptions")
-    async def transcriptions(file: UploadFile, model: str = Form("whisper-1"), language: str | None = Form(None),
-                             prompt: str | None = Form(None), response_format: str = Form("json"),
-                             temperature: float = Form(0.0),
-                             timestamp_granularities: list[str] | None = Form(None, alias="timestamp_granularities[]")):  # fmt: skip
+    async def transcriptions(
+        file: UploadFile,
+        model: str = Form("whisper-1"),
+        language: str | None = Form(None),
+        prompt: str | None = Form(None),
+        response_format: str = Form("json"),
+        temperature: float = Form(0.0),
+        timestamp_granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
+    ):
         return await handle("transcribe", file, language, prompt, response_format, temperature, timestamp_granularities)
 
     @app.post("/v1/audio/translations")
-    async def translations(file: UploadFile, model: str = Form("whisper-1"), prompt: str | None = Form(None),
-                           response_format: str = Form("json"), temperature: float = Form(0.0)):  # fmt: skip
+    async def translations(
+        file: UploadFile,
+        model: str = Form("whisper-1"),
+        prompt: str | None = Form(None),
+        response_format: str = Form("json"),
+        temperature: float = Form(0.0),
+    ):
         return await handle("translate", file, None, prompt, response_format, temperature, [])
 
     @app.get("/", response_class=HTMLResponse)

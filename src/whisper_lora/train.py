@@ -36,50 +36,114 @@ class TrainConfig:
     """Every training option; the CLI makes one flag of each field, with the field's help text."""
 
     train_file: list[str] = field(metadata={"help": "training manifests (JSON list or JSONL)", "nargs": "+"})
-    validation_file: list[str] | None = field(default=None, metadata={"help": "validation manifests; CER/WER is measured on them", "nargs": "+"})
-    regression_file: list[str] | None = field(default=None, metadata={"help": "manifests (any language) the model must not get worse on: scored before training and at every evaluation", "nargs": "+"})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "base model: embedded name, folder or hub id (default: base)"})
+    validation_file: list[str] | None = field(
+        default=None, metadata={"help": "validation manifests; CER/WER is measured on them", "nargs": "+"}
+    )
+    regression_file: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "manifests (any language) the model must not get worse on: scored before training and at every evaluation",
+            "nargs": "+",
+        },
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "base model: embedded name, folder or hub id (default: base)"}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder for hub models"})
-    output_dir: str = field(default="./output", metadata={"help": "where the adapter, processor, metrics and checkpoints go"})
-    language: str | None = field(default=None, metadata={"help": "language of rows without their own 'language' (zh, en, ...)"})
+    output_dir: str = field(
+        default="./output", metadata={"help": "where the adapter, processor, metrics and checkpoints go"}
+    )
+    language: str | None = field(
+        default=None, metadata={"help": "language of rows without their own 'language' (zh, en, ...)"}
+    )
     task: str = field(default="transcribe", metadata={"help": "transcribe or translate"})
     num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
-    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "examples per step on each device: windows of up to --pack_rows rows (default 1), or rows with --pack_rows 1 (default 4)"})
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "examples per step on each device: windows of up to --pack_rows rows (default 1), or rows with --pack_rows 1 (default 4)"
+        },
+    )
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "examples per generation batch in evaluation"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps whose gradients add up before one update"})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "steps whose gradients add up before one update"}
+    )
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"})
+    lr_scheduler_type: str = field(
+        default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"}
+    )
     warmup_steps: int = field(default=10, metadata={"help": "updates of linear warm-up"})
     logging_steps: int = field(default=10, metadata={"help": "updates between loss logs"})
     save_steps: int = field(default=500, metadata={"help": "updates between checkpoints"})
     eval_steps: int | None = field(default=None, metadata={"help": "updates between evaluations (default: save_steps)"})
     save_total_limit: int = field(default=3, metadata={"help": "checkpoints kept (the best one is always kept)"})
-    fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (CUDA only; on CPU bf16 is used where supported)"})
+    fp16: bool = field(
+        default=False, metadata={"help": "float16 mixed precision (CUDA only; on CPU bf16 is used where supported)"}
+    )
     bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA path"})
-    target_modules: str = field(default="default", metadata={"help": "'default' (every projection of the encoder's layers, or of its top --encoder_layers, and the decoder's cross-attention), 'decoder', 'all', 'qv', a comma list of module names, or a regex"})
-    encoder_layers: int | None = field(default=None, metadata={"help": "top encoder layers that the 'default' targets adapt (default: all); the frozen ones below run once per row and are cached"})
+    target_modules: str = field(
+        default="default",
+        metadata={
+            "help": "'default' (every projection of the encoder's layers, or of its top --encoder_layers, and the decoder's cross-attention), 'decoder', 'all', 'qv', a comma list of module names, or a regex"
+        },
+    )
+    encoder_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "top encoder layers that the 'default' targets adapt (default: all); the frozen ones below run once per row and are cached"
+        },
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    precision: str = field(default="auto", metadata={"help": "auto (bf16 autocast on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16; --fp16/--bf16 override it"})
-    pack_rows: int = field(default=4, metadata={"help": "most rows per training example: rows are laid end to end in one 30 s window, 1-3 s apart, and transcribed one after the other, so the encoder runs once for them all (1: a row per example)"})
-    spec_augment: bool = field(default=False, metadata={"help": "SpecAugment: zero random time spans (5%%) and mel bands (5%%) of each training example's features"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (bf16 autocast on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16; --fp16/--bf16 override it"
+        },
+    )
+    pack_rows: int = field(
+        default=4,
+        metadata={
+            "help": "most rows per training example: rows are laid end to end in one 30 s window, 1-3 s apart, and transcribed one after the other, so the encoder runs once for them all (1: a row per example)"
+        },
+    )
+    spec_augment: bool = field(
+        default=False,
+        metadata={
+            "help": "SpecAugment: zero random time spans (5%%) and mel bands (5%%) of each training example's features"
+        },
+    )
     use_dora: bool = field(default=False, metadata={"help": "weight-decomposed LoRA (DoRA)"})
-    timestamp_fraction: float = field(default=0.5, metadata={"help": "share of training windows transcribed with timestamps, which keeps them working"})
+    timestamp_fraction: float = field(
+        default=0.5,
+        metadata={"help": "share of training windows transcribed with timestamps, which keeps them working"},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "use at most this many validation rows"})
     max_duration: float = field(default=MAX_AUDIO_SECONDS, metadata={"help": "longest usable row in seconds"})
     strict: bool = field(default=False, metadata={"help": "stop on any bad row instead of skipping it"})
-    metric: str | None = field(default=None, metadata={"help": "cer or wer, for choosing the best checkpoint (default: by language)"})
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint folder, or 'auto' for the last in output_dir"})
+    metric: str | None = field(
+        default=None, metadata={"help": "cer or wer, for choosing the best checkpoint (default: by language)"}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a checkpoint folder, or 'auto' for the last in output_dir"}
+    )
     seed: int = field(default=42, metadata={"help": "random seed"})
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, wandb, both (comma list) or none"})
-    use_wandb: bool = field(default=False, metadata={"help": "also report to Weights & Biases (WANDB_MODE=offline works without an account)"})
+    use_wandb: bool = field(
+        default=False,
+        metadata={"help": "also report to Weights & Biases (WANDB_MODE=offline works without an account)"},
+    )
     wandb_project: str = field(default="whisper-lora", metadata={"help": "Weights & Biases project"})
-    dataloader_num_workers: int = field(default=0, metadata={"help": "processes decoding audio for the trainer (0 keeps the encoder cache)"})
-    encoder_cache_gb: float = field(default=2.0, metadata={"help": "memory for frozen-encoder outputs reused across epochs (0: off)"})
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "processes decoding audio for the trainer (0 keeps the encoder cache)"}
+    )
+    encoder_cache_gb: float = field(
+        default=2.0, metadata={"help": "memory for frozen-encoder outputs reused across epochs (0: off)"}
+    )
 
     def __post_init__(self):
         problems = []
@@ -99,12 +163,21 @@ class TrainConfig:
             problems.append("--timestamp_fraction must be between 0 and 1")
         if self.per_device_train_batch_size is None:
             self.per_device_train_batch_size = 1 if self.pack_rows > 1 else 4
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "save_steps", "logging_steps", "pack_rows"):
+        for name in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "lora_r",
+            "save_steps",
+            "logging_steps",
+            "pack_rows",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"--{name} must be at least 1")
         self.eval_steps = self.eval_steps or self.save_steps
         if self.validation_file and self.save_steps % self.eval_steps:
-            problems.append(f"--save_steps ({self.save_steps}) must be a multiple of --eval_steps ({self.eval_steps}) to keep the best checkpoint")
+            problems.append(
+                f"--save_steps ({self.save_steps}) must be a multiple of --eval_steps ({self.eval_steps}) to keep the best checkpoint"
+            )
         if problems:
             raise UserError("; ".join(problems))
 
@@ -148,8 +221,13 @@ def mixed_precision(config: TrainConfig) -> dict:
 
 def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -> tuple[list[Row], list[float]]:
     """The usable rows of files, at most limit, and their durations in seconds."""
-    report = usable_report(files, tokenizer, strict=config.strict, log=lambda line: print(f"{what}: {line}"),
-                           max_seconds=config.max_duration)  # fmt: skip
+    report = usable_report(
+        files,
+        tokenizer,
+        strict=config.strict,
+        log=lambda line: print(f"{what}: {line}"),
+        max_seconds=config.max_duration,
+    )
     usable = report.ok[:limit] if limit else report.ok
     return [row for row, _ in usable], [seconds for _, seconds in usable]
 
@@ -192,10 +270,13 @@ class GenerationScorer:
             refs.append(row.text)
             hyps.append(hypotheses[index])
         return {
-            language: {"metric": default_metric(language), "rows": len(refs),
-                       "score": error_rate(refs, hyps, default_metric(language), language)}
+            language: {
+                "metric": default_metric(language),
+                "rows": len(refs),
+                "score": error_rate(refs, hyps, default_metric(language), language),
+            }
             for language, (refs, hyps) in groups.items()
-        }  # fmt: skip
+        }
 
     def __call__(self, model) -> dict[str, float]:
         hypotheses = self.transcripts(model)
@@ -224,8 +305,12 @@ class ForgettingGuard:
             log.warning(
                 "forgetting: %s on --regression_file is %.2f%%, %.1f points worse than the base model's %.2f%%. "
                 "Remedies: fewer --num_train_epochs or a lower --learning_rate, fewer --encoder_layers, "
-                "or add rows of that language to --train_file", key, 100 * score, 100 * (score - self.base[key]),
-                100 * self.base[key])  # fmt: skip
+                "or add rows of that language to --train_file",
+                key,
+                100 * score,
+                100 * (score - self.base[key]),
+                100 * self.base[key],
+            )
         self.last = scores
         return {f"regression_{key}": score for key, score in scores.items()}
 
@@ -240,8 +325,14 @@ class ForgettingGuard:
 class WhisperLoraTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer that runs the encoder's top layers on cached stem outputs and adds CER/WER to evaluation."""
 
-    def __init__(self, *args, scorer: GenerationScorer | None = None, stem_depth: int = 0,
-                 guard: ForgettingGuard | None = None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *args,
+        scorer: GenerationScorer | None = None,
+        stem_depth: int = 0,
+        guard: ForgettingGuard | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.scorer, self.stem_depth, self.guard = scorer, stem_depth, guard
 
@@ -321,10 +412,17 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
         except ImportError:
             raise UserError("--use_wandb needs Weights & Biases: pip install 'whisper-lora[wandb]'") from None
         os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
-    evaluation = dict(
-        eval_strategy="steps", eval_steps=config.eval_steps, load_best_model_at_end=True,
-        metric_for_best_model=metric, greater_is_better=False,
-    ) if has_eval else {"eval_strategy": "no"}  # fmt: skip
+    evaluation = (
+        dict(
+            eval_strategy="steps",
+            eval_steps=config.eval_steps,
+            load_best_model_at_end=True,
+            metric_for_best_model=metric,
+            greater_is_better=False,
+        )
+        if has_eval
+        else {"eval_strategy": "no"}
+    )
     return Seq2SeqTrainingArguments(
         output_dir=config.output_dir,
         num_train_epochs=config.num_train_epochs,
@@ -394,10 +492,19 @@ def _stem_cache(model, config: TrainConfig, bf16: bool) -> EncoderStemCache | No
 def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
     """Turn on transformers' SpecAugment masking, which acts on the features before the encoder."""
     if cache is not None:
-        raise UserError("--spec_augment masks the encoder's input features, which the frozen-encoder cache skips: "
-                        "adapt every encoder layer (the default --encoder_layers) or set --encoder_cache_gb 0")  # fmt: skip
-    model.get_base_model().config.update({"apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10,
-                                          "mask_feature_prob": 0.05, "mask_feature_length": 10})  # fmt: skip
+        raise UserError(
+            "--spec_augment masks the encoder's input features, which the frozen-encoder cache skips: "
+            "adapt every encoder layer (the default --encoder_layers) or set --encoder_cache_gb 0"
+        )
+    model.get_base_model().config.update(
+        {
+            "apply_spec_augment": True,
+            "mask_time_prob": 0.05,
+            "mask_time_length": 10,
+            "mask_feature_prob": 0.05,
+            "mask_feature_length": 10,
+        }
+    )
 
 
 def train(config: TrainConfig) -> dict:
@@ -408,14 +515,23 @@ def train(config: TrainConfig) -> dict:
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
     train_rows, seconds = _rows(config.train_file, tokenizer, config, config.max_train_samples, "train")
-    eval_rows = _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")[0] if config.validation_file else []
+    eval_rows = (
+        _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")[0]
+        if config.validation_file
+        else []
+    )
     languages = {row.language or config.language for row in train_rows + eval_rows}
     metric = config.metric or default_metric(config.language or (languages.pop() if len(languages) == 1 else None))
 
     model, processor = load_whisper(config.model_name_or_path, cache_dir=config.cache_dir)
     model = _apply_lora(model, config)
-    options = LabelOptions(config.language, config.task, config.timestamp_fraction, config.seed,
-                           multilingual=bool(model.generation_config.is_multilingual))  # fmt: skip
+    options = LabelOptions(
+        config.language,
+        config.task,
+        config.timestamp_fraction,
+        config.seed,
+        multilingual=bool(model.generation_config.is_multilingual),
+    )
     arguments = _arguments(config, bool(eval_rows), metric)
     cache = _stem_cache(model, config, bf16=arguments.bf16)
     if config.spec_augment:
@@ -459,7 +575,9 @@ def _guard(config: TrainConfig, tokenizer, processor, options: LabelOptions, mod
     if not config.regression_file:
         return None
     rows, _ = _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")
-    guard = ForgettingGuard(GenerationScorer(SpeechDataset(rows, processor, options), config.per_device_eval_batch_size))
+    guard = ForgettingGuard(
+        GenerationScorer(SpeechDataset(rows, processor, options), config.per_device_eval_batch_size)
+    )
     guard.measure(model)
     return guard
 
@@ -468,13 +586,22 @@ def _final_evaluation(trainer) -> dict:
     """Scores at the last step: logged already when the Trainer evaluated there, else measured now."""
     evals = [e for e in trainer.state.log_history if "eval_cer" in e]
     if evals and evals[-1].get("step") == trainer.state.global_step:
-        losses = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step]
+        losses = [
+            e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step
+        ]
         return {**(losses[-1] if losses else {}), **evals[-1]}
     return trainer.evaluate()
 
 
 def _save_outputs(
-    trainer, processor, config: TrainConfig, result, final: dict, metric: str, seconds: float, guard: ForgettingGuard | None
+    trainer,
+    processor,
+    config: TrainConfig,
+    result,
+    final: dict,
+    metric: str,
+    seconds: float,
+    guard: ForgettingGuard | None,
 ) -> dict:
     from .models import ADAPTER_INFO
 
@@ -526,7 +653,14 @@ def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
     losses = [(e["step"], e["loss"]) for e in history if "loss" in e]
     series = {f"validation {metric.upper()}": f"eval_{metric}"}
-    series.update({f"regression {k.removeprefix('eval_regression_')}": k for e in history for k in e if k.startswith("eval_regression_")})
+    series.update(
+        {
+            f"regression {k.removeprefix('eval_regression_')}": k
+            for e in history
+            for k in e
+            if k.startswith("eval_regression_")
+        }
+    )
     for label, key in series.items():
         points = [(e.get("step", 0), e[key]) for e in history if key in e]
         if points:

@@ -13,7 +13,6 @@ from .data import normalize_language
 from .errors import UserError
 from .languages import traits
 
-
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai/whisper's ladder, tried in order
 
 
@@ -99,8 +98,14 @@ def _features(processor, samples: np.ndarray, model) -> tuple[torch.Tensor, torc
     if len(samples) <= CHUNK_SAMPLES:
         inputs = extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         return inputs.input_features.to(model.device, model.dtype), None
-    inputs = extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False, padding="longest",
-                       return_attention_mask=True)  # fmt: skip
+    inputs = extractor(
+        samples,
+        sampling_rate=SAMPLE_RATE,
+        return_tensors="pt",
+        truncation=False,
+        padding="longest",
+        return_attention_mask=True,
+    )
     return inputs.input_features.to(model.device, model.dtype), inputs.attention_mask.to(model.device)
 
 
@@ -150,10 +155,14 @@ def transcribe_samples(model, processor, samples: np.ndarray, options: Transcrib
         output = model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
     segments = _segments(processor, output, duration)
     probability = None if options.language else probability
-    return Transcript(path, join_segments(segments, language), segments, language or "en", probability, round(duration, 3))
+    return Transcript(
+        path, join_segments(segments, language), segments, language or "en", probability, round(duration, 3)
+    )
 
 
-def transcribe_batch(model, processor, clips: list[np.ndarray], options: TranscribeOptions, names: list[str]) -> list[Transcript]:
+def transcribe_batch(
+    model, processor, clips: list[np.ndarray], options: TranscribeOptions, names: list[str]
+) -> list[Transcript]:
     """Clips of at most 30 s decoded together: one batched first step, then one generate call per language."""
     results = {i: Transcript(names[i], language=options.language) for i, clip in enumerate(clips) if len(clip) == 0}
     live = [i for i in range(len(clips)) if i not in results]
