@@ -60,6 +60,7 @@ def test_training_lowers_the_loss_and_writes_every_output(tiny_model_dir, tones,
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics)) and saved["global_step"] == 20 and saved["world_size"] == 1
     assert saved["train_samples_per_second"] > 0 and saved["metric"] == "wer" and saved["final"]["wer"] is not None
+    assert saved["scored_by"].startswith("transformers generate, greedy, no temperature fallback")
     assert json.loads((out / "training_config.json").read_text())["lora_r"] == 8
 
 

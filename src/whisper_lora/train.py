@@ -238,6 +238,10 @@ class GenerationScorer:
     def __init__(self, dataset: SpeechDataset, batch_size: int, max_new_tokens: int = 128):
         self.dataset, self.batch_size, self.max_new_tokens = dataset, batch_size, max_new_tokens
 
+    def describe(self) -> str:
+        """Which decoder made the scores, for metrics.json: it is not the one `transcribe` and `evaluate` use."""
+        return f"transformers generate, greedy, no temperature fallback, at most {self.max_new_tokens} new tokens a row"
+
     def transcripts(self, model) -> list[str]:
         by_language = {}
         for index in range(len(self.dataset)):
@@ -616,6 +620,9 @@ def _save_outputs(
     metrics = _metrics(trainer, result, final, metric, seconds)
     if guard is not None:
         metrics["regression"] = guard.summary()
+    scorer = trainer.scorer or (guard.scorer if guard is not None else None)
+    if scorer is not None:
+        metrics["scored_by"] = scorer.describe()
     write_json_atomic(out / "metrics.json", metrics)
     _plot_curves(trainer.state.log_history, metric, out / "training_curves.png")
     return metrics
