@@ -117,3 +117,19 @@ def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tm
     records = json.loads(output.read_text())
     assert [r["path"] for r in records] == tone_paths[:3] and records[0]["text"] == "from an earlier run"
     assert all(r["error"] is None and r["duration"] > 1 for r in records[1:]) and not sidecar.exists()
+
+
+def test_text_past_the_audio_is_dropped_and_times_are_clamped_to_its_end():
+    from whisper_lora.coverage import keep_within_audio
+    from whisper_lora.transcribe import Segment, Word
+
+    words = [Word(0.2, 0.9, " near", 0.9), Word(1.0, 1.6, " end", 0.9), Word(2.1, 2.4, " after", 0.5)]
+    segments = [Segment(0.0, 0.8, "start"), Segment(0.9, 2.5, "near end after", words), Segment(3.0, 9.0, "ghost")]
+    transcript = Transcript("a.wav", "start near end after ghost", segments, "en", None, 2.0)
+    keep_within_audio(transcript, join_segments)
+    assert [(s.start, s.end, s.text) for s in transcript.segments] == [
+        (0.0, 0.8, "start"),
+        (0.9, 2.0, "near end after"),
+    ]
+    assert [(w.start, w.end) for w in transcript.segments[1].words] == [(0.2, 0.9), (1.0, 1.6), (2.0, 2.0)]
+    assert transcript.text == "start near end after"

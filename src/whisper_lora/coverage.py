@@ -76,5 +76,6 @@ def keep_within_audio(transcript, join: Callable) -> None:
 
 
 def _clamp(segment, end: float):
-    words = [dataclasses.replace(w, end=min(w.end, end)) for w in segment.words or [] if w.start < end]
+    # Words keep the segment's text whole: they are clamped, not dropped.
+    words = [dataclasses.replace(w, start=min(w.start, end), end=min(w.end, end)) for w in segment.words or []]
     return dataclasses.replace(segment, end=min(segment.end, end), words=words or None)
