@@ -301,12 +301,13 @@ PINNED_LABEL_TOKENS, PINNED_LOSS = 28, 12.11018
 
 
 def test_training_labels_are_pinned_by_the_tiny_models_loss(tiny_model_dir, tones):
-    from whisper_lora.data import read_manifest
+    from whisper_lora.data import usable_report
     from whisper_lora.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, pack_rows
 
     model, processor = load_whisper(str(tiny_model_dir))
-    rows = read_manifest(tones[0])[0]
-    seconds = [0.5 + 0.1 * i for i in range(len(rows))]
+    rows, seconds = zip(
+        *usable_report([tones[0]], processor.tokenizer, log=lambda line: None).ok
+    )  # as train() reads them
     options = LabelOptions(seed=42, timestamp_fraction=0.5)
     dataset = SpeechDataset(rows, processor, options, windows=pack_rows(rows, seconds, processor.tokenizer, options, 4))
     batch = SpeechCollator(processor.tokenizer.eos_token_id)([dataset[k] for k in range(len(dataset))])
