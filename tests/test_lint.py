@@ -1,4 +1,4 @@
-"""The code passes ruff's linter and is as ruff's formatter writes it (pyproject.toml's [tool.ruff])."""
+"""The code passes ruff's linter, is as ruff's formatter writes it, and type-checks (pyproject.toml's [tool.ruff], [tool.mypy])."""
 
 import shutil
 import subprocess
@@ -10,18 +10,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ruff(*args: str) -> subprocess.CompletedProcess:
-    found = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+def tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.skip("ruff is not installed: ./setup_environment.sh --dev")  # a failure under CI=true (conftest.py)
-    return subprocess.run([found, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        pytest.skip(f"{name} is not installed: ./setup_environment.sh --dev")  # a failure under CI=true (conftest.py)
+    return subprocess.run([found, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_ruff_lint():
-    result = ruff("check", ".")
+    result = tool("ruff", "check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format():
-    result = ruff("format", "--check", ".")
+    result = tool("ruff", "format", "--check", ".")
     assert result.returncode == 0, "run `ruff format .`:\n" + result.stdout + result.stderr
+
+
+def test_mypy():
+    result = tool("mypy")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -98,3 +98,4 @@ def test_decodings_that_do_not_fit_the_clip_are_refused():
     assert segments([10, 11, stamp(5.1)]) is None  # closed before the clip began
     assert segments([10, 11, 12]) is None  # out of budget, never closed
     assert segments([10, stamp(6.0), stamp(6.0), 11, 12]) is None  # out of budget inside the second segment
+    assert segments([10, stamp(6.0), 11, EOT]) is None  # text after a closed segment, never opened

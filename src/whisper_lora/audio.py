@@ -65,7 +65,8 @@ def _decode_stream(container, stream, start: float, end: float | None, sample_ra
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     if start > 0:
         container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
-    pieces, first_time = [], None
+    pieces: list[np.ndarray] = []
+    first_time = None
     for frame in container.decode(stream):
         if first_time is None:
             first_time = float(frame.time) if frame.time is not None else 0.0

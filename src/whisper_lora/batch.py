@@ -27,7 +27,7 @@ def read_audio_list(path: str | Path) -> list[str]:
 
 
 def _load_done(sidecar: Path) -> dict[str, Transcript]:
-    done = {}
+    done: dict[str, Transcript] = {}
     if not sidecar.is_file():
         return done
     for line in sidecar.read_text(encoding="utf-8").splitlines():

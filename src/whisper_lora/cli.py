@@ -195,7 +195,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     transcripts = transcribe_many(
         lambda batch: transcriber.files(batch, options), paths, sidecar, on_result=show, batch_size=args.batch_size
     )
-    if args.output_file:
+    if sidecar is not None:  # there is one exactly when there is an --output_file
         _write_outputs(args, transcripts)
         sidecar.unlink(missing_ok=True)
     _report_redecoded(transcripts)

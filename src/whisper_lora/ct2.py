@@ -7,6 +7,7 @@ import mmap
 import re
 import struct
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -208,7 +209,7 @@ def _special_ids(tokenizer: WhisperTokenizer) -> dict[str, int]:
         "transcribe": "<|transcribe|>",
         "translate": "<|translate|>",
     }
-    return {key: tokenizer.convert_tokens_to_ids(token) for key, token in names.items()}
+    return {key: cast(int, tokenizer.convert_tokens_to_ids(token)) for key, token in names.items()}
 
 
 def generation_config(ct2_config: dict, tokenizer: WhisperTokenizer, config: WhisperConfig) -> GenerationConfig:

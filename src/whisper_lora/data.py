@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
@@ -83,7 +84,7 @@ def _parse_entries(path: Path, text: str) -> list[tuple[int, object]]:
             raise ManifestError(
                 f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
             ) from None
-    entries = []
+    entries: list = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -126,7 +127,7 @@ def _number(value, key: str) -> tuple[float | None, str | None]:
 
 def _row(path: Path, number: int, entry) -> Row | Problem:
     """Validate the shape of one entry. Whisper-Finetune's {"audio": {"path"}, "sentence"} is accepted too."""
-    where = dict(manifest=str(path), number=number)
+    where: dict[str, Any] = dict(manifest=str(path), number=number)
     if not isinstance(entry, dict):
         return Problem(
             **where, audio_path="", kind="bad row", reason=f"expected a JSON object, got {type(entry).__name__}"
@@ -223,7 +224,8 @@ def _text_problem(row: Row, tokenizer) -> Verdict:
 
 def check_rows(rows: list[Row], tokenizer=None, max_seconds: float = MAX_AUDIO_SECONDS, workers: int = 4) -> Report:
     """Decode every row's audio and check its text; duplicates of an earlier row's audio span are problems."""
-    report, first_seen = Report(), {}
+    report = Report()
+    first_seen: dict[tuple, Row] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         audio = pool.map(lambda row: _audio_problem(row, max_seconds), rows)
         for row, (seconds, problem) in zip(rows, audio):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,8 @@ def pack_rows(
     """
     order = list(range(len(rows)))
     random.Random(options.seed).shuffle(order)
-    windows, filling = [], {}  # language -> (members, seconds with gaps, label tokens)
+    windows: list[list[int]] = []
+    filling: dict = {}  # language -> (members, seconds with gaps, label tokens)
     for index in order:
         language = rows[index].language or options.language
         size = len(_text_tokens(tokenizer, rows[index].text, language)) + 2
@@ -126,7 +128,8 @@ class EncoderStemCache:
 
     def __init__(self, encoder, depth: int, budget_bytes: int, bf16: bool = False):
         self.encoder, self.depth, self.budget, self.bf16 = encoder, depth, budget_bytes, bf16
-        self.used, self.outputs = 0, {}
+        self.used = 0
+        self.outputs: dict[int, torch.Tensor] = {}
 
     def __call__(self, index: int, features: np.ndarray | None) -> torch.Tensor:
         if index in self.outputs:
@@ -194,6 +197,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         options, members = self.options, self.windows[window]
         timestamped = random.Random(options.seed * 1_000_003 + window).random() < options.timestamp_fraction
         cache = self.encoder_cache
+        audio: dict[str, Any]
         if cache is not None and window in cache.outputs:
             audio = {"encoder_stem": cache(window, None)}  # the audio need not be decoded again
         else:

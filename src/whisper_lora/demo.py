@@ -10,6 +10,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .files import write_json_atomic
@@ -213,7 +214,12 @@ def run_demo(
         name: _scorer(path, tuned_model, tuned_processor).by_language(tuned_model)
         for name, path in (("in-domain", test_manifest), ("out-of-domain", ood_manifest))
     }
-    result = {"before": before, "after": after, "seconds": time.perf_counter() - started, "output_dir": str(output_dir)}
+    result: dict[str, Any] = {
+        "before": before,
+        "after": after,
+        "seconds": time.perf_counter() - started,
+        "output_dir": str(output_dir),
+    }
     keyed = {
         when: {name: _keyed(scores) for name, scores in sets.items()}
         for when, sets in (("before", before), ("after", after))

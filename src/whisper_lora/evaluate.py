@@ -7,6 +7,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .audio import SAMPLE_RATE, decode_audio
 from .backends import Clip, Transcriber
@@ -117,7 +118,12 @@ def utterance_table(rows: list[Row], runs: list[ModelRun], language: str | None,
     records = []
     for index, row in enumerate(rows):
         lang = row_language(row, language)
-        record = {"row": row.where(), "audio_path": row.audio_path, "language": lang or "", "reference": row.text}
+        record: dict[str, Any] = {
+            "row": row.where(),
+            "audio_path": row.audio_path,
+            "language": lang or "",
+            "reference": row.text,
+        }
         for number, run in enumerate(runs, 1):
             hypothesis = run.hypotheses[index]
             record[f"hypothesis_{number}"] = hypothesis

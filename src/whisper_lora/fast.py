@@ -78,12 +78,9 @@ def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_s
         alone = dict.fromkeys(unpacked)
         for window in windows:
             for k, segments in _decode_window(model, window, options).items():
-                reason = (
-                    "the packed decoding did not fit the clip"
-                    if segments is None
-                    else falls_short(segments, clips[k].samples)
-                )
-                if reason:
+                if segments is None:
+                    alone[k] = "the packed decoding did not fit the clip"
+                elif reason := falls_short(segments, clips[k].samples):
                     alone[k] = reason  # decoded again the ordinary way, with every fallback
                 else:
                     results[k] = _transcript(clips[k].name, segments, options.language, None, len(clips[k].samples))

@@ -41,13 +41,19 @@ class Window:
 
 def plan_windows(clips: list[np.ndarray], max_clips: int) -> tuple[list[Window], list[int]]:
     """Greedy windows of up to max_clips clips each, in order; also the indices too long to pack."""
-    windows, alone, members, parts, spans = [], [], [], [], []
+    windows: list[Window] = []
+    alone: list[int] = []
+    members: list[int] = []
+    parts: list[np.ndarray] = []
+    spans: list[tuple[float, float]] = []
     gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
 
     def close():
         if members:  # the last clip gets a short tail instead of a full gap, so the audio stays under 30 s
             windows.append(Window(list(members), list(spans), np.concatenate([*parts[:-1], gap[:TAIL_SAMPLES]])))
-        members.clear(), parts.clear(), spans.clear()
+        members.clear()
+        parts.clear()
+        spans.clear()
 
     for index, clip in enumerate(clips):
         seconds = len(clip) / SAMPLE_RATE
@@ -58,7 +64,9 @@ def plan_windows(clips: list[np.ndarray], max_clips: int) -> tuple[list[Window],
         if len(members) == max_clips or position + seconds > WINDOW_SECONDS:
             close()
             position = 0.0
-        members.append(index), spans.append((position, position + seconds)), parts.extend([clip, gap])
+        members.append(index)
+        spans.append((position, position + seconds))
+        parts.extend([clip, gap])
     close()
     return windows, alone
 
@@ -95,10 +103,13 @@ def read_clip(
     if tokens and tokens[0] == timestamp_begin + round(start / 0.02):
         tokens, seconds = tokens[1:], seconds[1:]  # the prompt's own timestamp, echoed back
     segments: list[ClipSegment] = []
-    opening, text = start, []
+    opening: float | None = start
+    text: list[int] = []
     for token, at in zip(tokens, seconds):
         if token == eot:
             if text:
+                if opening is None:  # text after a closed segment, with no timestamp to open it
+                    return None
                 segments.append(ClipSegment(opening, end, text))
             opening = None
             break

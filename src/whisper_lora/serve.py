@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -177,7 +178,7 @@ def render(transcript: Transcript, response_format: str, task: str, granularitie
         return PlainTextResponse(transcript.text)
     if response_format in ("srt", "vtt"):
         return PlainTextResponse(get_writer(response_format).render([transcript]))
-    body = {
+    body: dict[str, Any] = {
         "task": task,
         "language": LANGUAGES.get(transcript.language or "", transcript.language),
         "duration": transcript.duration,
@@ -248,9 +249,11 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
 
     async def handle(task: str, file: UploadFile, language, prompt, response_format, temperature, granularities):
         options = request_options(task, language, prompt, temperature, granularities or [], response_format)
-        state["transcriber"].check(options)
+        transcriber = state["transcriber"]
+        assert transcriber is not None  # the ready gate lets no request through before the model loads
+        transcriber.check(options)
         loop = asyncio.get_running_loop()
-        transcript = await loop.run_in_executor(pool, transcribe_upload, state["transcriber"], file.file, options)
+        transcript = await loop.run_in_executor(pool, transcribe_upload, transcriber, file.file, options)
         return render(transcript, response_format, task, granularities or [])
 
     @app.post("/v1/audio/transcriptions")

@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -243,7 +244,7 @@ class GenerationScorer:
         return f"transformers generate, greedy, no temperature fallback, at most {self.max_new_tokens} new tokens a row"
 
     def transcripts(self, model) -> list[str]:
-        by_language = {}
+        by_language: dict[str | None, list[int]] = {}
         for index in range(len(self.dataset)):
             by_language.setdefault(self.dataset.language(index), []).append(index)
         texts = [""] * len(self.dataset)
@@ -256,7 +257,7 @@ class GenerationScorer:
 
     def _generate(self, model, indices: list[int], language: str | None) -> list[str]:
         features = torch.from_numpy(np.stack([self.dataset.features(self.dataset.samples(i)) for i in indices]))
-        options = {"max_new_tokens": self.max_new_tokens}
+        options: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
         if self.dataset.options.multilingual:
             options.update(task=self.dataset.options.task, **({"language": language} if language else {}))
         was_training = model.training
@@ -268,7 +269,8 @@ class GenerationScorer:
 
     def by_language(self, model) -> dict[str | None, dict]:
         """Per language: its default metric, that error rate, and the row count."""
-        hypotheses, groups = self.transcripts(model), {}
+        hypotheses = self.transcripts(model)
+        groups: dict[str | None, tuple[list[str], list[str]]] = {}
         for index, row in enumerate(self.dataset.rows):
             refs, hyps = groups.setdefault(self.dataset.language(index), ([], []))
             refs.append(row.text)
@@ -296,12 +298,14 @@ class ForgettingGuard:
     TOLERANCE = 0.01  # one point of CER or WER
 
     def __init__(self, scorer: GenerationScorer):
-        self.scorer, self.base, self.last = scorer, None, None
+        self.scorer = scorer
+        self.base: dict[str, float] = {}
+        self.last: dict[str, float] = {}
 
     def measure(self, model) -> dict[str, float]:
         """This model's error rate per language, as eval_regression_{language}_{metric}; the first call is the base."""
         scores = {f"{language}_{s['metric']}": s["score"] for language, s in self.scorer.by_language(model).items()}
-        if self.base is None:
+        if not self.base:
             self.base = scores
             log.info("regression rows, base model: %s", ", ".join(f"{k} {v:.2%}" for k, v in scores.items()))
         for key in self.worse(scores):
@@ -323,7 +327,7 @@ class ForgettingGuard:
         return [key for key, score in scores.items() if score > self.base[key] + self.TOLERANCE]
 
     def summary(self) -> dict:
-        return {"base": self.base, "final": self.last, "worse": self.worse(self.last or {})}
+        return {"base": self.base, "final": self.last, "worse": self.worse(self.last)}
 
 
 class WhisperLoraTrainer(Seq2SeqTrainer):
@@ -399,6 +403,8 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def _resume_path(config: TrainConfig) -> str | None:
+    if config.resume_from_checkpoint is None:
+        return None
     if config.resume_from_checkpoint != "auto":
         if not (Path(config.resume_from_checkpoint) / "trainer_state.json").is_file():
             raise UserError(f"{config.resume_from_checkpoint}: not a complete checkpoint (no trainer_state.json)")
@@ -430,7 +436,7 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
     return Seq2SeqTrainingArguments(
         output_dir=config.output_dir,
         num_train_epochs=config.num_train_epochs,
-        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_train_batch_size=config.per_device_train_batch_size or 1,  # __post_init__ has set it
         per_device_eval_batch_size=config.per_device_eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
@@ -560,7 +566,7 @@ def train(config: TrainConfig) -> dict:
         guard=guard,
     )
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=_resume_path(config) if config.resume_from_checkpoint else None)
+    result = trainer.train(resume_from_checkpoint=_resume_path(config))
     if interrupt.requested:
         raise TrainingInterrupted(
             f"stopped at step {trainer.state.global_step}; the checkpoint is in {config.output_dir}. "

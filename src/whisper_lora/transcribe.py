@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +111,7 @@ def _features(processor, samples: np.ndarray, model) -> tuple[torch.Tensor, torc
 
 
 def _generate_options(model, processor, options: TranscribeOptions, language: str | None, long_form: bool) -> dict:
-    kwargs = {"num_beams": options.beam_size, "return_segments": True}
+    kwargs: dict[str, Any] = {"num_beams": options.beam_size, "return_segments": True}
     if model.generation_config.is_multilingual:
         kwargs.update(task=options.task, **({"language": language} if language else {}))
     if options.initial_prompt:
