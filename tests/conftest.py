@@ -86,6 +86,14 @@ def tiny_model_dir(tmp_path, tiny_ct2_dir):
 
 
 @pytest.fixture
+def short_model_dir(tiny_model_dir):
+    """The tiny transformers Whisper with generation stopped at 40 tokens, 20 times faster on a random model (training's validation decodes)."""
+    path = tiny_model_dir / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "max_length": 40}))
+    return tiny_model_dir
+
+
+@pytest.fixture
 def tones(tmp_path):
     """Eight short tones, each with its own transcript, as train and validation manifests."""
     (tmp_path / "audio").mkdir()

@@ -18,14 +18,6 @@ QUICK = TranscribeOptions(language="en", return_timestamps=True, temperature=(0.
 
 
 @pytest.fixture
-def short_model_dir(tiny_model_dir):
-    """The tiny transformers Whisper with generation stopped at 40 tokens, 20 times faster on a random model."""
-    path = tiny_model_dir / "generation_config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "max_length": 40}))
-    return tiny_model_dir
-
-
-@pytest.fixture
 def tone_paths(tmp_path):
     folder = tmp_path / "tones"
     folder.mkdir()

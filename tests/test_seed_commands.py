@@ -21,33 +21,33 @@ def seed_args(template, model_dir, tones, out):
     return [str(values.get(word, word)) for word in template.split()]
 
 
-def test_seed_basic_command(tiny_model_dir, tones, tmp_path):
+def test_seed_basic_command(short_model_dir, tones, tmp_path):
     out = tmp_path / "output"
-    assert main(["train", *seed_args(SEED_BASIC, tiny_model_dir, tones, out)]) == 0
+    assert main(["train", *seed_args(SEED_BASIC, short_model_dir, tones, out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == 3  # 8 rows / (4 x 2) per update x 3 epochs
     saved = json.loads((out / "training_config.json").read_text())
     assert saved["fp16"] and saved["gradient_checkpointing"] and saved["warmup_steps"] == 500
 
 
-def test_seed_advanced_command_with_offline_wandb(tiny_model_dir, tones, tmp_path, monkeypatch):
+def test_seed_advanced_command_with_offline_wandb(short_model_dir, tones, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="install the [wandb] extra")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_PROJECT", raising=False)  # restored after the test
     out = tmp_path / "output"
-    assert main(["train", *seed_args(SEED_ADVANCED, tiny_model_dir, tones, out)]) == 0
+    assert main(["train", *seed_args(SEED_ADVANCED, short_model_dir, tones, out)]) == 0
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
     assert os.environ.get("WANDB_PROJECT") == "my-whisper-project"
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
 
 
-def test_without_use_wandb_nothing_touches_wandb(tiny_model_dir, tones, tmp_path):
+def test_without_use_wandb_nothing_touches_wandb(short_model_dir, tones, tmp_path):
     import sys
 
     sys.modules.pop("wandb", None)
-    args = seed_args(SEED_BASIC, tiny_model_dir, tones, tmp_path / "out")
+    args = seed_args(SEED_BASIC, short_model_dir, tones, tmp_path / "out")
     assert main(["train", *args[: args.index("--fp16")], "--num_train_epochs", "1"]) == 0
     assert "wandb" not in sys.modules

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from whisper_lora.backends import Transcriber
+from whisper_lora.evaluate import load_test_rows, run_model
 from whisper_lora.models import load_whisper
 from whisper_lora.train import TrainConfig, train
 
@@ -39,9 +41,9 @@ def config(model_dir, tones, out, **overrides):
     return TrainConfig(**{**options, **overrides})
 
 
-def test_training_lowers_the_loss_and_writes_every_output(tiny_model_dir, tones, tmp_path):
+def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones, tmp_path):
     out = tmp_path / "out"
-    metrics = train(config(tiny_model_dir, tones, out))
+    metrics = train(config(short_model_dir, tones, out))
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     assert losses[-1] < 0.5 * losses[0]
@@ -60,24 +62,27 @@ def test_training_lowers_the_loss_and_writes_every_output(tiny_model_dir, tones,
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics)) and saved["global_step"] == 20 and saved["world_size"] == 1
     assert saved["train_samples_per_second"] > 0 and saved["metric"] == "wer" and saved["final"]["wer"] is not None
-    assert saved["scored_by"].startswith("transformers generate, greedy, no temperature fallback")
+    assert saved["scored_by"].startswith("the transformers backend of `whisper-lora evaluate`")
     assert json.loads((out / "training_config.json").read_text())["lora_r"] == 8
+    rows, clips = load_test_rows([str(tones[1])])  # the saved (best) model, scored as `evaluate` scores it
+    evaluated = run_model(Transcriber(str(out), backend="transformers"), rows, clips, None)
+    assert evaluated.errors["en"] == pytest.approx(saved["best"]["wer"]), saved
 
 
-def test_saved_adapter_reloads_to_the_same_outputs(tiny_model_dir, tones, tmp_path):
+def test_saved_adapter_reloads_to_the_same_outputs(short_model_dir, tones, tmp_path):
     from peft import PeftModel
 
     out = tmp_path / "out"
-    train(config(tiny_model_dir, tones, out, num_train_epochs=2, validation_file=None))
+    train(config(short_model_dir, tones, out, num_train_epochs=2, validation_file=None))
     merged, processor = load_whisper(out)
-    base, _ = load_whisper(tiny_model_dir)
+    base, _ = load_whisper(short_model_dir)
     unmerged = PeftModel.from_pretrained(base, str(out)).eval()
     features = torch.randn(2, 80, 3000)
     prompt = torch.tensor([[50258, 50259, 50359, 50363]] * 2)
     with torch.no_grad():
         expected = unmerged(input_features=features, decoder_input_ids=prompt).logits
         assert torch.allclose(merged(input_features=features, decoder_input_ids=prompt).logits, expected, atol=1e-4)
-    fresh, _ = load_whisper(tiny_model_dir)
+    fresh, _ = load_whisper(short_model_dir)
     with torch.no_grad():
         assert not torch.allclose(fresh(input_features=features, decoder_input_ids=prompt).logits, expected, atol=1e-4)
 
@@ -127,15 +132,15 @@ def wait_for(condition, process, seconds=120):
         time.sleep(0.2)
 
 
-def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(tiny_model_dir, tones, tmp_path):
+def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(short_model_dir, tones, tmp_path):
     out = tmp_path / "out"
-    process = run_cli(*cli_args(tiny_model_dir, tones, out, epochs=10))
+    process = run_cli(*cli_args(short_model_dir, tones, out, epochs=10))
     wait_for(lambda: (out / "checkpoint-4" / "trainer_state.json").is_file(), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     complete = [int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json")]
     last = max(complete)  # a checkpoint the kill cut short has no trainer_state.json and must be skipped
-    resumed = run_cli(*cli_args(tiny_model_dir, tones, out, epochs=10), "--resume_from_checkpoint", "auto")
+    resumed = run_cli(*cli_args(short_model_dir, tones, out, epochs=10), "--resume_from_checkpoint", "auto")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert f"resuming from {out / f'checkpoint-{last}'}" in output
@@ -148,9 +153,9 @@ def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(tiny_model_di
     assert first_logged == 1  # the resumed state carries the earlier history, not a fresh start
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint(tiny_model_dir, tones, tmp_path):
+def test_ctrl_c_saves_a_resumable_checkpoint(short_model_dir, tones, tmp_path):
     out = tmp_path / "out"
-    process = run_cli(*cli_args(tiny_model_dir, tones, out, epochs=200))
+    process = run_cli(*cli_args(short_model_dir, tones, out, epochs=200))
     wait_for(lambda: (out / "checkpoint-2").is_dir(), process)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
@@ -171,7 +176,7 @@ def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch)
     assert "no usable rows" in capsys.readouterr().err
 
 
-def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
+def test_two_process_ddp_on_gloo(short_model_dir, tones, tmp_path):
     out = tmp_path / "out"
     command = [
         sys.executable,
@@ -182,7 +187,7 @@ def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
         "--master_port",
         "29531",
         str(ROOT / "whisper_lora_finetune.py"),
-        *map(str, cli_args(tiny_model_dir, tones, out, epochs=2)),
+        *map(str, cli_args(short_model_dir, tones, out, epochs=2)),
     ]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
@@ -193,14 +198,14 @@ def test_two_process_ddp_on_gloo(tiny_model_dir, tones, tmp_path):
 
 
 def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(
-    tiny_model_dir, tones, tmp_path
+    short_model_dir, tones, tmp_path
 ):
     from safetensors.torch import load_file
 
     out = tmp_path / "out"
     metrics = train(
         config(
-            tiny_model_dir,
+            short_model_dir,
             tones,
             out,
             target_modules="default",
@@ -272,7 +277,7 @@ def test_bad_precision_is_refused(tones):
         TrainConfig(train_file=[str(tones[0])], precision="fp8")
 
 
-def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(tiny_model_dir, tones, tmp_path):
+def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(short_model_dir, tones, tmp_path):
     import torch
 
     from helpers import tiny_whisper
@@ -290,7 +295,7 @@ def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(tiny_mo
     with pytest.raises(UserError, match="--spec_augment masks the encoder's input features"):
         train(
             config(
-                tiny_model_dir, tones, tmp_path / "out", target_modules="default", encoder_layers=1, spec_augment=True
+                short_model_dir, tones, tmp_path / "out", target_modules="default", encoder_layers=1, spec_augment=True
             )
         )
 
@@ -300,11 +305,11 @@ def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(tiny_mo
 PINNED_LABEL_TOKENS, PINNED_LOSS = 28, 12.11018
 
 
-def test_training_labels_are_pinned_by_the_tiny_models_loss(tiny_model_dir, tones):
+def test_training_labels_are_pinned_by_the_tiny_models_loss(short_model_dir, tones):
     from whisper_lora.data import usable_report
     from whisper_lora.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, pack_rows
 
-    model, processor = load_whisper(str(tiny_model_dir))
+    model, processor = load_whisper(str(short_model_dir))
     rows, seconds = zip(
         *usable_report([tones[0]], processor.tokenizer, log=lambda line: None).ok
     )  # as train() reads them

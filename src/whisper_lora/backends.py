@@ -60,6 +60,15 @@ class Transcriber:
 
             self.model, self.processor = load_whisper(model_path, device=self.device)
 
+    @classmethod
+    def wrap(cls, model, processor, batch_size: int = 8) -> Transcriber:
+        """A transformers-backend transcriber over a model already in memory, such as one being trained."""
+        transcriber = cls.__new__(cls)
+        transcriber.model_path, transcriber.batch_size = None, batch_size
+        transcriber.backend, transcriber.device = "transformers", str(model.device)
+        transcriber.model, transcriber.processor = model, processor
+        return transcriber
+
     def check(self, options: TranscribeOptions) -> None:
         """Refuse options this backend cannot honour, before any work is done."""
         if self.backend == "transformers" and (options.word_timestamps or options.vad_filter):

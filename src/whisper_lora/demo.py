@@ -170,12 +170,10 @@ def build_out_of_domain(folder: str | Path, seed: int = 0, zh: int | None = None
 
 def _scorer(test_manifest: Path, model, processor, batch_size: int = 8):
     from .data import read_manifest
-    from .dataset import LabelOptions, SpeechDataset
-    from .train import GenerationScorer
+    from .evaluate import ModelScorer
 
     rows, _ = read_manifest(test_manifest)
-    options = LabelOptions(timestamp_fraction=0.0, multilingual=bool(model.generation_config.is_multilingual))
-    return GenerationScorer(SpeechDataset(rows, processor, options), batch_size)
+    return ModelScorer(rows, processor, batch_size)
 
 
 def run_demo(

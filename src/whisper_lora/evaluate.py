@@ -79,21 +79,85 @@ def run_model(
             transcripts[index] = transcript
     run = ModelRun(str(transcriber.model_path or "base"), transcripts, wall_seconds=time.perf_counter() - started)
     run.audio_seconds = sum(len(c.samples) for c in clips) / SAMPLE_RATE
-    run.errors = score(rows, run.hypotheses, language, metric)
+    run.errors = score(rows, run.hypotheses, "en" if task == "translate" else language, metric)  # scored as written
     return run
+
+
+def score_by_language(
+    references: list[str], hypotheses: list[str], languages: list[str | None], metric: str | None = None
+) -> dict[str | None, dict]:
+    """Per language, in first-seen order: its metric (metric, else the language's default), error rate and rows."""
+    groups: dict[str | None, list[int]] = {}
+    for index, language in enumerate(languages):
+        groups.setdefault(language, []).append(index)
+    scores = {}
+    for language, indices in groups.items():
+        name = metric_for(language, metric)
+        refs, hyps = [references[i] for i in indices], [hypotheses[i] for i in indices]
+        scores[language] = {"metric": name, "rows": len(indices), "score": error_rate(refs, hyps, name, language)}
+    return scores
 
 
 def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: str | None) -> dict[str, float]:
     """Error rate per language present, each with its metric, and over all rows when there are several."""
-    by_language = language_groups(rows, language)
-    errors = {}
-    for lang, indices in by_language.items():
-        errors[lang or "?"] = error_rate(
-            [rows[i].text for i in indices], [hypotheses[i] for i in indices], metric_for(lang, metric), lang
-        )
+    languages = [row_language(row, language) for row in rows]
+    by_language = score_by_language([row.text for row in rows], hypotheses, languages, metric)
+    errors = {(lang or "?"): s["score"] for lang, s in by_language.items()}
     if len(by_language) > 1:
         errors["all"] = error_rate([r.text for r in rows], hypotheses, metric or "cer")
     return errors
+
+
+class ModelScorer:
+    """Scores a model in memory on manifest rows as `evaluate --backend transformers` would, decoding greedily.
+
+    Training's validation, the forgetting guard, the demo and the benchmarks score through it, so the error
+    rate a run logs is the one `evaluate` prints for the saved model on the same rows.
+    """
+
+    def __init__(self, rows: list[Row], processor, batch_size: int = 8, language: str | None = None, task="transcribe"):
+        self.rows, self.processor, self.batch_size, self.task = rows, processor, batch_size, task
+        self.languages = [row.language or language for row in rows]  # a row's own language comes first
+        self.written = ["en" if task == "translate" else lang for lang in self.languages]  # what the text is in
+
+    def describe(self) -> str:
+        """Which decoder made the scores, for metrics.json."""
+        return "the transformers backend of `whisper-lora evaluate`: greedy, with its coverage guard"
+
+    def transcripts(self, model) -> list[str]:
+        """Each row's text, decoded batch_size rows at a time; the model is left in the mode it was in."""
+        transcriber = Transcriber.wrap(model, self.processor, self.batch_size)
+        groups: dict[str | None, list[int]] = {}
+        for index, language in enumerate(self.languages):
+            groups.setdefault(language, []).append(index)
+        texts = [""] * len(self.rows)
+        was_training = model.training
+        model.eval()
+        try:
+            for language, indices in groups.items():
+                options = TranscribeOptions(language=language, task=self.task)
+                for first in range(0, len(indices), self.batch_size):
+                    batch = indices[first : first + self.batch_size]
+                    clips = [Clip(self.rows[i].audio_path, self._samples(i)) for i in batch]
+                    for index, transcript in zip(batch, transcriber.clips(clips, options)):
+                        texts[index] = transcript.text
+        finally:
+            model.train(was_training)
+        return texts
+
+    def _samples(self, index: int):
+        row = self.rows[index]
+        return decode_audio(row.audio_path, row.start, row.end)
+
+    def by_language(self, model) -> dict[str | None, dict]:
+        """Per language: its default metric, that error rate, and the row count."""
+        return score_by_language([row.text for row in self.rows], self.transcripts(model), self.written)
+
+    def __call__(self, model) -> dict[str, float]:
+        """CER and WER over all rows, as training logs them (eval_cer, eval_wer)."""
+        hypotheses, references = self.transcripts(model), [row.text for row in self.rows]
+        language = self.written[0] if len(set(self.written)) == 1 else None
+        return {metric: error_rate(references, hypotheses, metric, language) for metric in ("cer", "wer")}
 
 
 def error_label(key: str, metric: str | None) -> str:

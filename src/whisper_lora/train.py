@@ -9,17 +9,16 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
 
 from .data import MAX_AUDIO_SECONDS, Row, normalize_language, usable_report
 from .dataset import EncoderStemCache, LabelOptions, SpeechCollator, SpeechDataset, encoder_top, pack_rows
 from .errors import TrainingInterrupted, UserError
+from .evaluate import ModelScorer
 from .files import write_json_atomic
-from .metrics import default_metric, error_rate
+from .metrics import default_metric
 
 log = logging.getLogger("whisper_lora.train")
 
@@ -233,71 +232,12 @@ def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -
     return [row for row, _ in usable], [seconds for _, seconds in usable]
 
 
-class GenerationScorer:
-    """Transcribes the validation rows greedily and scores them by CER and WER after normalisation."""
-
-    def __init__(self, dataset: SpeechDataset, batch_size: int, max_new_tokens: int = 128):
-        self.dataset, self.batch_size, self.max_new_tokens = dataset, batch_size, max_new_tokens
-
-    def describe(self) -> str:
-        """Which decoder made the scores, for metrics.json: it is not the one `transcribe` and `evaluate` use."""
-        return f"transformers generate, greedy, no temperature fallback, at most {self.max_new_tokens} new tokens a row"
-
-    def transcripts(self, model) -> list[str]:
-        by_language: dict[str | None, list[int]] = {}
-        for index in range(len(self.dataset)):
-            by_language.setdefault(self.dataset.language(index), []).append(index)
-        texts = [""] * len(self.dataset)
-        for language, indices in by_language.items():
-            for start in range(0, len(indices), self.batch_size):
-                batch = indices[start : start + self.batch_size]
-                for index, text in zip(batch, self._generate(model, batch, language)):
-                    texts[index] = text
-        return texts
-
-    def _generate(self, model, indices: list[int], language: str | None) -> list[str]:
-        features = torch.from_numpy(np.stack([self.dataset.features(self.dataset.samples(i)) for i in indices]))
-        options: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
-        if self.dataset.options.multilingual:
-            options.update(task=self.dataset.options.task, **({"language": language} if language else {}))
-        was_training = model.training
-        model.eval()
-        with torch.inference_mode():
-            tokens = model.generate(input_features=features.to(model.device), **options)
-        model.train(was_training)
-        return self.dataset.processor.batch_decode(tokens, skip_special_tokens=True)
-
-    def by_language(self, model) -> dict[str | None, dict]:
-        """Per language: its default metric, that error rate, and the row count."""
-        hypotheses = self.transcripts(model)
-        groups: dict[str | None, tuple[list[str], list[str]]] = {}
-        for index, row in enumerate(self.dataset.rows):
-            refs, hyps = groups.setdefault(self.dataset.language(index), ([], []))
-            refs.append(row.text)
-            hyps.append(hypotheses[index])
-        return {
-            language: {
-                "metric": default_metric(language),
-                "rows": len(refs),
-                "score": error_rate(refs, hyps, default_metric(language), language),
-            }
-            for language, (refs, hyps) in groups.items()
-        }
-
-    def __call__(self, model) -> dict[str, float]:
-        hypotheses = self.transcripts(model)
-        references = [row.text for row in self.dataset.rows]
-        languages = {self.dataset.language(i) for i in range(len(self.dataset))}
-        language = languages.pop() if len(languages) == 1 else None
-        return {metric: error_rate(references, hypotheses, metric, language) for metric in ("cer", "wer")}
-
-
 class ForgettingGuard:
     """Scores the --regression_file rows before training (the base model) and after; warns when one gets worse."""
 
     TOLERANCE = 0.01  # one point of CER or WER
 
-    def __init__(self, scorer: GenerationScorer):
+    def __init__(self, scorer: ModelScorer):
         self.scorer = scorer
         self.base: dict[str, float] = {}
         self.last: dict[str, float] = {}
@@ -336,7 +276,7 @@ class WhisperLoraTrainer(Seq2SeqTrainer):
     def __init__(
         self,
         *args,
-        scorer: GenerationScorer | None = None,
+        scorer: ModelScorer | None = None,
         stem_depth: int = 0,
         guard: ForgettingGuard | None = None,
         **kwargs,
@@ -551,7 +491,7 @@ def train(config: TrainConfig) -> dict:
     train_set = SpeechDataset(train_rows, processor, options, cache, windows)
     scoring = LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual)
     eval_set = SpeechDataset(eval_rows, processor, scoring)
-    guard = _guard(config, tokenizer, processor, scoring, model)
+    guard = _guard(config, tokenizer, processor, model)
     interrupt = InterruptCallback()
     trainer = WhisperLoraTrainer(
         model=model,
@@ -561,7 +501,9 @@ def train(config: TrainConfig) -> dict:
         data_collator=SpeechCollator(processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")),
         processing_class=processor.feature_extractor,
         callbacks=[interrupt],
-        scorer=GenerationScorer(eval_set, config.per_device_eval_batch_size) if eval_rows else None,
+        scorer=ModelScorer(eval_rows, processor, config.per_device_eval_batch_size, config.language, config.task)
+        if eval_rows
+        else None,
         stem_depth=cache.depth if cache else 0,
         guard=guard,
     )
@@ -580,14 +522,13 @@ def train(config: TrainConfig) -> dict:
     return {}
 
 
-def _guard(config: TrainConfig, tokenizer, processor, options: LabelOptions, model) -> ForgettingGuard | None:
+def _guard(config: TrainConfig, tokenizer, processor, model) -> ForgettingGuard | None:
     """The forgetting guard over --regression_file, with the base model's scores taken now (LoRA starts at zero)."""
     if not config.regression_file:
         return None
     rows, _ = _rows(config.regression_file, tokenizer, config, config.max_eval_samples, "regression")
-    guard = ForgettingGuard(
-        GenerationScorer(SpeechDataset(rows, processor, options), config.per_device_eval_batch_size)
-    )
+    scorer = ModelScorer(rows, processor, config.per_device_eval_batch_size, config.language, config.task)
+    guard = ForgettingGuard(scorer)
     guard.measure(model)
     return guard
 
