@@ -28,7 +28,7 @@ from whisper_lora.data import Row
 from whisper_lora.evaluate import load_test_rows, run_model, score
 from whisper_lora.fast import ct2_folder
 from whisper_lora.realspeech import prompts
-from whisper_lora.transcribe import join_segments
+from whisper_lora.records import join_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import sine, write_audio
 from whisper_lora.backends import Transcriber
 from whisper_lora.batch import transcribe_many
-from whisper_lora.transcribe import TranscribeOptions, Transcript, join_segments
+from whisper_lora.records import TranscribeOptions, Transcript, join_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = (0.7, 1.5, 3.0)
@@ -113,7 +113,7 @@ def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tm
 
 def test_text_past_the_audio_is_dropped_and_times_are_clamped_to_its_end():
     from whisper_lora.coverage import keep_within_audio
-    from whisper_lora.transcribe import Segment, Word
+    from whisper_lora.records import Segment, Word
 
     words = [Word(0.2, 0.9, " near", 0.9), Word(1.0, 1.6, " end", 0.9), Word(2.1, 2.4, " after", 0.5)]
     segments = [Segment(0.0, 0.8, "start"), Segment(0.9, 2.5, "near end after", words), Segment(3.0, 9.0, "ghost")]

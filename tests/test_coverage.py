@@ -5,7 +5,7 @@ import pytest
 
 from whisper_lora import coverage
 from whisper_lora.coverage import decode_rest, falls_short, speech_end
-from whisper_lora.transcribe import Segment, Transcript, Word, join_segments
+from whisper_lora.records import Segment, Transcript, Word, join_segments
 
 SECONDS = 10.0
 AUDIO = np.zeros(int(SECONDS * 16000), np.float32)

@@ -170,7 +170,7 @@ def test_korean_labels_lead_with_a_space_as_whisper_writes_them(tokenizer):
 
 def test_one_language_table_joins_scores_and_labels_alike():
     from whisper_lora.metrics import default_metric
-    from whisper_lora.transcribe import Segment, join_segments
+    from whisper_lora.records import Segment, join_segments
 
     segments = [Segment(0.0, 1.0, "안녕하세요"), Segment(1.0, 2.0, "여러분")]
     assert join_segments(segments, "ko") == "안녕하세요 여러분" and default_metric("ko") == "cer"

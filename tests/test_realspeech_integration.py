@@ -8,7 +8,7 @@ from whisper_lora.audio import decode_audio
 from whisper_lora.backends import Clip, Transcriber
 from whisper_lora.coverage import falls_short
 from whisper_lora.metrics import error_rate
-from whisper_lora.transcribe import TranscribeOptions
+from whisper_lora.records import TranscribeOptions
 
 pytestmark = pytest.mark.integration
 ENGLISH = TranscribeOptions(language="en")

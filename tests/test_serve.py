@@ -10,8 +10,8 @@ pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from whisper_lora.backends import Transcriber  # noqa: E402
+from whisper_lora.records import Segment, Transcript, Word  # noqa: E402
 from whisper_lora.serve import ServeSettings, create_app  # noqa: E402
-from whisper_lora.transcribe import Segment, Transcript, Word  # noqa: E402
 
 
 class StandIn(Transcriber):

@@ -12,7 +12,8 @@ import pytest
 from helpers import espeak, have_espeak
 from whisper_lora.audio import decode_audio
 from whisper_lora.metrics import error_rate, normalize_text
-from whisper_lora.transcribe import TranscribeOptions, transcribe_samples
+from whisper_lora.records import TranscribeOptions
+from whisper_lora.transcribe import transcribe_samples
 
 pytestmark = [
     pytest.mark.integration,

@@ -1,8 +1,10 @@
 """Output formats."""
 
 import json
+import subprocess
+import sys
 
-from whisper_lora.transcribe import Segment, Transcript
+from whisper_lora.records import Segment, Transcript
 from whisper_lora.writers import get_writer
 
 DONE = Transcript(
@@ -54,3 +56,18 @@ def test_the_run_summary_counts_files_decoded_again(capsys):
     assert capsys.readouterr().err == ""
     _report_redecoded([DONE, dataclasses.replace(DONE, path="b.wav", redecoded="the text ended early")])
     assert "1 of 2 files were decoded again" in capsys.readouterr().err
+
+
+def test_writing_an_srt_and_loading_the_server_and_cli_modules_do_not_import_torch():
+    code = (
+        "import json, sys\n"
+        "from whisper_lora import backends, cli, evaluate, serve\n"
+        "from whisper_lora.records import Segment, TranscribeOptions, Transcript\n"
+        "from whisper_lora.writers import get_writer\n"
+        "TranscribeOptions(language='zh')\n"
+        "get_writer('srt').render([Transcript('a.wav', 'hi', [Segment(0.0, 1.0, 'hi')])])\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

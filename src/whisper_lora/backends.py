@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .errors import UserError
-from .transcribe import TranscribeOptions, Transcript
+from .records import Clip, TranscribeOptions, Transcript, join_segments
 
 
 def pick_device(name: str) -> str:
@@ -28,14 +26,6 @@ def pick_backend(model_path: str | None, backend: str) -> str:
     if backend == "auto":
         return "transformers" if resolve_model(model_path).kind == "hub" else "ct2"
     return backend
-
-
-@dataclass
-class Clip:
-    """Audio to transcribe: a name for the results and 16 kHz mono samples."""
-
-    name: str
-    samples: np.ndarray
 
 
 class Transcriber:
@@ -77,7 +67,6 @@ class Transcriber:
     def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
         """Transcripts of decoded clips, in order; a text that stops clearly before the speech does is decoded on, and none runs past the audio."""
         from .coverage import decode_rest, keep_within_audio
-        from .transcribe import join_segments
 
         self.check(options)
         if self.backend == "ct2":

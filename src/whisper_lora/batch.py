@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import UserError
-from .transcribe import Segment, Transcript, Word
+from .records import Segment, Transcript, Word
 
 
 def read_audio_list(path: str | Path) -> list[str]:

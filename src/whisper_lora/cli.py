@@ -170,7 +170,7 @@ def _print_transcript(transcript, timestamps: bool) -> None:
 def _transcribe(args: argparse.Namespace) -> int:
     from .backends import Transcriber
     from .batch import read_audio_list, transcribe_many
-    from .transcribe import TranscribeOptions
+    from .records import TranscribeOptions
 
     if bool(args.audio_path) == bool(args.audio_list):
         raise UserError("give exactly one of --audio_path or --audio_list")
@@ -226,7 +226,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_transcribe(parser: argparse.ArgumentParser) -> None:
-    from .transcribe import FALLBACK_TEMPERATURES
+    from .records import FALLBACK_TEMPERATURES
 
     parser.add_argument(
         "--model_path",
@@ -283,7 +283,7 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from .backends import Transcriber
     from .evaluate import format_summary, format_utterances, load_test_rows, run_model, utterance_table, write_csv
-    from .transcribe import TranscribeOptions
+    from .records import TranscribeOptions
 
     TranscribeOptions(language=args.language, task=args.task)  # refuses a bad language before any decoding
     rows, clips = load_test_rows(args.test_file, strict=args.strict)

@@ -14,7 +14,7 @@ from .backends import Clip, Transcriber
 from .data import Row, usable_rows
 from .files import write_text_atomic
 from .metrics import default_metric, error_rate
-from .transcribe import TranscribeOptions, Transcript
+from .records import TranscribeOptions, Transcript
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .coverage import falls_short
 from .errors import UserError
-from .transcribe import Segment, TranscribeOptions, Transcript, Word, join_segments
+from .records import Segment, TranscribeOptions, Transcript, Word, join_segments
 
 log = logging.getLogger("whisper_lora.fast")
 

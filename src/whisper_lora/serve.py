@@ -24,7 +24,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 from .audio import AudioError, decode_audio
 from .backends import Clip, Transcriber
 from .errors import UserError
-from .transcribe import FALLBACK_TEMPERATURES, TranscribeOptions, Transcript
+from .records import FALLBACK_TEMPERATURES, TranscribeOptions, Transcript
 from .writers import get_writer
 
 API_KEY_VARIABLE = "WHISPER_LORA_API_KEY"

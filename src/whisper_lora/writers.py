@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from .transcribe import Transcript
+from .records import Transcript
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv")
 

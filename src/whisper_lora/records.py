@@ -1,0 +1,86 @@
+"""The options and typed records of a transcription, without torch: writers, the server and the backends share them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import normalize_language
+from .errors import UserError
+from .languages import traits
+
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai/whisper's ladder, tried in order
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to decode. Long audio always decodes with timestamps, as OpenAI's sequential algorithm needs them."""
+
+    language: str | None = None  # None: detect it from the first 30 s
+    task: str = "transcribe"  # or translate (to English)
+    return_timestamps: bool = False  # keep segment times in the output
+    beam_size: int = 1
+    temperature: tuple[float, ...] = FALLBACK_TEMPERATURES  # for long audio
+    condition_on_previous_text: bool = True  # feed the previous window's text as a prompt
+    initial_prompt: str | None = None  # words or spellings to steer the first window
+    compression_ratio_threshold: float = 1.35  # transformers measures it on token ids, hence not 2.4
+    logprob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+    word_timestamps: bool = False  # CTranslate2 backend only
+    vad_filter: bool = False  # CTranslate2 backend only: skip non-speech with faster-whisper's Silero VAD
+
+    def __post_init__(self):
+        if self.task not in ("transcribe", "translate"):
+            raise UserError(f"--task must be transcribe or translate, not {self.task!r}")
+        if self.language is not None and normalize_language(self.language) is None:
+            raise UserError(f"--language {self.language!r} is not a Whisper language (use a code such as zh or en)")
+        if self.beam_size < 1:
+            raise UserError("--beam_size must be at least 1")
+
+
+@dataclass
+class Word:
+    """One word with its start and end in seconds and the model's probability for it."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    """A stretch of speech with its start and end in seconds, and its words when asked for."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word] | None = None
+
+
+@dataclass
+class Transcript:
+    """The result for one file; error is set instead of segments when the file could not be transcribed."""
+
+    path: str
+    text: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    language: str | None = None
+    language_probability: float | None = None
+    duration: float = 0.0
+    error: str | None = None
+    redecoded: str | None = None  # why the first decoding fell short of the speech and was decoded again
+
+
+@dataclass
+class Clip:
+    """Audio to transcribe: a name for the results and 16 kHz mono samples."""
+
+    name: str
+    samples: np.ndarray
+
+
+def join_segments(segments: list[Segment], language: str | None) -> str:
+    """The transcript's text: segments joined with spaces, or without for languages written without them."""
+    return (" " if traits(language).spaces else "").join(s.text for s in segments)
