@@ -24,6 +24,13 @@ def test_cer_ignores_spaces_and_script():
     assert error_rate(["今天天气很好"], ["今天天气不好"], "cer", "zh") == pytest.approx(1 / 6)
 
 
+def test_chinese_numbers_score_the_same_spelled_out_or_in_digits():
+    assert error_rate(["北京的最高气温是二十三度。"], ["北京的最高气温是23度"], "cer", "zh") == 0.0
+    assert error_rate(["这座桥建于一九五八年", "比分是二比一"], ["这座桥建于1958年", "比分是2比1"], "cer", "zh") == 0.0
+    assert error_rate(["二十三度"], ["24度"], "cer", "zh") == pytest.approx(1 / 3)  # 23度 against 24度
+    assert normalize_text("twenty three", "en") == "twenty three"  # other languages are left alone
+
+
 def test_wer():
     assert error_rate(["The cat sat."], ["the cat sat"], "wer") == 0.0
     assert error_rate(["the cat sat"], ["the dog sat"], "wer") == pytest.approx(1 / 3)
