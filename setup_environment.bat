@@ -5,7 +5,7 @@ rem   setup_environment.bat --dev    also the test tools
 rem The demo and the speech tests also need espeak-ng (https://github.com/espeak-ng/espeak-ng/releases) on PATH.
 setlocal
 cd /d "%~dp0"
-set EXTRAS=
+set EXTRAS=[server]
 if "%1"=="--dev" set EXTRAS=[dev]
 if not exist whisper_lora_env\Scripts\python.exe (
     python -m venv whisper_lora_env || (echo error: python -m venv failed & exit /b 1)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Set up whisper_lora_env: system tools (espeak-ng, sox, ffmpeg) where we may install them, then the
 # Python packages from requirements.txt and whisper-lora itself. Safe to run again.
-#   ./setup_environment.sh          what the toolkit needs
+#   ./setup_environment.sh          what the toolkit needs, the server included
 #   ./setup_environment.sh --dev    also the test tools (and Debian's chromium, for the web page test)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 VENV=whisper_lora_env
-EXTRAS=""
+EXTRAS="[server]"  # the demo ends by printing `whisper-lora serve`: it must run after this script
 TOOLS=(espeak-ng sox ffmpeg)
 [ "${1:-}" = "--dev" ] && EXTRAS="[dev]" && TOOLS+=(chromium)
 

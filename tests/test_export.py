@@ -1,5 +1,7 @@
 """Export: a trained adapter merged into a transformers folder and converted to CTranslate2."""
 
+import re
+
 import pytest
 import torch
 from faster_whisper import WhisperModel
@@ -61,5 +63,6 @@ def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monk
     assert folder == adapter / "ct2" and (folder / "model.bin").is_file()
     captured = capsys.readouterr()
     assert captured.out == "" and "to CTranslate2 once" in captured.err  # stdout carries only transcripts
+    assert re.search(r"exported in \d+ s", captured.err)  # the step's time, so a slow first start is explained
     monkeypatch.setattr(export, "export_model", lambda *a, **k: pytest.fail("exported twice"))
     assert fast.ct2_folder(str(adapter)) == folder

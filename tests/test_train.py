@@ -41,9 +41,13 @@ def config(model_dir, tones, out, **overrides):
     return TrainConfig(**{**options, **overrides})
 
 
-def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones, tmp_path):
+def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones, tmp_path, capsys):
     out = tmp_path / "out"
     metrics = train(config(short_model_dir, tones, out))
+    printed = capsys.readouterr()  # not a terminal: whole progress lines, no carriage returns
+    assert "step 1/20 (5%)" in printed.out and "step 20/20 (100%)" in printed.out and "left" in printed.out
+    bars = [line for line in (printed.out + printed.err).split("\r") if "it/s]" in line or "s/it]" in line]
+    assert all(line.strip().startswith("Loading weights") for line in bars), bars  # only the model load's own bar
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     assert losses[-1] < 0.5 * losses[0]

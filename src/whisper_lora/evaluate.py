@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from .audio import SAMPLE_RATE, decode_audio
 from .backends import Clip, Transcriber
 from .data import Row, usable_rows
@@ -133,6 +135,8 @@ class ModelScorer:
         texts = [""] * len(self.rows)
         was_training = model.training
         model.eval()
+        # A bar with the time left on a terminal; nothing in a log file, where the scores follow as one line.
+        progress = tqdm(total=len(self.rows), desc="scoring", unit="row", disable=None, leave=False)
         try:
             for language, indices in groups.items():
                 options = TranscribeOptions(language=language, task=self.task)
@@ -141,7 +145,9 @@ class ModelScorer:
                     clips = [Clip(self.rows[i].audio_path, self._samples(i)) for i in batch]
                     for index, transcript in zip(batch, transcriber.clips(clips, options)):
                         texts[index] = transcript.text
+                    progress.update(len(batch))
         finally:
+            progress.close()
             model.train(was_training)
         return texts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,14 @@ def ct2_folder(model_path: str | None) -> Path | None:
             import shutil
 
             shutil.rmtree(target)
-        log.info("exporting %s to CTranslate2 once, in %s", source.location, target)
+        log.info(
+            "exporting %s to CTranslate2 once, into %s (about a minute for whisper-base on 2 cores)",
+            source.location,
+            target,
+        )
+        started = time.perf_counter()
         export_model(source.location, target, fmt="ct2", quantization="float16")
+        log.info("exported in %.0f s; later starts reuse it", time.perf_counter() - started)
     return target
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -327,6 +328,34 @@ class InterruptCallback(TrainerCallback):
             signal.signal(signal.SIGINT, self.previous)
 
 
+class LineProgress(TrainerCallback):
+    """Progress as whole lines for logs that are not a terminal (CI, nohup): every tenth of the run, with the time left.
+
+    On a terminal the Trainer's own bar shows the same; its carriage returns would make a log file unreadable.
+    """
+
+    def __init__(self, write=print):
+        self.write, self.started, self.first_step, self.next_step = write, 0.0, 0, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.perf_counter(), state.global_step
+        self.next_step = state.global_step + 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step, total = state.global_step, max(state.max_steps, 1)
+        if step < self.next_step and step != total:
+            return
+        self.next_step = step + max(total // 10, 1)
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / max(step - self.first_step, 1) * (total - step)
+        self.write(f"step {step}/{total} ({step / total:.0%}), {_clock(elapsed)} elapsed, about {_clock(left)} left")
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest checkpoint whose trainer_state.json (written last by the Trainer) is whole.
 
@@ -390,6 +419,7 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         report_to=reporters or "none",
+        disable_tqdm=not sys.stderr.isatty(),  # then LineProgress writes whole lines, and the Trainer prints its logs
         seed=config.seed,
         remove_unused_columns=False,
         label_names=["labels"],
@@ -500,7 +530,7 @@ def train(config: TrainConfig) -> dict:
         eval_dataset=eval_set if eval_rows else None,
         data_collator=SpeechCollator(processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")),
         processing_class=processor.feature_extractor,
-        callbacks=[interrupt],
+        callbacks=[interrupt] if sys.stderr.isatty() else [interrupt, LineProgress()],
         scorer=ModelScorer(eval_rows, processor, config.per_device_eval_batch_size, config.language, config.task)
         if eval_rows
         else None,
