@@ -20,6 +20,29 @@ def test_every_subcommand_has_help(command, capsys):
     assert exited.value.code == 0 and f"usage: whisper-lora {command}" in capsys.readouterr().out
 
 
+def test_train_has_a_flag_and_a_dashed_alias_for_every_training_option(capsys):
+    import dataclasses
+
+    from whisper_lora.train import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "-h"])
+    shown = capsys.readouterr().out
+    for spec in dataclasses.fields(TrainConfig):
+        assert f"--{spec.name} " in shown and f"--{spec.name.replace('_', '-')}" in shown, spec.name
+        assert (spec.metadata["help"].split("(")[0].split()[0]) in shown, spec.name
+
+
+def test_train_flags_parse_as_typed_fields():
+    from whisper_lora.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--train_file", "a.json", "b.json", "--lora-r", "8", "--fp16", "--encoder_layers", "3"]
+    )
+    assert (args.train_file, args.lora_r, args.fp16, args.encoder_layers) == (["a.json", "b.json"], 8, True, 3)
+    assert args.validation_file is None and args.spec_augment is False and args.learning_rate == 5e-4
+
+
 def test_console_script_runs():
     result = subprocess.run([Path(sys.executable).with_name("whisper-lora"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "check-data" in result.stdout

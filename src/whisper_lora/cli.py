@@ -86,29 +86,6 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="only transcribe two spoken sentences, no training")
 
 
-_TYPES = {"str": str, "int": int, "float": float}
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per dataclass field, typed from its annotation, with the field's help text."""
-    for spec in dataclasses.fields(cls):
-        name, help_text = f"--{spec.name}", spec.metadata.get("help")
-        if spec.type == "bool":
-            parser.add_argument(name, action="store_true", help=help_text)
-            continue
-        base = spec.type.split(" |")[0].removeprefix("list[").removesuffix("]")
-        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
-        default = None if required else spec.default
-        parser.add_argument(
-            name,
-            type=_TYPES[base],
-            default=default,
-            required=required,
-            nargs=spec.metadata.get("nargs"),
-            help=help_text,
-        )
-
-
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
@@ -122,10 +99,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(parser: argparse.ArgumentParser) -> None:
+def _train_options() -> argparse.ArgumentParser:
+    """One --flag per TrainConfig field, typed and helped by the field, from transformers' HfArgumentParser."""
+    from transformers import HfArgumentParser
+
     from .train import TrainConfig
 
-    add_dataclass_arguments(parser, TrainConfig)
+    return HfArgumentParser(TrainConfig, add_help=False)
 
 
 def _output_formats(args: argparse.Namespace) -> list[str]:
@@ -402,7 +382,7 @@ COMMANDS = {
         _evaluate,
         "WER/CER of a model, or two side by side, on a test manifest, with a CSV report",
     ),
-    "train": (_add_train, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
+    "train": (None, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),
     "models": (_add_models, _models, "list the model names and the cache; convert embedded models ahead of time"),
     "demo": (
@@ -413,14 +393,19 @@ COMMANDS = {
 }
 
 
+PARENTS = {"train": _train_options}  # commands whose flags are a dataclass's fields, defined there once
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="whisper-lora", description="Fine-tune Whisper with LoRA and use the result.")
     parser.add_argument("--version", action="version", version=f"whisper-lora {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, run, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        add_arguments(sub)
+        parents = [PARENTS[name]()] if name in PARENTS else []
+        sub = subparsers.add_parser(name, help=help_text, description=help_text, parents=parents)
+        if add_arguments is not None:
+            add_arguments(sub)
         sub.set_defaults(run=run)
     return parser
 
