@@ -200,7 +200,7 @@ def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA driver too old")
 
-    monkeypatch.setattr(serve, "Transcriber", broken)
+    monkeypatch.setattr(serve.Transcriber, "__init__", broken)
     with TestClient(create_app(ServeSettings(model_path="demo_output/model"))) as client:
         for _ in range(100):
             health = client.get("/health")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import UserError
-from .records import Clip, TranscribeOptions, Transcript, join_segments
+from .records import Clip, Runtime, TranscribeOptions, Transcript, join_segments
 
 
 def pick_device(name: str) -> str:
@@ -49,6 +49,11 @@ class Transcriber:
             from .models import load_whisper
 
             self.model, self.processor = load_whisper(model_path, device=self.device)
+
+    @classmethod
+    def run(cls, model_path: str | None, runtime: Runtime, batch_size: int = 8) -> Transcriber:
+        """A transcriber for the model with the command line's --backend, --device and --compute_type."""
+        return cls(model_path, runtime.backend, runtime.device, runtime.compute_type, batch_size)
 
     @classmethod
     def wrap(cls, model, processor, batch_size: int = 8) -> Transcriber:

@@ -166,7 +166,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         vad_filter=args.vad_filter,
     )
     paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
-    transcriber = Transcriber(args.model_path, args.backend, args.device, args.compute_type, args.batch_size)
+    transcriber = Transcriber.run(args.model_path, runtime(args), args.batch_size)
     transcriber.check(options)
     sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
     show = (
@@ -224,7 +224,6 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", default=None, help="language code (zh, en, ...); omitted: detect and report it")
     parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
     parser.add_argument("--return_timestamps", action="store_true", help="include segment start and end times")
-    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--beam_size", type=int, default=1, help="beams per decoding step")
     parser.add_argument(
         "--batch_size",
@@ -247,15 +246,6 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
         help="prompt each 30 s window with the previous one's text",
     )
     parser.add_argument("--initial_prompt", default=None, help="text that steers spelling and vocabulary")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "ct2", "transformers"],
-        help="ct2: faster-whisper (a trained adapter is exported once, beside it); auto: ct2 unless a hub id",
-    )
-    parser.add_argument(
-        "--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...); default int8 on CPU"
-    )
     parser.add_argument("--word_timestamps", action="store_true", help="word start and end times (ct2 backend)")
     parser.add_argument("--vad_filter", action="store_true", help="skip non-speech with Silero VAD (ct2 backend)")
 
@@ -269,7 +259,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     rows, clips = load_test_rows(args.test_file, strict=args.strict)
     runs = []
     for model_path in [args.model_path] + ([args.compare_with] if args.compare_with else []):
-        transcriber = Transcriber(model_path, args.backend, args.device, args.compute_type, args.batch_size)
+        transcriber = Transcriber.run(model_path, runtime(args), args.batch_size)
         print(f"transcribing {len(clips)} rows with {model_path or 'base'} ({transcriber.backend})", file=sys.stderr)
         runs.append(run_model(transcriber, rows, clips, args.language, args.task, args.metric))
         _report_redecoded(runs[-1].transcripts)
@@ -293,9 +283,6 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metric", default=None, choices=["cer", "wer"], help="default: cer for zh/ja/ko/yue, wer otherwise"
     )
-    parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"])
-    parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--batch_size", type=_positive_int, default=8, help="as for transcribe")
     parser.add_argument("--report_csv", default="evaluation.csv", help="where the per-utterance CSV goes")
     parser.add_argument(
@@ -311,14 +298,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"whisper-lora serve needs the server extra ({error.name} is missing): pip install 'whisper-lora[server]'"
         ) from None
     settings = ServeSettings(
-        args.model_path,
-        args.backend,
-        args.device,
-        args.compute_type,
-        args.max_upload_mb,
-        args.api_key,
-        args.workers,
-        args.max_queue,
+        args.model_path, runtime(args), args.max_upload_mb, args.api_key, args.workers, args.max_queue
     )
     serve(settings, args.host, args.port)
     return 0
@@ -336,9 +316,6 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_queue", type=int, default=8, help="requests waiting beyond the workers before 503 (default: 8)"
     )
-    parser.add_argument("--backend", default="auto", choices=["auto", "ct2", "transformers"])
-    parser.add_argument("--compute_type", default=None, help="CTranslate2 weight type (int8, float16, ...)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -393,7 +370,29 @@ COMMANDS = {
 }
 
 
-PARENTS = {"train": _train_options}  # commands whose flags are a dataclass's fields, defined there once
+def _runtime_options() -> argparse.ArgumentParser:
+    """--backend, --device and --compute_type, from records.Runtime."""
+    from transformers import HfArgumentParser
+
+    from .records import Runtime
+
+    return HfArgumentParser(Runtime, add_help=False)
+
+
+def runtime(args: argparse.Namespace):
+    """The records.Runtime the command line asked for."""
+    from .records import Runtime
+
+    return Runtime(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(Runtime)})
+
+
+# Commands whose flags are a dataclass's fields, defined there once.
+PARENTS = {
+    "train": _train_options,
+    "transcribe": _runtime_options,
+    "evaluate": _runtime_options,
+    "serve": _runtime_options,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,24 @@ from .data import normalize_language
 from .errors import UserError
 from .languages import traits
 
+
+@dataclass(frozen=True)
+class Runtime:
+    """Which backend runs a model, on which device, in which CTranslate2 weight type: one definition for every command."""
+
+    backend: str = field(
+        default="auto",
+        metadata={
+            "choices": ("auto", "ct2", "transformers"),
+            "help": "ct2: faster-whisper (a trained adapter is exported once, beside it); auto: ct2 unless a hub id",
+        },
+    )
+    device: str = field(default="auto", metadata={"choices": ("auto", "cuda", "cpu"), "help": "auto: CUDA if any"})
+    compute_type: str | None = field(
+        default=None, metadata={"help": "CTranslate2 weight type (int8, float16, ...); default int8 on CPU"}
+    )
+
+
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai/whisper's ladder, tried in order
 
 

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 from .audio import AudioError, decode_audio
 from .backends import Clip, Transcriber
 from .errors import UserError
-from .records import FALLBACK_TEMPERATURES, TranscribeOptions, Transcript
+from .records import FALLBACK_TEMPERATURES, Runtime, TranscribeOptions, Transcript
 from .writers import get_writer
 
 API_KEY_VARIABLE = "WHISPER_LORA_API_KEY"
@@ -37,9 +37,7 @@ class ServeSettings:
     """What the server loads and the limits it keeps."""
 
     model_path: str | None = None
-    backend: str = "auto"
-    device: str = "auto"
-    compute_type: str | None = None
+    runtime: Runtime = field(default_factory=Runtime)
     max_upload_mb: float = 25.0
     api_key: str | None = None
     workers: int = 1  # model calls at once; more only helps with more cores or a GPU
@@ -214,9 +212,7 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
 
     def load():
         try:
-            state["transcriber"] = Transcriber(
-                settings.model_path, settings.backend, settings.device, settings.compute_type, batch_size=1
-            )
+            state["transcriber"] = Transcriber.run(settings.model_path, settings.runtime, batch_size=1)
             gate["ready"] = True
         except Exception as error:  # any failure must reach /health, or it would answer "loading" forever
             gate["error"] = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
