@@ -326,3 +326,15 @@ def test_training_labels_are_pinned_by_the_tiny_models_loss(short_model_dir, ton
         PINNED_LABEL_TOKENS,
         pytest.approx(PINNED_LOSS, rel=1e-4),
     )
+
+
+@pytest.mark.parametrize("task, language", [("translate", "xx"), ("summarise", "zh"), ("summarise", "xx")])
+def test_training_and_decoding_refuse_a_bad_task_or_language_in_the_same_words(task, language):
+    from whisper_lora.errors import UserError
+    from whisper_lora.records import TranscribeOptions
+
+    with pytest.raises(UserError) as decoding:
+        TranscribeOptions(language=language, task=task)
+    with pytest.raises(UserError) as training:
+        TrainConfig(train_file=["rows.json"], language=language, task=task)
+    assert str(decoding.value) in str(training.value)

@@ -11,6 +11,14 @@ from .errors import UserError
 from .languages import traits
 
 
+def task_and_language_problems(task: str, language: str | None) -> list[str]:
+    """What is wrong with a --task and a --language, in the words every command and the server use."""
+    problems = [] if task in ("transcribe", "translate") else [f"--task must be transcribe or translate, not {task!r}"]
+    if language is not None and normalize_language(language) is None:
+        problems.append(f"--language {language!r} is not a Whisper language (use a code such as zh or en)")
+    return problems
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Which backend runs a model, on which device, in which CTranslate2 weight type: one definition for every command."""
@@ -49,10 +57,9 @@ class TranscribeOptions:
     vad_filter: bool = False  # CTranslate2 backend only: skip non-speech with faster-whisper's Silero VAD
 
     def __post_init__(self):
-        if self.task not in ("transcribe", "translate"):
-            raise UserError(f"--task must be transcribe or translate, not {self.task!r}")
-        if self.language is not None and normalize_language(self.language) is None:
-            raise UserError(f"--language {self.language!r} is not a Whisper language (use a code such as zh or en)")
+        problems = task_and_language_problems(self.task, self.language)
+        if problems:
+            raise UserError("; ".join(problems))
         if self.beam_size < 1:
             raise UserError("--beam_size must be at least 1")
 

@@ -20,6 +20,7 @@ from .errors import TrainingInterrupted, UserError
 from .evaluate import ModelScorer
 from .files import write_json_atomic
 from .metrics import default_metric
+from .records import task_and_language_problems
 
 log = logging.getLogger("whisper_lora.train")
 
@@ -147,13 +148,9 @@ class TrainConfig:
     )
 
     def __post_init__(self):
-        problems = []
-        if self.task not in ("transcribe", "translate"):
-            problems.append(f"--task must be transcribe or translate, not {self.task!r}")
+        problems = task_and_language_problems(self.task, self.language)
         if self.language is not None:
-            code = normalize_language(self.language)
-            problems += [] if code else [f"--language {self.language!r} is not a Whisper language"]
-            self.language = code or self.language
+            self.language = normalize_language(self.language) or self.language
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"--precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.encoder_layers is not None and self.encoder_layers < 0:
