@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .files import publish_folder
 
 FORMATS = ("hf", "ct2", "both")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int16", "float16", "bfloat16", "float32")
@@ -38,17 +36,14 @@ def export_model(model_path: str | None, output_dir: str | Path, fmt: str = "bot
     if output_dir.exists() and any(output_dir.iterdir()):
         raise UserError(f"{output_dir}: exists and is not empty; choose another --output_dir or remove it")
     model, processor = load_whisper(model_path)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+
+    def build(staging: Path) -> Path:
         _save_hf(model, processor, staging / "hf")
         if fmt != "hf":
             _convert_ct2(staging / "hf", staging / "ct2", quantization)
-        if output_dir.exists():
-            output_dir.rmdir()
-        os.rename(staging if fmt == "both" else staging / fmt, output_dir)  # nothing half-written is ever visible
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return staging if fmt == "both" else staging / fmt
+
+    publish_folder(output_dir, build)  # nothing half-written is ever visible
     if fmt == "both":
         return {"hf": output_dir / "hf", "ct2": output_dir / "ct2"}
     return {fmt: output_dir}

@@ -1,11 +1,13 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename, so no reader sees half a file."""
+"""Atomic writes: a temporary file or folder beside the target, then a rename, so no reader sees half of it."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -26,3 +28,23 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, value) -> Path:
     """Write value as sorted, indented UTF-8 JSON, atomically."""
     return write_text_atomic(path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def publish_folder(final: str | Path, build: Callable[[Path], Path]) -> Path:
+    """Fill a temporary folder beside final with build(tmp), which returns what to publish (tmp or a folder in it),
+    and rename that to final in one step. An empty final is replaced; one another process published first is kept.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        ready = build(tmp)
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()
+        os.rename(ready, final)
+    except OSError:
+        if not (final.is_dir() and any(final.iterdir())):
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor, Whis
 
 from . import ct2
 from .errors import UserError
+from .files import publish_folder
 
 DEFAULT_MODEL = "base"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -170,17 +170,12 @@ def _build_once(final: Path, build) -> Path:
     """Run build(tmp_dir) and rename tmp_dir to final, so a crash or a parallel process never sees half a folder."""
     if final.is_dir():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+
+    def fill(tmp: Path) -> Path:
         build(tmp)
-        os.rename(tmp, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        return tmp
+
+    return publish_folder(final, fill)
 
 
 def embedded_ct2_dir(short_name: str = DEFAULT_MODEL) -> Path:

@@ -1,0 +1,44 @@
+"""Atomic writes of files and folders."""
+
+import os
+
+import pytest
+
+from whisper_lora.files import publish_folder, write_json_atomic
+
+
+def test_json_is_written_whole_and_leaves_no_temporary_file(tmp_path):
+    path = write_json_atomic(tmp_path / "a" / "out.json", {"b": 1, "a": "二"})
+    assert path.read_text(encoding="utf-8") == '{\n  "a": "二",\n  "b": 1\n}\n'
+    assert os.listdir(path.parent) == ["out.json"]
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    def build(tmp):
+        (tmp / "model.bin").write_text("weights")
+        return tmp
+
+    final = publish_folder(tmp_path / "model", build)
+    assert (final / "model.bin").read_text() == "weights" and os.listdir(tmp_path) == ["model"]
+
+    def crash(tmp):
+        (tmp / "half.bin").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        publish_folder(tmp_path / "other", crash)
+    assert os.listdir(tmp_path) == ["model"]  # neither the folder nor its temporary sibling
+
+
+def test_an_empty_folder_is_replaced_and_one_published_first_is_kept(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert publish_folder(tmp_path / "empty", lambda tmp: (tmp / "x").mkdir() or tmp / "x").is_dir()
+
+    def lose_the_race(tmp):
+        (tmp_path / "shared").mkdir()
+        (tmp_path / "shared" / "theirs").write_text("first")
+        (tmp / "ours").write_text("second")
+        return tmp
+
+    final = publish_folder(tmp_path / "shared", lose_the_race)
+    assert os.listdir(final) == ["theirs"] and sorted(os.listdir(tmp_path)) == ["empty", "shared"]
