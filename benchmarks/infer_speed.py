@@ -24,9 +24,9 @@ import numpy as np
 
 from whisper_lora.audio import SAMPLE_RATE, decode_audio
 from whisper_lora.backends import Clip, Transcriber
+from whisper_lora.backends.ct2 import ct2_folder
 from whisper_lora.data import Row
 from whisper_lora.evaluate import load_test_rows, run_model, score
-from whisper_lora.fast import ct2_folder
 from whisper_lora.realspeech import prompts
 from whisper_lora.records import join_segments
 

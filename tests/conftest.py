@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers import sine, tiny_whisper, write_audio  # noqa: E402
-from whisper_lora.ct2 import generation_config, load_ct2_whisper  # noqa: E402
+from whisper_lora.convert_ct2 import generation_config, load_ct2_whisper  # noqa: E402
 from whisper_lora.models import embedded_ct2_dir, load_tokenizer  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import sine, write_audio
 from whisper_lora.backends import Transcriber
-from whisper_lora.batch import transcribe_many
+from whisper_lora.file_jobs import transcribe_many
 from whisper_lora.records import TranscribeOptions, Transcript, join_segments
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import torch
 from faster_whisper import WhisperModel
 from test_train import config
 
-from whisper_lora.ct2 import load_ct2_whisper
+from whisper_lora.convert_ct2 import load_ct2_whisper
 from whisper_lora.errors import UserError
 from whisper_lora.export import export_model
 from whisper_lora.models import load_whisper
@@ -55,7 +55,8 @@ def test_export_refuses_a_non_empty_folder(adapter, tmp_path):
 
 
 def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monkeypatch, capsys):
-    from whisper_lora import export, fast
+    from whisper_lora import export
+    from whisper_lora.backends import ct2 as fast
     from whisper_lora.cli import _log_to_stderr
 
     _log_to_stderr()

@@ -113,7 +113,7 @@ def test_embedded_model_is_joined_checked_and_converted_once(tmp_path, fake_embe
     assert model.config.d_model == 64
     folders = sorted(p.name for p in (tmp_path / "home" / "models").iterdir())
     assert len(folders) == 1 and folders[0].startswith("whisper-fake-")
-    monkeypatch.setattr(models.ct2, "load_ct2_whisper", lambda *a, **k: pytest.fail("converted twice"))
+    monkeypatch.setattr(models.convert_ct2, "load_ct2_whisper", lambda *a, **k: pytest.fail("converted twice"))
     again, _ = load_whisper("base")
     assert torch.equal(again.proj_out.weight, model.proj_out.weight)
 

@@ -44,10 +44,10 @@ def test_one_at_a_time_is_accurate_on_real_speech(prompts, one_at_a_time):
 
 
 def test_packing_itself_reads_every_sentence_of_multi_sentence_clips(prompts, clips):
-    from whisper_lora.fast import transcribe_clips_ct2
+    from whisper_lora.backends.ct2 import transcribe_clips_ct2
 
     transcriber = Transcriber("base")
-    packed = transcribe_clips_ct2(transcriber.model, clips, ENGLISH, batch_size=8)  # no guard behind it
+    packed = transcribe_clips_ct2(transcriber.engine.model, clips, ENGLISH, batch_size=8)  # no guard behind it
     kept = [(p, t) for p, t in zip(prompts, packed) if not t.redecoded]
     assert len(kept) >= 0.75 * len(clips)
     assert sum(p.sentences > 1 for p, _ in kept) >= 6, [t.redecoded for t in packed]

@@ -91,7 +91,7 @@ def test_round_trip_through_ct2_gives_the_same_words(tuned):
 
 
 def test_fine_tuned_model_still_detects_the_language(tuned):
-    from whisper_lora.transcribe import first_steps
+    from whisper_lora.backends.hf import first_steps
 
     _, _, model, processor, test_manifest, _ = tuned
     rows, clips = load_test_rows([str(test_manifest)])

@@ -11,9 +11,9 @@ import pytest
 
 from helpers import espeak, have_espeak
 from whisper_lora.audio import decode_audio
+from whisper_lora.backends.hf import transcribe_samples
 from whisper_lora.metrics import error_rate, normalize_text
 from whisper_lora.records import TranscribeOptions
-from whisper_lora.transcribe import transcribe_samples
 
 pytestmark = [
     pytest.mark.integration,
@@ -263,7 +263,7 @@ def test_transformers_batches_give_the_same_text_as_one_at_a_time(base, speech):
     clips = [Clip(str(p), decode_audio(p)) for p in speech[:4]] + [Clip("silence", np.zeros(32000, np.float32))]
     options = TranscribeOptions(return_timestamps=True)  # and languages detected per clip
     one_by_one = [transcribe_samples(*base, c.samples, options, c.name) for c in clips]
-    from whisper_lora.transcribe import transcribe_batch
+    from whisper_lora.backends.hf import transcribe_batch
 
     together = transcribe_batch(*base, [c.samples for c in clips], options, [c.name for c in clips])
     assert [t.text for t in together] == [t.text for t in one_by_one]

@@ -149,7 +149,7 @@ def _print_transcript(transcript, timestamps: bool) -> None:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from .backends import Transcriber
-    from .batch import read_audio_list, transcribe_many
+    from .file_jobs import read_audio_list, transcribe_many
     from .records import TranscribeOptions
 
     if bool(args.audio_path) == bool(args.audio_list):

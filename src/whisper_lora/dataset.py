@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, decode_audio
-from .ct2 import TIME_PRECISION, TIMESTAMP_TOKENS
+from .convert_ct2 import TIME_PRECISION, TIMESTAMP_TOKENS
 from .data import Row
 from .languages import traits
 

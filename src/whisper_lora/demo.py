@@ -71,8 +71,8 @@ def speak(text: str, path: Path, voice: str, speed: int = 150, pitch: int = 50) 
 
 def run_smoke(model_name: str | None = None, log=print) -> list[dict]:
     """Transcribe one spoken sentence per language with the model and report its error rate."""
+    from .backends.hf import transcribe_clip
     from .models import load_whisper
-    from .transcribe import transcribe_clip
 
     started = time.perf_counter()
     model, processor = load_whisper(model_name)

@@ -53,9 +53,9 @@ def parity(hf_folder: Path, ct2_folder: Path, clips: list[tuple[str, str]], log=
     """Share of clips (path, language) on which the merged model and the CTranslate2 model agree word for word."""
     from faster_whisper import WhisperModel
 
+    from .backends.hf import transcribe_clip
     from .metrics import normalize_text
     from .models import load_whisper
-    from .transcribe import transcribe_clip
 
     model, processor = load_whisper(hf_folder)
     faster = WhisperModel(str(ct2_folder), device="cpu", compute_type="int8")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer
 
-from . import ct2
+from . import convert_ct2
 from .errors import UserError
 from .files import publish_folder
 
@@ -196,11 +196,11 @@ def embedded_hf_dir(short_name: str = DEFAULT_MODEL) -> Path:
     ct2_dir = embedded_ct2_dir(short_name)
 
     def build(tmp: Path) -> None:
-        model, processor = ct2.load_ct2_whisper(ct2_dir, dtype=torch.float16)
+        model, processor = convert_ct2.load_ct2_whisper(ct2_dir, dtype=torch.float16)
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
-    return _build_once(ct2_dir.parent / f"hf-v{ct2.CONVERTER_VERSION}", build)
+    return _build_once(ct2_dir.parent / f"hf-v{convert_ct2.CONVERTER_VERSION}", build)
 
 
 def _hub_error(name: str, error: Exception) -> ModelError:
@@ -219,7 +219,7 @@ def load_whisper(
     """Load a Whisper model (eval mode) and its processor from any name that resolve_model accepts."""
     source = resolve_model(name_or_path)
     if source.kind == "ct2_dir":
-        model, processor = ct2.load_ct2_whisper(source.location, dtype=dtype)
+        model, processor = convert_ct2.load_ct2_whisper(source.location, dtype=dtype)
         return model.to(device), processor
     if source.kind == "adapter":
         return _load_adapter(Path(source.location), cache_dir, device, dtype)
@@ -263,9 +263,9 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None, cache_dir=None
     source = resolve_model(name_or_path)
     if source.kind == "embedded":
         embedded = EMBEDDED[source.location]
-        return ct2.load_tokenizer(_site_folder(embedded.packages[0], embedded) / embedded.data)
+        return convert_ct2.load_tokenizer(_site_folder(embedded.packages[0], embedded) / embedded.data)
     if source.kind == "ct2_dir":
-        return ct2.load_tokenizer(source.location)
+        return convert_ct2.load_tokenizer(source.location)
     if source.kind == "adapter":
         folder = Path(source.location)
         if not (folder / "tokenizer_config.json").is_file():

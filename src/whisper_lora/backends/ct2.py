@@ -9,18 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .coverage import falls_short
-from .errors import UserError
-from .records import Segment, TranscribeOptions, Transcript, Word, join_segments
+from ..audio import SAMPLE_RATE
+from ..coverage import falls_short
+from ..errors import UserError
+from ..records import Segment, TranscribeOptions, Transcript, Word, join_segments
 
-log = logging.getLogger("whisper_lora.fast")
+log = logging.getLogger(__name__)
 
 
 def ct2_folder(model_path: str | None) -> Path | None:
     """A CTranslate2 folder for the model, exporting a trained adapter once (kept beside it); None for hub ids."""
-    from .export import export_model
-    from .models import cache_root, embedded_ct2_dir, resolve_model
+    from ..export import export_model
+    from ..models import cache_root, embedded_ct2_dir, resolve_model
 
     source = resolve_model(model_path)
     if source.kind == "embedded":
@@ -60,6 +60,33 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
         raise UserError(f"{model_path}: hub models have no CTranslate2 folder here; use --backend transformers")
     compute_type = compute_type or ("float16" if device == "cuda" else "int8")
     return WhisperModel(str(folder), device=device, compute_type=compute_type)
+
+
+class CT2Backend:
+    """faster-whisper on the model's CTranslate2 folder; short clips of one language are packed into shared windows."""
+
+    name = "ct2"
+
+    def __init__(self, model, batch_size: int = 8):
+        self.model, self.batch_size = model, batch_size
+
+    @classmethod
+    def load(cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int = 8) -> CT2Backend:
+        """The backend for a model name or folder, exporting a trained adapter once."""
+        return cls(load_faster_whisper(model_path, device, compute_type), batch_size)
+
+    @classmethod
+    def supports(cls, options: TranscribeOptions) -> str | None:
+        """faster-whisper honours every option."""
+        return None
+
+    def transcribe(self, clips: list, options: TranscribeOptions) -> list[Transcript]:
+        """Transcripts of the clips, packed where transcribe_clips_ct2 can."""
+        return transcribe_clips_ct2(self.model, clips, options, self.batch_size)
+
+    def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
+        """One clip with faster-whisper's own long-form decoding and fallbacks."""
+        return transcribe_samples_ct2(self.model, samples, options, name)
 
 
 def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:

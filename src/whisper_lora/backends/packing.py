@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 GAP_SECONDS = 3.0  # silence between packed clips, so that each clip's end timestamp is unambiguous
 WINDOW_SECONDS = 29.0  # a little under 30 s, so the last clip's end timestamp stays inside the window

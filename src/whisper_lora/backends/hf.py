@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
-from .data import normalize_language
-from .records import Segment, TranscribeOptions, Transcript, join_segments
+from ..audio import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
+from ..data import normalize_language
+from ..records import Segment, TranscribeOptions, Transcript, join_segments
 
 
 def first_steps(model, processor, features: torch.Tensor) -> list[tuple[str | None, float | None, float]]:
@@ -148,3 +148,48 @@ def transcribe_clip(
         raise ValueError(f"clip is {len(samples) / SAMPLE_RATE:.1f} s; transcribe_clip takes at most {CHUNK_SECONDS} s")
     options = TranscribeOptions(language=language, task=task, beam_size=num_beams)
     return transcribe_samples(model, processor, samples, options).text
+
+
+class HFBackend:
+    """A transformers Whisper (any model, hub ids included): clips of up to 30 s batched per generate call."""
+
+    name = "transformers"
+
+    def __init__(self, model, processor, batch_size: int = 8):
+        self.model, self.processor, self.batch_size = model, processor, batch_size
+
+    @classmethod
+    def load(
+        cls, model_path: str | None, device: str, compute_type: str | None = None, batch_size: int = 8
+    ) -> HFBackend:
+        """The backend for a model name, folder or hub id; compute_type is CTranslate2's and is not used."""
+        from ..models import load_whisper
+
+        return cls(*load_whisper(model_path, device=device), batch_size)
+
+    @classmethod
+    def supports(cls, options: TranscribeOptions) -> str | None:
+        """Word timestamps and VAD come from faster-whisper."""
+        if options.word_timestamps or options.vad_filter:
+            return "--word_timestamps and --vad_filter need --backend ct2 (or auto)"
+        return None
+
+    def transcribe(self, clips: list, options: TranscribeOptions) -> list[Transcript]:
+        """Clips of up to 30 s in batches, longer ones one by one with OpenAI's sequential decoding."""
+        short = [k for k, c in enumerate(clips) if len(c.samples) <= CHUNK_SAMPLES]
+        results = {
+            k: transcribe_samples(self.model, self.processor, c.samples, options, c.name)
+            for k, c in enumerate(clips)
+            if len(c.samples) > CHUNK_SAMPLES
+        }
+        for first in range(0, len(short), self.batch_size):
+            batch = short[first : first + self.batch_size]
+            found = transcribe_batch(
+                self.model, self.processor, [clips[k].samples for k in batch], options, [clips[k].name for k in batch]
+            )
+            results.update(zip(batch, found))
+        return [results[k] for k in range(len(clips))]
+
+    def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
+        """One clip of any length the full way."""
+        return transcribe_samples(self.model, self.processor, samples, options, name)
