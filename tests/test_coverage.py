@@ -59,3 +59,34 @@ def test_complete_or_empty_transcripts_are_left_alone(speech_until):
     for transcript in (whole, empty):
         decode_rest(transcript, AUDIO, lambda rest: pytest.fail("decoded again"), join_segments)
         assert transcript.redecoded is None
+
+
+def test_words_decoded_again_at_the_start_of_the_rest_are_not_repeated(speech_until):
+    speech_until(9.8)
+    said = "Our hotel room overlook 特quaya"
+    transcript = Transcript("clip.wav", said, [Segment(0.0, 1.5, said)], "en", None, SECONDS)
+    words = [
+        Word(0.1 * i, 0.1 * i + 0.1, w, 0.9)
+        for i, w in enumerate(" Our hotel room overlook 特quaya Tritle May.".split(" ")[1:])
+    ]
+    rest = Transcript("clip.wav", "", [Segment(0.0, 3.0, "Our hotel room overlook 特quaya Tritle May.", words)])
+    decode_rest(transcript, AUDIO, lambda samples: rest, join_segments)
+    assert transcript.text == "Our hotel room overlook 特quaya Tritle May."  # the first pass closed its segment early
+    assert [w.word for w in transcript.segments[1].words] == ["Tritle", "May."]
+
+
+@pytest.mark.parametrize(
+    "said, rest, spaces, kept",
+    [
+        ("Welcome to the", [" the directory.", " Goodbye."], True, [" directory.", " Goodbye."]),  # the backoff's word
+        ("Welcome, to the", [" The directory."], True, [" directory."]),  # case and punctuation do not count
+        ("北京的最高气温是", ["气温是二十三度。"], False, ["二十三度。"]),  # characters where there are no spaces
+        ("Welcome.", [" Welcome.", " Press one."], True, [" Press one."]),  # all of it again: the segment goes
+        ("Press one.", [" Press one for sales."], True, [" for sales."]),
+        ("one two", [" two three two"], True, [" three two"]),
+        ("Welcome.", [" Please hold."], True, [" Please hold."]),  # nothing repeated: left as it is
+    ],
+)
+def test_the_longest_repeated_run_at_the_start_of_the_rest_is_dropped(said, rest, spaces, kept):
+    segments = [Segment(float(i), float(i + 1), text) for i, text in enumerate(rest)]
+    assert [s.text for s in coverage.drop_repeated_start(said, segments, spaces)] == kept

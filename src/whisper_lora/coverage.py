@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from typing import Callable
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .languages import traits
 
 SHORTFALL_SECONDS = 1.0  # a transcript ending this much before the speech does has dropped words
 RESUME_BACKOFF_SECONDS = 0.2  # decode the rest from a little before the last segment's end
@@ -48,11 +50,46 @@ def decode_rest(transcript, samples: np.ndarray, decode: Callable, join: Callabl
     covered = covered_until(transcript.segments)
     offset = max(covered - RESUME_BACKOFF_SECONDS, 0.0)
     rest = decode(samples[int(offset * SAMPLE_RATE) :])
-    later = [shift(s, offset) for s in rest.segments]
+    said, spaces = join(transcript.segments, transcript.language), traits(transcript.language).spaces
+    later = [shift(s, offset) for s in drop_repeated_start(said, rest.segments, spaces)]
     later = [dataclasses.replace(s, start=max(s.start, covered), end=max(s.end, covered)) for s in later]
     transcript.segments = [*transcript.segments, *later]
     transcript.text = join(transcript.segments, transcript.language)
     transcript.redecoded = reason
+
+
+def _folded(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if not unicodedata.category(ch).startswith(("P", "S", "Z")))
+
+
+def drop_repeated_start(said: str, segments: list, spaces: bool) -> list:
+    """The segments without the words at their start that repeat the end of what was said already.
+
+    Decoding on from a little before the last segment's end, or from a segment that closed too early,
+    hears again words already transcribed. As in ufal/whisper_streaming's hypothesis buffer, the longest
+    run at the start of the new text that equals the end of the old one is dropped (words where the
+    language spaces them, characters otherwise; case and punctuation do not count).
+    """
+    if not segments or not said:
+        return segments
+    first = segments[0]
+    split = str.split if spaces else list
+    before = [f for f in map(_folded, split(said)) if f]
+    units = split(first.text)
+    ends = [i + 1 for i, unit in enumerate(units) if _folded(unit)]  # where each counted unit ends in units
+    new = [f for f in map(_folded, units) if f]
+    overlap = max((k for k in range(1, min(len(before), len(new)) + 1) if before[-k:] == new[:k]), default=0)
+    if overlap == 0:
+        return segments
+    text = (" " if spaces else "").join(units[ends[overlap - 1] :])
+    dropped, words = "".join(new[:overlap]), list(first.words or [])
+    while words and _folded(words[0].word) and dropped.startswith(_folded(words[0].word)):
+        dropped = dropped[len(_folded(words[0].word)) :]
+        words.pop(0)
+    if not _folded(text):
+        return segments[1:]
+    text = " " + text if spaces and first.text.startswith(" ") else text
+    return [dataclasses.replace(first, text=text, words=words or None), *segments[1:]]
 
 
 def shift(segment, seconds: float):
