@@ -89,7 +89,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
-    config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)})
+    config = from_args(TrainConfig, args)
     metrics = train(config)
     if metrics:
         best = metrics["best"]
@@ -99,13 +99,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_options() -> argparse.ArgumentParser:
-    """One --flag per TrainConfig field, typed and helped by the field, from transformers' HfArgumentParser."""
-    from transformers import HfArgumentParser
-
+def _train_config() -> type:
     from .train import TrainConfig
 
-    return HfArgumentParser(TrainConfig, add_help=False)
+    return TrainConfig
 
 
 def _output_formats(args: argparse.Namespace) -> list[str]:
@@ -370,38 +367,36 @@ COMMANDS = {
 }
 
 
-def _runtime_options() -> argparse.ArgumentParser:
-    """--backend, --device and --compute_type, from records.Runtime."""
-    from transformers import HfArgumentParser
-
+def _runtime() -> type:
     from .records import Runtime
 
-    return HfArgumentParser(Runtime, add_help=False)
+    return Runtime
+
+
+def from_args(cls, args: argparse.Namespace):
+    """The dataclass cls built from the parsed flags named after its fields."""
+    return cls(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(cls)})
 
 
 def runtime(args: argparse.Namespace):
-    """The records.Runtime the command line asked for."""
-    from .records import Runtime
-
-    return Runtime(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(Runtime)})
+    """The records.Runtime (--backend, --device, --compute_type) the command line asked for."""
+    return from_args(_runtime(), args)
 
 
-# Commands whose flags are a dataclass's fields, defined there once.
-PARENTS = {
-    "train": _train_options,
-    "transcribe": _runtime_options,
-    "evaluate": _runtime_options,
-    "serve": _runtime_options,
-}
+# Commands whose flags are a dataclass's fields, defined there once and parsed by transformers'
+# HfArgumentParser (typed and helped by each field); the classes are imported only when the parser is built.
+PARENTS = {"train": _train_config, "transcribe": _runtime, "evaluate": _runtime, "serve": _runtime}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of COMMANDS."""
+    from transformers import HfArgumentParser
+
     parser = argparse.ArgumentParser(prog="whisper-lora", description="Fine-tune Whisper with LoRA and use the result.")
     parser.add_argument("--version", action="version", version=f"whisper-lora {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, run, help_text) in COMMANDS.items():
-        parents = [PARENTS[name]()] if name in PARENTS else []
+        parents = [HfArgumentParser(PARENTS[name](), add_help=False)] if name in PARENTS else []
         sub = subparsers.add_parser(name, help=help_text, description=help_text, parents=parents)
         if add_arguments is not None:
             add_arguments(sub)

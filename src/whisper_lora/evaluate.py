@@ -51,12 +51,17 @@ def row_language(row: Row, language: str | None) -> str | None:
     return language or row.language
 
 
+def indices_by(languages: list[str | None]) -> dict[str | None, list[int]]:
+    """The indices of each language in the list, languages in first-seen order."""
+    groups: dict[str | None, list[int]] = {}
+    for index, language in enumerate(languages):
+        groups.setdefault(language, []).append(index)
+    return groups
+
+
 def language_groups(rows: list[Row], language: str | None) -> dict[str | None, list[int]]:
     """Row indices by the language each row is decoded and scored in, in first-seen order."""
-    groups: dict[str | None, list[int]] = {}
-    for index, row in enumerate(rows):
-        groups.setdefault(row_language(row, language), []).append(index)
-    return groups
+    return indices_by([row_language(row, language) for row in rows])
 
 
 def metric_for(language: str | None, metric: str | None) -> str:
@@ -89,11 +94,8 @@ def score_by_language(
     references: list[str], hypotheses: list[str], languages: list[str | None], metric: str | None = None
 ) -> dict[str | None, dict]:
     """Per language, in first-seen order: its metric (metric, else the language's default), error rate and rows."""
-    groups: dict[str | None, list[int]] = {}
-    for index, language in enumerate(languages):
-        groups.setdefault(language, []).append(index)
     scores = {}
-    for language, indices in groups.items():
+    for language, indices in indices_by(languages).items():
         name = metric_for(language, metric)
         refs, hyps = [references[i] for i in indices], [hypotheses[i] for i in indices]
         scores[language] = {"metric": name, "rows": len(indices), "score": error_rate(refs, hyps, name, language)}
@@ -129,16 +131,13 @@ class ModelScorer:
     def transcripts(self, model) -> list[str]:
         """Each row's text, decoded batch_size rows at a time; the model is left in the mode it was in."""
         transcriber = Transcriber.wrap(model, self.processor, self.batch_size)
-        groups: dict[str | None, list[int]] = {}
-        for index, language in enumerate(self.languages):
-            groups.setdefault(language, []).append(index)
         texts = [""] * len(self.rows)
         was_training = model.training
         model.eval()
         # A bar with the time left on a terminal; nothing in a log file, where the scores follow as one line.
         progress = tqdm(total=len(self.rows), desc="scoring", unit="row", disable=None, leave=False)
         try:
-            for language, indices in groups.items():
+            for language, indices in indices_by(self.languages).items():
                 options = TranscribeOptions(language=language, task=self.task)
                 for first in range(0, len(indices), self.batch_size):
                     batch = indices[first : first + self.batch_size]

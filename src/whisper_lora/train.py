@@ -328,7 +328,8 @@ class InterruptCallback(TrainerCallback):
 class LineProgress(TrainerCallback):
     """Progress as whole lines for logs that are not a terminal (CI, nohup): every tenth of the run, with the time left.
 
-    On a terminal the Trainer's own bar shows the same; its carriage returns would make a log file unreadable.
+    On a terminal the Trainer's own bar shows the same (disable_tqdm is off there, see _arguments); its
+    carriage returns would make a log file unreadable.
     """
 
     def __init__(self, write=print):
@@ -340,7 +341,7 @@ class LineProgress(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         step, total = state.global_step, max(state.max_steps, 1)
-        if step < self.next_step and step != total:
+        if not args.disable_tqdm or (step < self.next_step and step != total):
             return
         self.next_step = step + max(total // 10, 1)
         elapsed = time.perf_counter() - self.started
@@ -527,7 +528,7 @@ def train(config: TrainConfig) -> dict:
         eval_dataset=eval_set if eval_rows else None,
         data_collator=SpeechCollator(processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")),
         processing_class=processor.feature_extractor,
-        callbacks=[interrupt] if sys.stderr.isatty() else [interrupt, LineProgress()],
+        callbacks=[interrupt, LineProgress()],
         scorer=ModelScorer(eval_rows, processor, config.per_device_eval_batch_size, config.language, config.task)
         if eval_rows
         else None,

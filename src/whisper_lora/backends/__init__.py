@@ -33,8 +33,6 @@ def pick_backend(model_path: str | None, backend: str) -> str:
 class Backend(Protocol):
     """One way to run a Whisper model. Strategies such as packing live behind transcribe()."""
 
-    name: str
-
     @classmethod
     def load(cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int) -> Backend:
         """The backend with the model loaded on device."""

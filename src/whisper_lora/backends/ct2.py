@@ -65,8 +65,6 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
 class CT2Backend:
     """faster-whisper on the model's CTranslate2 folder; short clips of one language are packed into shared windows."""
 
-    name = "ct2"
-
     def __init__(self, model, batch_size: int = 8):
         self.model, self.batch_size = model, batch_size
 

@@ -153,8 +153,6 @@ def transcribe_clip(
 class HFBackend:
     """A transformers Whisper (any model, hub ids included): clips of up to 30 s batched per generate call."""
 
-    name = "transformers"
-
     def __init__(self, model, processor, batch_size: int = 8):
         self.model, self.processor, self.batch_size = model, processor, batch_size
 
