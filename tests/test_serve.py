@@ -10,7 +10,7 @@ pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from whisper_lora.backends import Transcriber  # noqa: E402
-from whisper_lora.records import Segment, Transcript, Word  # noqa: E402
+from whisper_lora.records import Runtime, Segment, Transcript, Word  # noqa: E402
 from whisper_lora.serve import ServeSettings, create_app  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def post(client, data=None, file=("clip.wav", b"", "audio/wav"), path="transcrip
 
 
 def test_health_models_and_page():
-    with client_for(model_path="demo_output/model") as client:
+    with client_for(runtime=Runtime(model_path="demo_output/model")) as client:
         assert client.get("/health").json()["status"] == "ready"
         assert client.get("/v1/models").json()["data"][0]["id"] == "demo_output/model"
         assert "MediaRecorder" in client.get("/").text
@@ -181,7 +181,7 @@ def test_word_timestamps_on_the_transformers_backend_are_refused(wav):
 
 
 def test_loading_model_answers_503():
-    app = create_app(ServeSettings(model_path="/no/such/model"))
+    app = create_app(ServeSettings(Runtime(model_path="/no/such/model")))
     with TestClient(app) as client:
         for _ in range(100):
             health = client.get("/health")
@@ -201,7 +201,7 @@ def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
         raise RuntimeError("CUDA driver too old")
 
     monkeypatch.setattr(serve.Transcriber, "__init__", broken)
-    with TestClient(create_app(ServeSettings(model_path="demo_output/model"))) as client:
+    with TestClient(create_app(ServeSettings(Runtime(model_path="demo_output/model")))) as client:
         for _ in range(100):
             health = client.get("/health")
             if health.json()["status"] != "loading":

@@ -21,7 +21,7 @@ def _check_data(args: argparse.Namespace) -> int:
     from .models import load_tokenizer
 
     tokenizer = load_tokenizer(args.model_name_or_path, cache_dir=args.cache_dir)
-    report = check_manifests(args.files, tokenizer, max_seconds=args.max_duration, workers=args.workers)
+    report = check_manifests(args.files, tokenizer, max_seconds=args.max_duration, workers=args.decode_threads)
     print(format_report(report))
     if args.json:
         from .files import write_json_atomic
@@ -42,11 +42,20 @@ def _add_check_data(parser: argparse.ArgumentParser) -> None:
         "files", nargs="+", help="JSON or JSONL manifests of {audio_path, text[, language, start, end]}"
     )
     parser.add_argument(
-        "--model_name_or_path", default=None, help="model whose tokenizer counts label tokens (default: base)"
+        "--model_name_or_path",
+        "--model_path",
+        default=None,
+        help="model whose tokenizer counts label tokens (default: base)",
     )
     parser.add_argument("--cache_dir", default=None, help="Hugging Face cache folder for hub models")
     parser.add_argument("--max_duration", type=float, default=30.0, help="longest usable row in seconds (default: 30)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel audio decoders")
+    parser.add_argument(
+        "--decode_threads",
+        "--workers",  # its first name, which serve's --workers (transcriptions at once) made ambiguous
+        type=_positive_int,
+        default=min(4, os.cpu_count() or 1),
+        help="audio files decoded at once (default: up to 4)",
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
 
 
@@ -80,7 +89,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_name_or_path", default=None, help="base model (default: the embedded base)")
+    parser.add_argument(
+        "--model_name_or_path", "--model_path", default=None, help="base model (default: the embedded base)"
+    )
     parser.add_argument("--workdir", default="demo_output", help="where the corpus and the fine-tuned model go")
     parser.add_argument("--epochs", type=float, default=2.0, help="training epochs (default: 2)")
     parser.add_argument("--smoke", action="store_true", help="only transcribe two spoken sentences, no training")
@@ -97,12 +108,6 @@ def _train(args: argparse.Namespace) -> int:
         if best.get("step") is not None:
             print(f"best {metrics['metric'].upper()} {best[metrics['metric']]:.2%} at step {best['step']}")
     return 0
-
-
-def _train_config() -> type:
-    from .train import TrainConfig
-
-    return TrainConfig
 
 
 def _output_formats(args: argparse.Namespace) -> list[str]:
@@ -151,24 +156,13 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     if bool(args.audio_path) == bool(args.audio_list):
         raise UserError("give exactly one of --audio_path or --audio_list")
-    options = TranscribeOptions(
-        language=args.language,
-        task=args.task,
-        return_timestamps=args.return_timestamps,
-        beam_size=args.beam_size,
-        temperature=tuple(args.temperature),
-        condition_on_previous_text=args.condition_on_previous_text,
-        initial_prompt=args.initial_prompt,
-        word_timestamps=args.word_timestamps,
-        vad_filter=args.vad_filter,
-    )
+    options = from_args(TranscribeOptions, args)
     paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
-    transcriber = Transcriber.run(args.model_path, runtime(args), args.batch_size)
+    transcriber = Transcriber.run(runtime(args), args.batch_size)
     transcriber.check(options)
     sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
-    show = (
-        None if args.output_file else (lambda t: _print_transcript(t, args.return_timestamps or args.word_timestamps))
-    )
+    timestamps = options.return_timestamps or options.word_timestamps
+    show = None if args.output_file else (lambda t: _print_transcript(t, timestamps))
     transcripts = transcribe_many(
         lambda batch: transcriber.files(batch, options), paths, sidecar, on_result=show, batch_size=args.batch_size
     )
@@ -202,14 +196,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_transcribe(parser: argparse.ArgumentParser) -> None:
-    from .records import FALLBACK_TEMPERATURES
-
+def _add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model_path",
-        default=None,
-        help="training output_dir, merged folder, CT2 folder, or any model name (default: base)",
+        "--batch_size",
+        type=_positive_int,
+        default=8,
+        help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
+        "clips of <=30 s per generate call (default 8); 1: one at a time",
     )
+
+
+def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio_path", default=None, help="one audio file")
     parser.add_argument(
         "--audio_list", default=None, help="a text file with one audio path per line ('#' comments allowed)"
@@ -218,33 +215,13 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
         "--output_file", default=None, help="where to write results (format from the suffix); default: print"
     )
     parser.add_argument("--output_format", default=None, choices=["json", "txt", "srt", "vtt", "tsv", "all"])
-    parser.add_argument("--language", default=None, help="language code (zh, en, ...); omitted: detect and report it")
-    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    parser.add_argument("--return_timestamps", action="store_true", help="include segment start and end times")
-    parser.add_argument("--beam_size", type=int, default=1, help="beams per decoding step")
-    parser.add_argument(
-        "--batch_size",
-        type=_positive_int,
-        default=8,
-        help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
-        "clips of <=30 s per generate call (default 8); 1: one at a time",
+    _add_batch_size(parser)
+    parser.add_argument(  # the spelling argparse's BooleanOptionalAction gave it, in earlier READMEs
+        "--no-condition_on_previous_text",
+        dest="condition_on_previous_text",
+        action="store_false",
+        help="the same as --no_condition_on_previous_text",
     )
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        nargs="+",
-        default=list(FALLBACK_TEMPERATURES),
-        help="fallback temperatures for long audio, tried in order",
-    )
-    parser.add_argument(
-        "--condition_on_previous_text",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="prompt each 30 s window with the previous one's text",
-    )
-    parser.add_argument("--initial_prompt", default=None, help="text that steers spelling and vocabulary")
-    parser.add_argument("--word_timestamps", action="store_true", help="word start and end times (ct2 backend)")
-    parser.add_argument("--vad_filter", action="store_true", help="skip non-speech with Silero VAD (ct2 backend)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -252,16 +229,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import format_summary, format_utterances, load_test_rows, run_model, utterance_table, write_csv
     from .records import TranscribeOptions
 
-    TranscribeOptions(language=args.language, task=args.task)  # refuses a bad language before any decoding
+    options = from_args(TranscribeOptions, args)  # refuses a bad language before any decoding
     rows, clips = load_test_rows(args.test_file, strict=args.strict)
     runs = []
     for model_path in [args.model_path] + ([args.compare_with] if args.compare_with else []):
-        transcriber = Transcriber.run(model_path, runtime(args), args.batch_size)
+        transcriber = Transcriber.run(dataclasses.replace(runtime(args), model_path=model_path), args.batch_size)
         print(f"transcribing {len(clips)} rows with {model_path or 'base'} ({transcriber.backend})", file=sys.stderr)
-        runs.append(run_model(transcriber, rows, clips, args.language, args.task, args.metric))
+        runs.append(run_model(transcriber, rows, clips, options, args.metric))
         _report_redecoded(runs[-1].transcripts)
         del transcriber
-    records = utterance_table(rows, runs, args.language, args.metric)
+    records = utterance_table(rows, runs, options.language, args.metric)
     print(format_utterances(records, runs))
     print()
     print(format_summary(runs, args.metric))
@@ -270,17 +247,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_path", default=None, help="the model to score, as for transcribe (default: base)")
     parser.add_argument("--compare_with", default=None, help="a second model scored on the same rows, such as base")
     parser.add_argument("--test_file", nargs="+", required=True, help="JSON or JSONL manifests with reference text")
     parser.add_argument(
-        "--language", default=None, help="decode every row in this language (default: each row's own, else detect)"
-    )
-    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    parser.add_argument(
         "--metric", default=None, choices=["cer", "wer"], help="default: cer for zh/ja/ko/yue, wer otherwise"
     )
-    parser.add_argument("--batch_size", type=_positive_int, default=8, help="as for transcribe")
+    _add_batch_size(parser)
     parser.add_argument("--report_csv", default="evaluation.csv", help="where the per-utterance CSV goes")
     parser.add_argument(
         "--strict", action="store_true", help="refuse test files with bad rows instead of skipping them"
@@ -294,15 +266,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(
             f"whisper-lora serve needs the server extra ({error.name} is missing): pip install 'whisper-lora[server]'"
         ) from None
-    settings = ServeSettings(
-        args.model_path, runtime(args), args.max_upload_mb, args.api_key, args.workers, args.max_queue
-    )
+    settings = ServeSettings(runtime(args), args.max_upload_mb, args.api_key, args.workers, args.max_queue)
     serve(settings, args.host, args.port)
     return 0
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_path", default=None, help="the model to serve, as for transcribe (default: base)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default: 25)")
@@ -367,10 +336,22 @@ COMMANDS = {
 }
 
 
-def _runtime() -> type:
+def _runtime() -> tuple[type, ...]:
     from .records import Runtime
 
-    return Runtime
+    return (Runtime,)
+
+
+def _decoding() -> tuple[type, ...]:
+    from .records import Runtime, TranscribeOptions
+
+    return Runtime, TranscribeOptions
+
+
+def _training() -> tuple[type, ...]:
+    from .train import TrainConfig
+
+    return (TrainConfig,)
 
 
 def from_args(cls, args: argparse.Namespace):
@@ -379,13 +360,13 @@ def from_args(cls, args: argparse.Namespace):
 
 
 def runtime(args: argparse.Namespace):
-    """The records.Runtime (--backend, --device, --compute_type) the command line asked for."""
-    return from_args(_runtime(), args)
+    """The records.Runtime (--model_path, --backend, --device, --compute_type) the command line asked for."""
+    return from_args(_runtime()[0], args)
 
 
-# Commands whose flags are a dataclass's fields, defined there once and parsed by transformers'
+# Commands whose flags are dataclasses' fields, each defined there once and parsed by transformers'
 # HfArgumentParser (typed and helped by each field); the classes are imported only when the parser is built.
-PARENTS = {"train": _train_config, "transcribe": _runtime, "evaluate": _runtime, "serve": _runtime}
+PARENTS = {"train": _training, "transcribe": _decoding, "evaluate": _decoding, "serve": _runtime}
 
 
 def build_parser() -> argparse.ArgumentParser:

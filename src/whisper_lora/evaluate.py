@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +73,24 @@ def run_model(
     transcriber: Transcriber,
     rows: list[Row],
     clips: list[Clip],
-    language: str | None,
-    task: str = "transcribe",
+    options: TranscribeOptions | None = None,
     metric: str | None = None,
 ) -> ModelRun:
-    """Transcribe every clip, grouped by language so each group shares decoding options, and score it."""
+    """Transcribe every clip with options, grouped by language so each group shares them, and score it.
+
+    options.language, when set, decodes every row in it; otherwise each row's own language is used, else detected.
+    """
+    options = options or TranscribeOptions()
     transcripts: list[Transcript] = [Transcript(c.name) for c in clips]
     started = time.perf_counter()
-    for group_language, indices in language_groups(rows, language).items():
-        options = TranscribeOptions(language=group_language, task=task)
-        for index, transcript in zip(indices, transcriber.clips([clips[i] for i in indices], options)):
+    for group_language, indices in language_groups(rows, options.language).items():
+        group_options = replace(options, language=group_language)
+        for index, transcript in zip(indices, transcriber.clips([clips[i] for i in indices], group_options)):
             transcripts[index] = transcript
     run = ModelRun(str(transcriber.model_path or "base"), transcripts, wall_seconds=time.perf_counter() - started)
     run.audio_seconds = sum(len(c.samples) for c in clips) / SAMPLE_RATE
-    run.errors = score(rows, run.hypotheses, "en" if task == "translate" else language, metric)  # scored as written
+    written = "en" if options.task == "translate" else options.language  # translations are scored as English
+    run.errors = score(rows, run.hypotheses, written, metric)
     return run
 
 

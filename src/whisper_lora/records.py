@@ -21,8 +21,15 @@ def task_and_language_problems(task: str, language: str | None) -> list[str]:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Which backend runs a model, on which device, in which CTranslate2 weight type: one definition for every command."""
+    """Which model runs, on which backend and device, in which CTranslate2 weight type: one definition for every command."""
 
+    model_path: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--model_name_or_path"],
+            "help": "a training output_dir (its adapter is merged), a merged or CTranslate2 folder, or any model name (default: base)",
+        },
+    )
     backend: str = field(
         default="auto",
         metadata={
@@ -41,22 +48,44 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # openai/whisper's ladde
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    """How to decode. Long audio always decodes with timestamps, as OpenAI's sequential algorithm needs them."""
+    """How to decode, shared by the CLI (a flag per field), the library and the server.
 
-    language: str | None = None  # None: detect it from the first 30 s
-    task: str = "transcribe"  # or translate (to English)
-    return_timestamps: bool = False  # keep segment times in the output
-    beam_size: int = 1
-    temperature: tuple[float, ...] = FALLBACK_TEMPERATURES  # for long audio
-    condition_on_previous_text: bool = True  # feed the previous window's text as a prompt
-    initial_prompt: str | None = None  # words or spellings to steer the first window
-    compression_ratio_threshold: float = 1.35  # transformers measures it on token ids, hence not 2.4
-    logprob_threshold: float = -1.0
-    no_speech_threshold: float = 0.6
-    word_timestamps: bool = False  # CTranslate2 backend only
-    vad_filter: bool = False  # CTranslate2 backend only: skip non-speech with faster-whisper's Silero VAD
+    Long audio always decodes with timestamps, as OpenAI's sequential algorithm needs them.
+    """
+
+    language: str | None = field(
+        default=None,
+        metadata={
+            "help": "language code (zh, en, ...) for every file or row; omitted: a test row's own, else detected"
+        },
+    )
+    task: str = field(
+        default="transcribe", metadata={"choices": ("transcribe", "translate"), "help": "translate: into English"}
+    )
+    return_timestamps: bool = field(default=False, metadata={"help": "include segment start and end times"})
+    beam_size: int = field(default=1, metadata={"help": "beams per decoding step"})
+    temperature: list[float] = field(
+        default_factory=lambda: list(FALLBACK_TEMPERATURES),
+        metadata={"help": "fallback temperatures for long audio, tried in order"},
+    )
+    condition_on_previous_text: bool = field(
+        default=True, metadata={"help": "prompt each 30 s window with the previous one's text"}
+    )
+    initial_prompt: str | None = field(default=None, metadata={"help": "text that steers spelling and vocabulary"})
+    compression_ratio_threshold: float = field(  # transformers measures it on token ids, hence not 2.4
+        default=1.35, metadata={"help": "a window more repetitive than this is decoded at the next temperature"}
+    )
+    logprob_threshold: float = field(
+        default=-1.0, metadata={"help": "a window less likely than this is decoded at the next temperature"}
+    )
+    no_speech_threshold: float = field(
+        default=0.6, metadata={"help": "no-speech probability above which an unlikely window is silence"}
+    )
+    word_timestamps: bool = field(default=False, metadata={"help": "word start and end times (ct2 backend)"})
+    vad_filter: bool = field(default=False, metadata={"help": "skip non-speech with Silero VAD (ct2 backend)"})
 
     def __post_init__(self):
+        object.__setattr__(self, "temperature", tuple(self.temperature))  # frozen: a tuple, whatever was given
         problems = task_and_language_problems(self.task, self.language)
         if problems:
             raise UserError("; ".join(problems))

@@ -36,8 +36,7 @@ WEB_PAGE = Path(__file__).with_name("web") / "index.html"
 class ServeSettings:
     """What the server loads and the limits it keeps."""
 
-    model_path: str | None = None
-    runtime: Runtime = field(default_factory=Runtime)
+    runtime: Runtime = field(default_factory=Runtime)  # the model and how it runs
     max_upload_mb: float = 25.0
     api_key: str | None = None
     workers: int = 1  # model calls at once; more only helps with more cores or a GPU
@@ -47,7 +46,7 @@ class ServeSettings:
     @property
     def model_id(self) -> str:
         """The name /v1/models lists."""
-        return str(self.model_path or "base")
+        return str(self.runtime.model_path or "base")
 
 
 def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None) -> dict:
@@ -157,7 +156,7 @@ def request_options(
         raise UserError(f"timestamp_granularities[] takes segment and word, not {', '.join(sorted(unknown))}")
     if not 0 <= temperature <= 1:
         raise UserError("temperature must be between 0 and 1")
-    temperatures = FALLBACK_TEMPERATURES if temperature == 0 else (temperature,)
+    temperatures = list(FALLBACK_TEMPERATURES) if temperature == 0 else [temperature]
     return TranscribeOptions(
         language=language or None,
         task=task,
@@ -212,7 +211,7 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
 
     def load():
         try:
-            state["transcriber"] = Transcriber.run(settings.model_path, settings.runtime, batch_size=1)
+            state["transcriber"] = Transcriber.run(settings.runtime, batch_size=1)
             gate["ready"] = True
         except Exception as error:  # any failure must reach /health, or it would answer "loading" forever
             gate["error"] = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"

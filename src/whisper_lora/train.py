@@ -49,7 +49,8 @@ class TrainConfig:
         },
     )
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "base model: embedded name, folder or hub id (default: base)"}
+        default=None,
+        metadata={"aliases": ["--model_path"], "help": "base model: embedded name, folder or hub id (default: base)"},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache folder for hub models"})
     output_dir: str = field(

@@ -84,9 +84,9 @@ class Transcriber:
         self.engine: Backend = backend_class(self.backend).load(model_path, self.device, compute_type, batch_size)
 
     @classmethod
-    def run(cls, model_path: str | None, runtime: Runtime, batch_size: int = 8) -> Transcriber:
-        """A transcriber for the model with the command line's --backend, --device and --compute_type."""
-        return cls(model_path, runtime.backend, runtime.device, runtime.compute_type, batch_size)
+    def run(cls, runtime: Runtime, batch_size: int = 8) -> Transcriber:
+        """A transcriber for the command line's --model_path, --backend, --device and --compute_type."""
+        return cls(runtime.model_path, runtime.backend, runtime.device, runtime.compute_type, batch_size)
 
     @classmethod
     def wrap(cls, model, processor, batch_size: int = 8) -> Transcriber:
