@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from whisper_lora.files import publish_folder, write_json_atomic
+from whisper_lora.files import publish_folder, write_atomic, write_json_atomic, write_text_atomic
 
 
 def test_json_is_written_whole_and_leaves_no_temporary_file(tmp_path):
@@ -42,3 +42,15 @@ def test_an_empty_folder_is_replaced_and_one_published_first_is_kept(tmp_path):
 
     final = publish_folder(tmp_path / "shared", lose_the_race)
     assert os.listdir(final) == ["theirs"] and sorted(os.listdir(tmp_path)) == ["empty", "shared"]
+
+
+def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    target = write_text_atomic(tmp_path / "curves.png", "old")
+
+    def half_then_crash(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, half_then_crash)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["curves.png"]

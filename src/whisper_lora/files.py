@@ -10,19 +10,24 @@ from pathlib import Path
 from typing import Callable
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write text to path through a temporary file and a rename."""
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call write(tmp) on a temporary file beside path, then rename it over path; on any failure path is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text to path through a temporary file and a rename."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(path: str | Path, value) -> Path:

@@ -18,7 +18,7 @@ from .data import MAX_AUDIO_SECONDS, Row, normalize_language, usable_report
 from .dataset import EncoderStemCache, LabelOptions, SpeechCollator, SpeechDataset, encoder_top, pack_rows
 from .errors import TrainingInterrupted, UserError
 from .evaluate import ModelScorer
-from .files import write_json_atomic
+from .files import write_atomic, write_json_atomic
 from .metrics import default_metric
 from .records import task_and_language_problems
 
@@ -656,7 +656,5 @@ def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
     if metric_axis.lines:
         metric_axis.legend()
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
+    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
     plt.close(figure)
-    os.replace(tmp, path)
