@@ -67,3 +67,20 @@ def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monk
     assert re.search(r"exported in \d+ s", captured.err)  # the step's time, so a slow first start is explained
     monkeypatch.setattr(export, "export_model", lambda *a, **k: pytest.fail("exported twice"))
     assert fast.ct2_folder(str(adapter)) == folder
+
+
+def test_parity_decodes_both_exports_through_the_transcriber(adapter, tones, tmp_path, monkeypatch):
+    import json
+
+    from whisper_lora import export
+    from whisper_lora.backends import Transcriber
+
+    paths = export_model(str(adapter), tmp_path / "exported", "both", "float32")
+    used = []
+    real_files = Transcriber.files
+    monkeypatch.setattr(Transcriber, "files", lambda self, *a: used.append(self.backend) or real_files(self, *a))
+    clips = [(row["audio_path"], "en") for row in json.loads(tones[0].read_text())[:2]]
+    lines = []
+    share = export.parity(paths["hf"], paths["ct2"], clips, log=lines.append)
+    assert used == ["transformers", "ct2"] * 2 and len(lines) == 2
+    assert share == sum(line.lstrip().startswith("same") for line in lines) / 2

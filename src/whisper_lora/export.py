@@ -49,28 +49,23 @@ def export_model(model_path: str | None, output_dir: str | Path, fmt: str = "bot
     return {fmt: output_dir}
 
 
-def parity(hf_folder: Path, ct2_folder: Path, clips: list[tuple[str, str]], log=print) -> float:
-    """Share of clips (path, language) on which the merged model and the CTranslate2 model agree word for word."""
-    from faster_whisper import WhisperModel
+def parity(hf_model: str | Path, ct2_folder: Path, clips: list[tuple[str, str]], log=print) -> float:
+    """Share of clips (path, language) that the merged model and the CTranslate2 model transcribe to the same words.
 
-    from .backends.hf import transcribe_clip
+    Both decode through the Transcriber that transcribe and evaluate use, with the same greedy options.
+    """
+    from .backends import Transcriber
     from .metrics import normalize_text
-    from .models import load_whisper
+    from .records import TranscribeOptions
 
-    model, processor = load_whisper(hf_folder)
-    faster = WhisperModel(str(ct2_folder), device="cpu", compute_type="int8")
+    models = [
+        Transcriber(str(hf_model), backend="transformers", batch_size=1),
+        Transcriber(str(ct2_folder), backend="ct2", batch_size=1),
+    ]
     agree = 0
     for path, language in clips:
-        ours = transcribe_clip(model, processor, path, language=language)
-        segments, _ = faster.transcribe(
-            str(path),
-            language=language,
-            beam_size=1,
-            temperature=0.0,
-            without_timestamps=True,
-            condition_on_previous_text=False,
-        )
-        theirs = "".join(segment.text for segment in segments).strip()
+        options = TranscribeOptions(language=language, temperature=[0.0], condition_on_previous_text=False)
+        ours, theirs = (model.files([str(path)], options)[0].text for model in models)
         same = normalize_text(ours, language) == normalize_text(theirs, language)
         agree += same
         log(f"  {'same' if same else 'DIFF'}  {Path(path).name}: {ours!r} | {theirs!r}")
