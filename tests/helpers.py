@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -102,3 +103,9 @@ def tiny_whisper(num_mel_bins: int = 80, vocab_size: int = 51865, seed: int = 0)
             if name.endswith("bias"):
                 param.normal_(0, 0.1)
     return model.eval()
+
+
+def run_inference(*args) -> subprocess.CompletedProcess:
+    """The seed's whisper_lora_inference.py with args, in a fresh process, its output captured."""
+    script = Path(__file__).resolve().parents[1] / "whisper_lora_inference.py"
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=300)

@@ -1,17 +1,14 @@
 """What every backend promises, on a tiny random Whisper and tones (no espeak-ng): order, errors, times, resume."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import sine, write_audio
+from helpers import run_inference, sine, write_audio
 from whisper_lora.backends import Transcriber
 from whisper_lora.file_jobs import transcribe_many
 from whisper_lora.records import TranscribeOptions, Transcript, join_segments
 
-ROOT = Path(__file__).resolve().parents[1]
 SECONDS = (0.7, 1.5, 3.0)
 # A random model never says end-of-text, so each decoding runs to its token limit: one temperature, and a short limit.
 QUICK = TranscribeOptions(language="en", return_timestamps=True, temperature=(0.0,))
@@ -75,8 +72,6 @@ def test_a_crash_keeps_the_finished_files_and_the_rerun_decodes_only_the_rest(tm
 
 
 def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tmp_path):
-    import subprocess
-
     listing, output = tmp_path / "list.txt", tmp_path / "results.json"
     listing.write_text("\n".join(tone_paths[:3]) + "\n")
     earlier = {
@@ -90,21 +85,18 @@ def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tm
     }
     sidecar = tmp_path / "results.json.partial.jsonl"
     sidecar.write_text(json.dumps(earlier) + "\n")
-    command = [
-        sys.executable,
-        str(ROOT / "whisper_lora_inference.py"),
+    result = run_inference(
         "--model_path",
-        str(tiny_ct2_dir),
+        tiny_ct2_dir,
         "--audio_list",
-        str(listing),
+        listing,
         "--output_file",
-        str(output),
+        output,
         "--language",
         "en",
         "--temperature",
         "0",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    )
     assert result.returncode == 0, result.stderr
     records = json.loads(output.read_text())
     assert [r["path"] for r in records] == tone_paths[:3] and records[0]["text"] == "from an earlier run"

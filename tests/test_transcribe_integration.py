@@ -4,12 +4,11 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import espeak, have_espeak
+from helpers import espeak, have_espeak, run_inference
 from whisper_lora.audio import decode_audio
 from whisper_lora.backends.hf import transcribe_samples
 from whisper_lora.metrics import error_rate, normalize_text
@@ -19,7 +18,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
     "Please call Stella and ask her to bring these things with her from the store.",
     "Glue the sheet to the dark blue background.",
@@ -102,17 +100,8 @@ def test_silence_and_noise_give_no_text(base, kind):
     assert transcribe_samples(*base, audio, TranscribeOptions()).text == ""
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "whisper_lora_inference.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_seed_single_file_command(speech):
-    result = run("--model_path", "base", "--audio_path", speech[2], "--language", "en", "--return_timestamps")
+    result = run_inference("--model_path", "base", "--audio_path", speech[2], "--language", "en", "--return_timestamps")
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[0]
     assert line.startswith("[0.00 --> ") and "easy to tell" in line.lower()
@@ -133,7 +122,7 @@ def test_seed_batch_command_resumes_and_reports_bad_files(speech, tmp_path):
         "error": None,
     }
     sidecar.write_text(json.dumps(earlier) + "\n")
-    result = run("--model_path", "base", "--audio_list", listing, "--output_file", output, "--language", "en")
+    result = run_inference("--model_path", "base", "--audio_list", listing, "--output_file", output, "--language", "en")
     assert result.returncode == 1 and "1 of 3 files failed" in result.stderr
     records = json.loads(output.read_text())
     assert [r["text"] for r in records][0] == "from an earlier run"  # done files are not redone
@@ -142,7 +131,7 @@ def test_seed_batch_command_resumes_and_reports_bad_files(speech, tmp_path):
 
 
 def test_srt_output_from_the_suffix(speech, tmp_path):
-    result = run("--audio_path", speech[0], "--output_file", tmp_path / "out.srt", "--language", "en")
+    result = run_inference("--audio_path", speech[0], "--output_file", tmp_path / "out.srt", "--language", "en")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.srt").read_text().startswith("1\n00:00:00,000 --> 00:00:0")
 
@@ -156,20 +145,20 @@ def test_srt_output_from_the_suffix(speech, tmp_path):
     ],
 )
 def test_bad_input_is_one_line(args, message, tmp_path):
-    result = run(*args)
+    result = run_inference(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_empty_list(tmp_path):
     listing = tmp_path / "empty.txt"
     listing.write_text("# nothing\n\n")
-    result = run("--audio_list", listing)
+    result = run_inference("--audio_list", listing)
     assert result.returncode == 2 and "lists no audio files" in result.stderr
 
 
 def test_ct2_backend_word_timestamps_and_vad(speech, tmp_path):
     output = tmp_path / "words.json"
-    result = run(
+    result = run_inference(
         "--audio_path",
         speech[2],
         "--backend",
@@ -189,7 +178,7 @@ def test_ct2_backend_word_timestamps_and_vad(speech, tmp_path):
 
 
 def test_word_timestamps_need_the_ct2_backend(speech):
-    result = run("--audio_path", speech[2], "--backend", "transformers", "--word_timestamps")
+    result = run_inference("--audio_path", speech[2], "--backend", "transformers", "--word_timestamps")
     assert result.returncode == 2 and "need --backend ct2" in result.stderr
 
 
@@ -199,7 +188,7 @@ def test_packed_batch_is_as_accurate_as_one_at_a_time(speech, tmp_path):
     outputs = {}
     for batch_size in (1, 8):
         output = tmp_path / f"batch{batch_size}.json"
-        result = run(
+        result = run_inference(
             "--audio_list",
             listing,
             "--language",
