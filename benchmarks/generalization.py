@@ -55,14 +55,14 @@ def datasets(workdir: Path, real_languages: list[str], real_rows: int, scale: st
     return {"train": {"voices": corpus_train, "recordings": recordings}, "test": tests}
 
 
-def sets_for(task: str | None, tests: dict) -> dict:
-    """Which test sets score a task's adapter (all of them for the base model)."""
+def sets_for(task: str | None, tests: dict, tasks: tuple = TASKS) -> dict:
+    """Which test sets score a task's adapter; the base model (task None) is scored on those of every task run."""
+    if task is None:
+        return {name: path for each in tasks for name, path in sets_for(each, tests).items()}
     if task == "voices":
-        names = ("in-domain", "out-of-domain", "forgetting")
-    elif task == "recordings":
-        names = tuple(n for n in tests if n.startswith("real ")) + ("forgetting",)
+        names: tuple = ("in-domain", "out-of-domain", "forgetting")
     else:
-        names = tuple(tests)
+        names = tuple(n for n in tests if n.startswith("real ")) + ("forgetting",)
     return {name: tests[name] for name in names}
 
 
@@ -179,7 +179,8 @@ def run_one(args, run: str, task: str | None) -> dict:
         speed = rows * args.epochs / (time.perf_counter() - started)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     scores = {
-        name: _scorer(path, model, processor).by_language(model) for name, path in sets_for(task, data["test"]).items()
+        name: _scorer(path, model, processor).by_language(model)
+        for name, path in sets_for(task, data["test"], args.tasks).items()
     }
     return {
         "run": run,
@@ -202,18 +203,32 @@ def result_path(workdir: Path, run: str, task: str | None, scale: str) -> Path:
     return workdir / "results" / f"{run}_{task or 'zero-shot'}{suffix(scale)}.json"
 
 
-def cached(args, run: str, task: str | None) -> dict | None:
+def cached(args, run: str, task: str | None, tests: dict) -> dict | None:
+    """The stored result of a run, if it was made with the same options and scored every set asked for now."""
     path = result_path(Path(args.workdir), run, task, args.scale)
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
     same = record["overrides"] == args.variants.get(run, {}) and record["epochs"] == args.epochs
-    return record if same else None
+    wanted = sets_for(task, tests, args.tasks)
+    return record if same and set(wanted) <= set(record["scores"]) else None
 
 
 def score(record: dict | None, set_name: str, language: str) -> str:
     entry = (record or {}).get("scores", {}).get(set_name, {}).get(language)
     return f"{entry['score']:.1%}" if entry else "-"
+
+
+def coverage(train_manifest: Path, test_manifest: Path, language: str = "zh") -> str:
+    """How much of a test set's text its training rows never say: distinct training characters, unseen test share."""
+
+    def letters(manifest: Path) -> list[str]:
+        rows = json.loads(manifest.read_text(encoding="utf-8"))
+        return [c for row in rows if row.get("language") == language for c in row["text"] if c.isalpha()]
+
+    seen, test = set(letters(train_manifest)), letters(test_manifest)
+    unseen = sum(c not in seen for c in test) / max(1, len(test))
+    return f"{len(seen)} distinct {language} characters in training; {unseen:.0%} of the out-of-domain ones never in it"
 
 
 def print_table(args, records: dict) -> None:
@@ -283,18 +298,21 @@ def main() -> None:
         task = None if task == "-" else task
         write_json_atomic(result_path(Path(args.workdir), run, task, args.scale), run_one(args, run, task))
         return
-    datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)  # built once, before the runs
+    tests = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)["test"]  # built once
     records = {}
     for run in args.runs:
         for task in [None] if run == "base" else args.tasks:
-            record = cached(args, run, task)
+            record = cached(args, run, task, tests)
             if record is None:
                 print(f"--- {run} {task or 'zero-shot'}", flush=True)
                 command = [sys.executable, __file__, *sys.argv[1:], "--one", run, task or "-"]
                 subprocess.run(command, check=True)
-                record = cached(args, run, task)
+                record = cached(args, run, task, tests)
             records[(run, task)] = record
     print_table(args, records)
+    if "voices" in args.tasks:
+        data = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)
+        print(coverage(data["train"]["voices"], data["test"]["out-of-domain"]))
 
 
 if __name__ == "__main__":
