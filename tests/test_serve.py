@@ -19,8 +19,8 @@ class StandIn(Transcriber):
 
     backend = "ct2"
 
-    def __init__(self, release: threading.Event | None = None):
-        self.release, self.calls, self.started = release, [], threading.Event()
+    def __init__(self, release: threading.Event | None = None, text: str = "hello world"):
+        self.release, self.calls, self.started, self.text = release, [], threading.Event(), text
 
     def clips(self, clips, options):
         self.calls.append(options)
@@ -29,7 +29,7 @@ class StandIn(Transcriber):
             self.release.wait(10)
         words = [Word(0.1, 0.4, " hello", 0.9), Word(0.5, 0.9, " world", 0.8)]
         segment = Segment(0.0, 1.0, "hello world", words if options.word_timestamps else None)
-        return [Transcript(c.name, "hello world", [segment], options.language or "en", 0.9, 1.0) for c in clips]
+        return [Transcript(c.name, self.text, [segment], options.language or "en", 0.9, 1.0) for c in clips]
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +222,74 @@ def test_api_key_is_compared_in_constant_time(monkeypatch):
     with client_for(api_key="secret") as client:
         assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
     assert compared == [(b"Bearer secret", b"Bearer secret")]
+
+
+def ready(client, every: bool = False) -> dict:
+    """/health once the default model (or every model) has loaded or failed."""
+    for _ in range(200):
+        health = client.get("/health").json()
+        if health["status"] != "loading" and not (every and "not loaded" in health["models"].values()):
+            break
+        threading.Event().wait(0.02)
+    return health
+
+
+def named(loaded: list, failing: str = "") -> callable:
+    """A load(path) for create_app: a stand-in whose transcript names its path; failing raises like a broken folder."""
+
+    def load(path):
+        if path == failing:
+            raise RuntimeError(f"{path} is broken")
+        loaded.append(path)
+        return StandIn(text=f"from {path}")
+
+    return load
+
+
+def test_each_named_model_answers_the_requests_that_name_it(wav):
+    loaded = []
+    settings = ServeSettings(models={"support": "./support", "legal": "./legal"}, preload=True)
+    with TestClient(create_app(settings, load=named(loaded))) as client:
+        assert ready(client, every=True)["models"] == {"support": "loaded", "legal": "loaded"}
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["support", "legal"]
+        for model, text in (("legal", "from ./legal"), ("support", "from ./support"), ("whisper-1", "from ./support")):
+            assert post(client, {"model": model}, ("a.wav", wav, "audio/wav")).json()["text"] == text, model
+        unknown = post(client, {"model": "medical"}, ("a.wav", wav, "audio/wav"))
+        error = unknown.json()["error"]
+        assert unknown.status_code == 404 and (error["code"], error["param"]) == ("model_not_found", "model")
+        assert "'medical' does not exist; this server has: support, legal" in error["message"]
+    assert loaded == ["./support", "./legal"]
+
+
+def test_models_load_on_their_first_request_and_at_most_max_loaded_stay(wav):
+    loaded = []
+    settings = ServeSettings(Runtime(model_path="./base"), models={"a": "./a", "b": "./b"}, max_loaded=2)
+    with TestClient(create_app(settings, load=named(loaded))) as client:
+        assert ready(client)["models"] == {"./base": "loaded", "a": "not loaded", "b": "not loaded"}
+        for model in ("a", "./base", "b", "a"):
+            post(client, {"model": model}, ("a.wav", wav, "audio/wav"))
+        assert loaded == ["./base", "./a", "./b", "./a"]  # b pushed a out (least recently used), a came back
+        assert client.get("/health").json()["models"] == {"./base": "not loaded", "a": "loaded", "b": "loaded"}
+
+
+def test_a_model_that_fails_to_load_gets_503_with_the_reason_and_the_others_still_serve(wav):
+    settings = ServeSettings(models={"good": "./good", "bad": "./bad"})
+    with TestClient(create_app(settings, load=named([], failing="./bad"))) as client:
+        ready(client)
+        failed = post(client, {"model": "bad"}, ("a.wav", wav, "audio/wav"))
+        assert failed.status_code == 503 and "'bad' failed to load: RuntimeError: ./bad is broken" in failed.text
+        assert client.get("/health").json()["models"]["bad"] == "failed: RuntimeError: ./bad is broken"
+        assert post(client, {"model": "good"}, ("a.wav", wav, "audio/wav")).json()["text"] == "from ./good"
+
+
+def test_serve_flags_name_the_models_in_order_after_model_path():
+    from whisper_lora.cli import build_parser, named_models, runtime
+    from whisper_lora.errors import UserError
+
+    args = build_parser().parse_args(["serve", "--model_path", "./out", "--model", "zh=./zh", "--model", "en=tiny.en"])
+    settings = ServeSettings(runtime(args), models=named_models(args.model))
+    assert settings.served() == {"./out": "./out", "zh": "./zh", "en": "tiny.en"} and settings.model_id == "./out"
+    assert ServeSettings().served() == {"base": None}
+    for bad in (["zh"], ["=./zh"], ["zh=./a", "zh=./b"]):
+        with pytest.raises(UserError, match="--model"):
+            named_models(bad)

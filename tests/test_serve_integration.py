@@ -197,6 +197,8 @@ def test_web_page_in_headless_chromium(server, clip, tmp_path):
         try:
             page = browser.new_page(accept_downloads=True)
             page.goto(server[0])
+            page.wait_for_selector("#model option", state="attached")
+            assert page.locator("#model option").all_text_contents() == ["base"]  # the picker lists /health's models
             page.fill("#key", KEY)
             page.select_option("#language", "en")
             page.set_input_files("#file", str(clip))

@@ -266,12 +266,45 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(
             f"whisper-lora serve needs the server extra ({error.name} is missing): pip install 'whisper-lora[server]'"
         ) from None
-    settings = ServeSettings(runtime(args), args.max_upload_mb, args.api_key, args.workers, args.max_queue)
+    settings = ServeSettings(
+        runtime(args),
+        args.max_upload_mb,
+        args.api_key,
+        args.workers,
+        args.max_queue,
+        models=named_models(args.model or []),
+        preload=args.preload,
+        max_loaded=args.max_loaded,
+    )
     serve(settings, args.host, args.port)
     return 0
 
 
+def named_models(specs: list[str]) -> dict[str, str | None]:
+    """{NAME: PATH} from serve's --model NAME=PATH flags, in order; UserError for a malformed or repeated one."""
+    models: dict[str, str | None] = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not name.strip() or not path.strip():
+            raise UserError(f"--model {spec!r}: give NAME=PATH, e.g. --model support-zh=./output")
+        if name in models:
+            raise UserError(f"--model {name!r} is given twice")
+        models[name.strip()] = path.strip()
+    return models
+
+
 def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME=PATH",
+        help="serve PATH (any model --model_path takes) as NAME, the name a request's model field gives; repeat it "
+        "for several models, the first (or --model_path) is the default, which 'whisper-1' also picks",
+    )
+    parser.add_argument("--preload", action="store_true", help="load every model at start, not on its first request")
+    parser.add_argument(
+        "--max_loaded", type=_positive_int, default=None, help="most models in memory at once (least recently used go)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default: 25)")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +29,10 @@ from .errors import UserError
 from .records import FALLBACK_TEMPERATURES, Runtime, TranscribeOptions, Transcript
 from .writers import get_writer
 
+log = logging.getLogger("whisper_lora.serve")
+
 API_KEY_VARIABLE = "WHISPER_LORA_API_KEY"
+DEFAULT_NAMES = ("whisper-1", "")  # what OpenAI's clients send when they name none of ours: the default model
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 WEB_PAGE = Path(__file__).with_name("web") / "index.html"
 
@@ -36,22 +41,115 @@ WEB_PAGE = Path(__file__).with_name("web") / "index.html"
 class ServeSettings:
     """What the server loads and the limits it keeps."""
 
-    runtime: Runtime = field(default_factory=Runtime)  # the model and how it runs
+    runtime: Runtime = field(default_factory=Runtime)  # how models run; its model_path is served first, by its path
     max_upload_mb: float = 25.0
     api_key: str | None = None
     workers: int = 1  # model calls at once; more only helps with more cores or a GPU
     max_queue: int = 8  # requests waiting for a worker before new ones get 503
     retry_after_s: int = 5
+    models: dict[str, str | None] = field(default_factory=dict)  # --model NAME=PATH, in order
+    preload: bool = False  # load every model at start instead of on its first request
+    max_loaded: int | None = None  # most models in memory at once; the least recently used goes first
+
+    def served(self) -> dict[str, str | None]:
+        """Every model served, by the name a request's model field gives, the default first."""
+        path = self.runtime.model_path
+        first = {} if self.models and not path else {str(path or "base"): path}
+        return first | self.models
 
     @property
     def model_id(self) -> str:
-        """The name /v1/models lists."""
-        return str(self.runtime.model_path or "base")
+        """The default model's name: /health shows it, and requests naming whisper-1 get it."""
+        return next(iter(self.served()))
 
 
-def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None) -> dict:
+class UnknownModel(Exception):
+    """A request named a model this server does not serve."""
+
+
+class ModelUnavailable(Exception):
+    """A served model failed to load; the message says why."""
+
+
+def _rss_mb() -> float | None:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux
+
+
+def _failure(error: Exception) -> str:
+    return str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+
+
+class ModelPool:
+    """The served models by name: each loads on its first request (or at start), at most max_loaded at once (LRU)."""
+
+    def __init__(self, settings: ServeSettings, load: Callable[[str | None], Transcriber] | None = None):
+        self.settings, self.paths = settings, settings.served()
+        self.load = load or (lambda path: Transcriber.run(replace(settings.runtime, model_path=path), batch_size=1))
+        self.loaded: OrderedDict[str, Transcriber] = OrderedDict()
+        self.errors: dict[str, str] = {}
+        self.lock, self.loading = threading.Lock(), {name: threading.Lock() for name in self.paths}
+
+    def name(self, requested: str | None) -> str:
+        """The served name that a request's model field picks."""
+        if requested in self.paths:
+            return str(requested)
+        if requested is None or requested in DEFAULT_NAMES:
+            return self.settings.model_id
+        raise UnknownModel(f"The model {requested!r} does not exist; this server has: {', '.join(self.paths)}")
+
+    def get(self, name: str) -> Transcriber:
+        """The model, loaded first if it is not (this blocks); ModelUnavailable if it failed to load."""
+        with self.loading[name]:  # one load per model, however many requests wait for it
+            with self.lock:
+                if name in self.loaded:
+                    self.loaded.move_to_end(name)
+                    return self.loaded[name]
+            if name in self.errors:
+                raise ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}")
+            transcriber = self._load(name)
+            with self.lock:
+                self.loaded[name] = transcriber
+                while self.settings.max_loaded and len(self.loaded) > self.settings.max_loaded:
+                    unloaded, _ = self.loaded.popitem(last=False)
+                    log.info("unloaded %s (--max_loaded %d)", unloaded, self.settings.max_loaded)
+            return transcriber
+
+    def _load(self, name: str) -> Transcriber:
+        before, started = _rss_mb(), time.perf_counter()
+        try:
+            transcriber = self.load(self.paths[name])
+        except Exception as error:  # any failure must be reported, or requests would wait on it forever
+            self.errors[name] = _failure(error)
+            raise ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}") from None
+        after = _rss_mb()
+        memory = f"; RSS {after:.0f} MB ({after - before:+.0f} MB)" if after and before else ""
+        log.info("loaded %s in %.1f s%s", name, time.perf_counter() - started, memory)
+        return transcriber
+
+    def add(self, name: str, transcriber: Transcriber) -> None:
+        """Serve an already loaded model under name."""
+        self.loaded[name] = transcriber
+
+    def status(self) -> dict[str, str]:
+        """Each model's state: loaded, not loaded, or failed with the reason."""
+        return {
+            name: "loaded"
+            if name in self.loaded
+            else f"failed: {self.errors[name]}"
+            if name in self.errors
+            else "not loaded"
+            for name in self.paths
+        }
+
+
+def error_body(
+    message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     """An error in the shape OpenAI's API (and so its client) uses."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 class Admission:
@@ -192,6 +290,7 @@ def render(transcript: Transcript, response_format: str, task: str, granularitie
 
 def transcribe_upload(transcriber: Transcriber, upload, options: TranscribeOptions) -> Transcript:
     """Copy the upload to a private temporary folder, decode it there, and remove the folder whatever happens."""
+    transcriber.check(options)  # before any decoding
     folder = tempfile.mkdtemp(prefix="whisper-lora-upload-")
     try:
         path = Path(folder) / "upload"  # never the client's file name
@@ -203,22 +302,34 @@ def transcribe_upload(transcriber: Transcriber, upload, options: TranscribeOptio
     return transcriber.clips([Clip("upload", samples)], options)[0]
 
 
-def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) -> FastAPI:
-    """The FastAPI app; it loads the model in the background unless one is given, and /health says when it is ready."""
+def create_app(
+    settings: ServeSettings,
+    transcriber: Transcriber | None = None,
+    load: Callable[[str | None], Transcriber] | None = None,
+) -> FastAPI:
+    """The FastAPI app. It loads the default model in the background (every model with preload), unless transcriber
+    is given as that model; load(path) replaces Transcriber.run for the others. /health says when it is ready."""
+    models = ModelPool(settings, load)
+    if transcriber is not None:
+        models.add(settings.model_id, transcriber)
     gate = {"pending": 0, "ready": transcriber is not None, "error": None}
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="whisper-lora")
-    state = {"transcriber": transcriber}
 
-    def load():
+    def start():
         try:
-            state["transcriber"] = Transcriber.run(settings.runtime, batch_size=1)
+            models.get(settings.model_id)
             gate["ready"] = True
-        except Exception as error:  # any failure must reach /health, or it would answer "loading" forever
-            gate["error"] = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        except ModelUnavailable:
+            gate["error"] = models.errors[settings.model_id]
+            return
+        for name in list(models.paths)[1:] if settings.preload else []:
+            try:
+                models.get(name)
+            except ModelUnavailable:
+                pass  # /health shows it, and its requests get 503 with the reason
 
     async def lifespan(app):
-        if transcriber is None:
-            threading.Thread(target=load, daemon=True).start()
+        threading.Thread(target=start, daemon=True).start()
         yield
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -228,27 +339,27 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
 
     @app.get("/health")
     async def health():
+        body = {"model": settings.model_id, "models": models.status()}
         if gate["ready"]:
-            return {"status": "ready", "model": settings.model_id, "pending": gate["pending"]}
+            return {"status": "ready", **body, "pending": gate["pending"]}
         status = "failed: " + gate["error"] if gate["error"] else "loading"
-        return JSONResponse({"status": status, "model": settings.model_id}, status_code=503)
+        return JSONResponse({"status": status, **body}, status_code=503)
 
     @app.get("/v1/models")
-    async def models():
+    async def listing():
+        created = int(time.time())
         return {
             "object": "list",
             "data": [
-                {"id": settings.model_id, "object": "model", "created": int(time.time()), "owned_by": "whisper-lora"}
+                {"id": name, "object": "model", "created": created, "owned_by": "whisper-lora"} for name in models.paths
             ],
         }
 
-    async def handle(task: str, file: UploadFile, language, prompt, response_format, temperature, granularities):
+    async def handle(task: str, file: UploadFile, model, language, prompt, response_format, temperature, granularities):
         options = request_options(task, language, prompt, temperature, granularities or [], response_format)
-        transcriber = state["transcriber"]
-        assert transcriber is not None  # the ready gate lets no request through before the model loads
-        transcriber.check(options)
+        name = models.name(model)
         loop = asyncio.get_running_loop()
-        transcript = await loop.run_in_executor(pool, transcribe_upload, transcriber, file.file, options)
+        transcript = await loop.run_in_executor(pool, lambda: transcribe_upload(models.get(name), file.file, options))
         return render(transcript, response_format, task, granularities or [])
 
     @app.post("/v1/audio/transcriptions")
@@ -261,7 +372,8 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
         temperature: float = Form(0.0),
         timestamp_granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
     ):
-        return await handle("transcribe", file, language, prompt, response_format, temperature, timestamp_granularities)
+        granularities = timestamp_granularities
+        return await handle("transcribe", file, model, language, prompt, response_format, temperature, granularities)
 
     @app.post("/v1/audio/translations")
     async def translations(
@@ -271,7 +383,7 @@ def create_app(settings: ServeSettings, transcriber: Transcriber | None = None) 
         response_format: str = Form("json"),
         temperature: float = Form(0.0),
     ):
-        return await handle("translate", file, None, prompt, response_format, temperature, [])
+        return await handle("translate", file, model, None, prompt, response_format, temperature, [])
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
@@ -293,6 +405,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def refused(request: Request, error: UserError):
         return JSONResponse(error_body(str(error)), status_code=400)
+
+    @app.exception_handler(UnknownModel)
+    async def unknown_model(request: Request, error: UnknownModel):
+        return JSONResponse(error_body(str(error), param="model", code="model_not_found"), status_code=404)
+
+    @app.exception_handler(ModelUnavailable)
+    async def unavailable(request: Request, error: ModelUnavailable):
+        return JSONResponse(error_body(str(error), "server_error"), status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
