@@ -241,12 +241,14 @@ def print_table(args, records: dict) -> None:
     ]
     columns += [(f"real {lang}", lang, "recordings") for lang in args.real_languages]
     columns += [("forgetting", "en", "voices"), ("forgetting", "en", "recordings")]
-    heads = [
-        f"{name.replace('out-of-domain', 'ood').replace('in-domain', 'in')} {language}"
-        + ("" if task == "voices" or name.startswith("real") else "*")
+    heads = [  # "real es" names its language already; a starred column is the recordings adapter's
+        name
+        if name.startswith("real ")
+        else f"{name.replace('out-of-domain', 'ood').replace('in-domain', 'in')} "
+        f"{language}{'' if task == 'voices' else '*'}"
         for name, language, task in columns
     ]
-    print(f"\n{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>11}" for h in heads))
+    print(f"\n{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>16}" for h in heads))
     for run in args.runs:
         voices = records.get((run, "voices")) if run != "base" else records.get(("base", None))
         speed = f"{voices['samples_per_second']:.2f}" if voices and voices["samples_per_second"] else "-"
@@ -255,7 +257,7 @@ def print_table(args, records: dict) -> None:
             score(records.get(("base", None)) if run == "base" else records.get((run, task)), name, language)
             for name, language, task in columns
         ]
-        print(f"{run:<12}{speed:>10}{rss:>10}" + "".join(f"{c:>11}" for c in cells))
+        print(f"{run:<12}{speed:>10}{rss:>10}" + "".join(f"{c:>16}" for c in cells))
     print(
         "in/ood: espeak-ng voices (CER for zh, WER otherwise); real: recorded test prompts; forgetting: real English,"
         " decoded by the voices adapter (forgetting en) and by the recordings adapter (forgetting en*)"

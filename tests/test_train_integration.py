@@ -10,8 +10,8 @@ from whisper_lora.audio import decode_audio
 from whisper_lora.backends import Transcriber
 from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
 from whisper_lora.evaluate import load_test_rows, run_model
-from whisper_lora.metrics import normalize_text
 from whisper_lora.models import load_whisper
+from whisper_lora.records import TranscribeOptions
 from whisper_lora.train import TrainConfig, train
 
 pytestmark = [
@@ -20,10 +20,14 @@ pytestmark = [
 ]
 
 
-# The issue's goal at this size (48 rows, 2 epochs): out-of-domain CER at most 0.7x zero-shot. Measured on
-# 2 AVX2 cores: 140.6% zero-shot; 33.7% with the defaults (0.24x); 136.4% (0.97x) with the earlier ones,
-# which adapted the whole decoder and learnt the training sentences. See README, "Defaults, and why".
+# The issue's goal at this size (48 rows, 2 epochs): out-of-domain CER at most 0.7x zero-shot. The zero-shot
+# model loops on espeak-ng Mandarin (about 600% CER here, measured by benchmarks/generalization.py --scale test),
+# so that ratio alone could hardly fail; the absolute bounds can. Measured on 2 AVX2 cores: 24.7% out of domain
+# and 27.3% on 20 held-out corpus rows with the defaults; 136.4% out of domain with the earlier ones, which
+# adapted the whole decoder and learnt the training sentences. See README, "Defaults, and why".
 OOD_BOUND = 0.7
+OOD_CER_BOUND = 0.40
+IN_DOMAIN_CER_BOUND = 0.45
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +63,12 @@ def test_loss_falls_and_cer_improves(tuned):
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert losses[-1] < 0.5 * losses[0]
     after = _scorer(test_manifest, model, processor).by_language(model)["zh"]["score"]
-    assert before > 0.5 and after < 0.5 * before, (before, after)
+    assert before > 0.5 and after < min(0.5 * before, IN_DOMAIN_CER_BOUND), (before, after)
 
 
 def test_a_short_fine_tune_beats_zero_shot_on_sentences_unlike_its_training_rows(tuned):
     before, after = tuned[-1]
-    assert after < OOD_BOUND * before, (before, after)
+    assert after < min(OOD_BOUND * before, OOD_CER_BOUND), (before, after)
 
 
 def test_fine_tuned_model_still_predicts_timestamps(tuned):
@@ -80,14 +84,18 @@ def test_fine_tuned_model_still_predicts_timestamps(tuned):
     assert stamps[0] < stamps[-1] <= len(samples) / 16000 + 0.5
 
 
-def test_round_trip_through_ct2_gives_the_same_words(tuned):
+def test_the_ct2_export_scores_as_the_transformers_model_does(tuned):
+    # Identical words on nearly every row held while the model was sure of rows it had memorised. On rows it is
+    # unsure of, faster-whisper's greedy decoding and transformers' pick different characters from the same weights
+    # (a float32 export agrees on as few rows as the float16 one), so the error rates are compared: measured 29.4%
+    # for transformers and 32.4% for int8 CTranslate2 on these ten rows.
     test_manifest = tuned[4]
     output_dir = str(test_manifest.parents[1] / "model")
     rows, clips = load_test_rows([str(test_manifest)])
-    by_transformers = run_model(Transcriber(output_dir, backend="transformers"), rows, clips, None).hypotheses
-    by_ct2 = run_model(Transcriber(output_dir, backend="ct2", batch_size=1), rows, clips, None).hypotheses  # int8
-    same = [normalize_text(a) == normalize_text(b) for a, b in zip(by_transformers, by_ct2)]
-    assert sum(same) >= 0.9 * len(rows), list(zip(by_transformers, by_ct2))
+    greedy = TranscribeOptions(temperature=[0.0])  # sampling at a fallback temperature would differ run to run
+    by_transformers = run_model(Transcriber(output_dir, backend="transformers"), rows, clips, greedy).errors["zh"]
+    by_ct2 = run_model(Transcriber(output_dir, backend="ct2", batch_size=1), rows, clips, greedy).errors["zh"]  # int8
+    assert by_transformers < IN_DOMAIN_CER_BOUND and by_ct2 <= by_transformers + 0.06, (by_transformers, by_ct2)
 
 
 def test_fine_tuned_model_still_detects_the_language(tuned):
