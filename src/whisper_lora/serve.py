@@ -108,7 +108,7 @@ class ModelPool:
                     self.loaded.move_to_end(name)
                     return self.loaded[name]
             if name in self.errors:
-                raise ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}")
+                raise self._unavailable(name)
             transcriber = self._load(name)
             with self.lock:
                 self.loaded[name] = transcriber
@@ -123,11 +123,14 @@ class ModelPool:
             transcriber = self.load(self.paths[name])
         except Exception as error:  # any failure must be reported, or requests would wait on it forever
             self.errors[name] = _failure(error)
-            raise ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}") from None
+            raise self._unavailable(name) from None
         after = _rss_mb()
         memory = f"; RSS {after:.0f} MB ({after - before:+.0f} MB)" if after and before else ""
         log.info("loaded %s in %.1f s%s", name, time.perf_counter() - started, memory)
         return transcriber
+
+    def _unavailable(self, name: str) -> ModelUnavailable:
+        return ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}")
 
     def add(self, name: str, transcriber: Transcriber) -> None:
         """Serve an already loaded model under name."""
@@ -135,14 +138,12 @@ class ModelPool:
 
     def status(self) -> dict[str, str]:
         """Each model's state: loaded, not loaded, or failed with the reason."""
-        return {
-            name: "loaded"
-            if name in self.loaded
-            else f"failed: {self.errors[name]}"
-            if name in self.errors
-            else "not loaded"
-            for name in self.paths
-        }
+        return {name: self._state(name) for name in self.paths}
+
+    def _state(self, name: str) -> str:
+        if name in self.loaded:
+            return "loaded"
+        return f"failed: {self.errors[name]}" if name in self.errors else "not loaded"
 
 
 def error_body(
