@@ -290,6 +290,6 @@ def test_serve_flags_name_the_models_in_order_after_model_path():
     settings = ServeSettings(runtime(args), models=named_models(args.model))
     assert settings.served() == {"./out": "./out", "zh": "./zh", "en": "tiny.en"} and settings.model_id == "./out"
     assert ServeSettings().served() == {"base": None}
-    for bad in (["zh"], ["=./zh"], ["zh=./a", "zh=./b"]):
+    for bad in (["zh"], ["=./zh"], ["zh=./a", "zh=./b"], ["zh =./a", "zh=./b"]):
         with pytest.raises(UserError, match="--model"):
             named_models(bad)

@@ -284,12 +284,12 @@ def named_models(specs: list[str]) -> dict[str, str | None]:
     """{NAME: PATH} from serve's --model NAME=PATH flags, in order; UserError for a malformed or repeated one."""
     models: dict[str, str | None] = {}
     for spec in specs:
-        name, _, path = spec.partition("=")
-        if not name.strip() or not path.strip():
+        name, _, path = (part.strip() for part in spec.partition("="))
+        if not name or not path:
             raise UserError(f"--model {spec!r}: give NAME=PATH, e.g. --model support-zh=./output")
         if name in models:
             raise UserError(f"--model {name!r} is given twice")
-        models[name.strip()] = path.strip()
+        models[name] = path
     return models
 
 
