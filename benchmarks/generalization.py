@@ -300,7 +300,8 @@ def main() -> None:
         task = None if task == "-" else task
         write_json_atomic(result_path(Path(args.workdir), run, task, args.scale), run_one(args, run, task))
         return
-    tests = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)["test"]  # built once
+    data = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)  # built once, before the runs
+    tests = data["test"]
     records = {}
     for run in args.runs:
         for task in [None] if run == "base" else args.tasks:
@@ -313,7 +314,6 @@ def main() -> None:
             records[(run, task)] = record
     print_table(args, records)
     if "voices" in args.tasks:
-        data = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)
         print(coverage(data["train"]["voices"], data["test"]["out-of-domain"]))
 
 

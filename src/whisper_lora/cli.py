@@ -394,7 +394,9 @@ def from_args(cls, args: argparse.Namespace):
 
 def runtime(args: argparse.Namespace):
     """The records.Runtime (--model_path, --backend, --device, --compute_type) the command line asked for."""
-    return from_args(_runtime()[0], args)
+    from .records import Runtime
+
+    return from_args(Runtime, args)
 
 
 # Commands whose flags are dataclasses' fields, each defined there once and parsed by transformers'
