@@ -78,7 +78,9 @@ def have_espeak() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def tiny_whisper(num_mel_bins: int = 80, vocab_size: int = 51865, seed: int = 0) -> WhisperForConditionalGeneration:
+def tiny_whisper(
+    num_mel_bins: int = 80, vocab_size: int = 51865, seed: int = 0, ffn_dim: int = 128
+) -> WhisperForConditionalGeneration:
     """A random Whisper with d_model 64 and 2 layers, built in memory in well under a second."""
     torch.manual_seed(seed)
     config = WhisperConfig(
@@ -89,8 +91,8 @@ def tiny_whisper(num_mel_bins: int = 80, vocab_size: int = 51865, seed: int = 0)
         decoder_layers=2,
         encoder_attention_heads=4,
         decoder_attention_heads=4,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
+        encoder_ffn_dim=ffn_dim,
+        decoder_ffn_dim=ffn_dim,
         pad_token_id=50257,
         bos_token_id=50257,
         eos_token_id=50257,

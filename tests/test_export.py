@@ -84,3 +84,11 @@ def test_parity_decodes_both_exports_through_the_transcriber(adapter, tones, tmp
     share = export.parity(paths["hf"], paths["ct2"], clips, log=lines.append)
     assert used == ["transformers", "ct2"] * 2 and len(lines) == 2
     assert share == sum(line.lstrip().startswith("same") for line in lines) / 2
+
+
+def test_a_ggml_export_whisper_cpp_cannot_hold_is_refused_and_leaves_nothing(adapter, tmp_path):
+    with pytest.raises(UserError, match="whisper.cpp needs encoder_ffn_dim = 4 x d_model"):
+        export_model(str(adapter), tmp_path / "ggml", "ggml")  # the tiny model's feed-forward is 2 x d_model
+    with pytest.raises(UserError, match="--ggml_types takes one or more of f16, q8_0, q5_0, not 'q4_k'"):
+        export_model(str(adapter), tmp_path / "ggml", "ggml", ggml_types=("f16", "q4_k"))
+    assert not (tmp_path / "ggml").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ggml.")]

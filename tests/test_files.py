@@ -54,3 +54,12 @@ def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomic(target, half_then_crash)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+
+
+def test_written_files_and_folders_get_the_usual_permissions_not_private_ones(tmp_path):
+    from whisper_lora.files import UMASK
+
+    written = write_json_atomic(tmp_path / "out.json", {"a": 1})
+    folder = publish_folder(tmp_path / "model", lambda staging: staging)
+    assert written.stat().st_mode & 0o777 == 0o666 & ~UMASK
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~UMASK

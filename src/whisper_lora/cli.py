@@ -318,39 +318,70 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    kinds = tuple(kind.strip() for kind in args.ggml_types.split(",") if kind.strip())
+    paths = export_model(args.model_path, args.output_dir, args.format, args.quantization, kinds)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    if not args.no_parity:
+        _export_parity(args.model_path, paths)
+    return 0
+
+
+def _export_parity(model_path: str, paths: dict) -> None:
+    """Print how often each export reads the smoke clips as the merged transformers model does."""
+    import importlib.util
     import shutil
     import tempfile
 
     from .demo import SMOKE_SENTENCES, speak
-    from .export import export_model, parity
+    from .export import agreement, greedy_reader, parity, whispercpp_reader
 
-    paths = export_model(args.model_path, args.output_dir, args.format, args.quantization)
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    if "ct2" not in paths or args.no_parity:
-        return 0
+    ggml = {kind: path for kind, path in paths.items() if kind.startswith("ggml")}
+    if ggml and importlib.util.find_spec("pywhispercpp") is None:
+        print("GGML parity check skipped: pywhispercpp is not installed (whisper-lora[ggml])", file=sys.stderr)
+        ggml = {}
+    if "ct2" not in paths and not ggml:
+        return
     if shutil.which("espeak-ng") is None:
         print("parity check skipped: espeak-ng is not installed", file=sys.stderr)
-        return 0
+        return
+    reference = str(paths.get("hf", model_path))
     with tempfile.TemporaryDirectory() as folder:
         clips = [(str(speak(text, Path(folder) / f"{lang}.wav", voice)), lang) for lang, voice, text in SMOKE_SENTENCES]
-        share = parity(paths.get("hf", args.model_path), paths["ct2"], clips)
-    print(f"parity: the transformers and CTranslate2 models agree on {share:.0%} of {len(clips)} clips")
-    return 0
+        if "ct2" in paths:
+            share = parity(reference, paths["ct2"], clips)
+            print(f"parity: the transformers and CTranslate2 models agree on {share:.0%} of {len(clips)} clips")
+        if ggml:
+            read = greedy_reader(reference, "transformers")
+        for kind, path in ggml.items():
+            share = agreement(read, whispercpp_reader(path), clips)
+            print(f"parity: the transformers model and whisper.cpp ({kind}) agree on {share:.0%} of {len(clips)} clips")
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    from .export import FORMATS, QUANTIZATIONS
+    from .export import FORMATS, GGML_TYPES, QUANTIZATIONS
 
     parser.add_argument("model_path", help="training output_dir (adapter), or any model name")
     parser.add_argument("--output_dir", required=True, help="new folder for the exported model(s)")
-    parser.add_argument("--format", default="both", choices=FORMATS, help="hf, ct2, or both (hf/ and ct2/ subfolders)")
+    parser.add_argument(
+        "--format",
+        default="both",
+        choices=FORMATS,
+        help="hf, ct2, both (hf/ and ct2/ subfolders), or ggml (whisper.cpp files)",
+    )
     parser.add_argument("--quantization", default="int8", choices=QUANTIZATIONS, help="CTranslate2 weight type")
+    parser.add_argument(
+        "--ggml_types",
+        default=",".join(GGML_TYPES),
+        help=f"with --format ggml: the whisper.cpp files to write, comma-separated (default: {','.join(GGML_TYPES)})",
+    )
     parser.add_argument("--no_parity", action="store_true", help="skip the transcript comparison of the two models")
 
 
 COMMANDS = {
-    "export": (_add_export, _export, "merge the adapter, save a transformers folder and convert it to CTranslate2"),
+    "export": (_add_export, _export, "merge the adapter; save it for transformers, CTranslate2 or whisper.cpp"),
     "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
     "serve": (_add_serve, _serve, "an OpenAI-compatible transcription API and a web page (needs whisper-lora[server])"),
     "evaluate": (

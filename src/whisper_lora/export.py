@@ -1,13 +1,15 @@
-"""Merge a LoRA adapter into its base model, save a transformers folder, and convert it to CTranslate2."""
+"""Merge a LoRA adapter into its base model, save a transformers folder, and convert it to CTranslate2 or whisper.cpp."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from .errors import UserError
 from .files import publish_folder
 
-FORMATS = ("hf", "ct2", "both")
+FORMATS = ("hf", "ct2", "both", "ggml")
+GGML_TYPES = ("f16", "q8_0", "q5_0")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int16", "float16", "bfloat16", "float32")
 
 
@@ -24,10 +26,35 @@ def _convert_ct2(hf_folder: Path, folder: Path, quantization: str) -> None:
     converter.convert(str(folder), quantization=quantization, force=True)
 
 
-def export_model(model_path: str | None, output_dir: str | Path, fmt: str = "both", quantization: str = "int8") -> dict:
-    """Write output_dir/hf and/or output_dir/ct2 (or output_dir itself for one format); returns their paths."""
+def ggml_file(folder: Path, kind: str) -> Path:
+    """Where a GGML export of type kind lives in its folder."""
+    return folder / f"ggml-model-{kind}.bin"
+
+
+def _write_ggml(model, processor, folder: Path, kinds: tuple[str, ...]) -> None:
+    from .convert_ggml import write_ggml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        write_ggml(model, processor, ggml_file(folder, kind), kind)
+
+
+def export_model(
+    model_path: str | None,
+    output_dir: str | Path,
+    fmt: str = "both",
+    quantization: str = "int8",
+    ggml_types: tuple[str, ...] = GGML_TYPES,
+) -> dict:
+    """Write output_dir/hf and/or output_dir/ct2 (or output_dir itself for one format); returns their paths.
+
+    With fmt "ggml", output_dir holds one whisper.cpp file per GGML type, keyed "ggml f16" and so on.
+    """
     from .models import load_whisper
 
+    unknown = [kind for kind in ggml_types if kind not in GGML_TYPES]
+    if unknown or not ggml_types:
+        raise UserError(f"--ggml_types takes one or more of {', '.join(GGML_TYPES)}, not {','.join(unknown)!r}")
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if quantization not in QUANTIZATIONS:
@@ -38,6 +65,9 @@ def export_model(model_path: str | None, output_dir: str | Path, fmt: str = "bot
     model, processor = load_whisper(model_path)
 
     def build(staging: Path) -> Path:
+        if fmt == "ggml":
+            _write_ggml(model, processor, staging / "ggml", ggml_types)
+            return staging / "ggml"
         _save_hf(model, processor, staging / "hf")
         if fmt != "hf":
             _convert_ct2(staging / "hf", staging / "ct2", quantization)
@@ -46,27 +76,47 @@ def export_model(model_path: str | None, output_dir: str | Path, fmt: str = "bot
     publish_folder(output_dir, build)  # nothing half-written is ever visible
     if fmt == "both":
         return {"hf": output_dir / "hf", "ct2": output_dir / "ct2"}
+    if fmt == "ggml":
+        return {f"ggml {kind}": ggml_file(output_dir, kind) for kind in ggml_types}
     return {fmt: output_dir}
 
 
-def parity(hf_model: str | Path, ct2_folder: Path, clips: list[tuple[str, str]], log=print) -> float:
-    """Share of clips (path, language) that the merged model and the CTranslate2 model transcribe to the same words.
-
-    Both decode through the Transcriber that transcribe and evaluate use, with the same greedy options.
-    """
-    from .backends import Transcriber
+def agreement(first: Callable[[str, str], str], second: Callable[[str, str], str], clips, log=print) -> float:
+    """Share of clips (path, language) that two readers, (path, language) -> text, give the same words for."""
     from .metrics import normalize_text
-    from .records import TranscribeOptions
 
-    models = [
-        Transcriber(str(hf_model), backend="transformers", batch_size=1),
-        Transcriber(str(ct2_folder), backend="ct2", batch_size=1),
-    ]
     agree = 0
     for path, language in clips:
-        options = TranscribeOptions(language=language, temperature=[0.0], condition_on_previous_text=False)
-        ours, theirs = (model.files([str(path)], options)[0].text for model in models)
+        ours, theirs = first(str(path), language), second(str(path), language)
         same = normalize_text(ours, language) == normalize_text(theirs, language)
         agree += same
         log(f"  {'same' if same else 'DIFF'}  {Path(path).name}: {ours!r} | {theirs!r}")
     return agree / len(clips) if clips else 1.0
+
+
+def greedy_reader(model_path: str | Path, backend: str) -> Callable[[str, str], str]:
+    """A reader through the Transcriber that transcribe and evaluate use, greedy, with no fallback and no context."""
+    from .backends import Transcriber
+    from .records import TranscribeOptions
+
+    model = Transcriber(str(model_path), backend=backend, batch_size=1)
+
+    def read(path: str, language: str) -> str:
+        options = TranscribeOptions(language=language, temperature=[0.0], condition_on_previous_text=False)
+        return model.files([path], options)[0].text
+
+    return read
+
+
+def whispercpp_reader(path: str | Path) -> Callable[[str, str], str]:
+    """A reader through whisper.cpp (pywhispercpp) on a GGML file, greedy like greedy_reader."""
+    from .audio import decode_audio
+    from .backends.whispercpp import WhisperCpp
+
+    model = WhisperCpp(path)
+    return lambda audio_path, language: model.text(decode_audio(audio_path), language)
+
+
+def parity(hf_model: str | Path, ct2_folder: Path, clips: list[tuple[str, str]], log=print) -> float:
+    """Share of clips (path, language) that the merged model and the CTranslate2 model transcribe to the same words."""
+    return agreement(greedy_reader(hf_model, "transformers"), greedy_reader(ct2_folder, "ct2"), clips, log)

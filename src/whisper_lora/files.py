@@ -9,6 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read once: mkstemp's files are private, and a written model or transcript should not be
+
 
 def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call write(tmp) on a temporary file beside path, then rename it over path; on any failure path is untouched."""
@@ -18,6 +21,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -44,6 +48,7 @@ def publish_folder(final: str | Path, build: Callable[[Path], Path]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         ready = build(tmp)
+        os.chmod(ready, 0o777 & ~UMASK)  # mkdtemp's folder is private
         if final.is_dir() and not any(final.iterdir()):
             final.rmdir()
         os.rename(ready, final)

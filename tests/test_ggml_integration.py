@@ -1,0 +1,61 @@
+"""The GGML export of the embedded models, read by whisper.cpp, against their CTranslate2 export, on espeak-ng and real speech."""
+
+import time
+
+import pytest
+
+from helpers import have_espeak, real_speech
+from whisper_lora.demo import speak
+from whisper_lora.export import export_model, greedy_reader, whispercpp_reader
+from whisper_lora.metrics import error_rate
+from whisper_lora.sentences import ENGLISH
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)"),
+]
+pytest.importorskip("pywhispercpp")  # a failure under CI=true (conftest.py)
+
+# The issue's bound: WER at most 1 point above the CTranslate2 export's (float32, so that only whisper.cpp's
+# rounding shows), for f16 and q8_0. Not below it: faster-whisper's greedy path reads some clips differently from
+# both whisper.cpp and transformers (tiny.en: "Ed in the room" for Edinburgh, 6.2% against whisper.cpp's 3.6%).
+# q5_0 rounds harder: on these 193 words base measured 6.7% against 5.2%, so it is held to 3 points.
+WORSE_BY = {"f16": 0.01, "q8_0": 0.01, "q5_0": 0.03}
+
+
+@pytest.fixture(scope="module")
+def english(tmp_path_factory):
+    """(path, transcript) pairs: four espeak-ng sentences and four real multi-sentence prompts, about 120 words."""
+    folder = tmp_path_factory.mktemp("english")
+    spoken = [(str(speak(text, folder / f"{i}.wav", "en")), text) for i, text in enumerate(ENGLISH[:4])]
+    recorded = [(p.audio_path, p.text) for p in real_speech("en") if p.sentences > 1][:4]
+    return spoken + recorded
+
+
+def word_error(read, clips) -> float:
+    return error_rate([text for _, text in clips], [read(path, "en") for path, _ in clips], "wer", "en")
+
+
+def check_against_ct2(model_path, kinds, clips, folder) -> dict:
+    """WER of the CTranslate2 export and of each GGML file, each read greedily; each GGML type within its bound."""
+    ct2 = export_model(model_path, folder / "ct2", "ct2", "float32")["ct2"]
+    files = export_model(model_path, folder / "ggml", "ggml", ggml_types=kinds)
+    rates = {"ct2": word_error(greedy_reader(ct2, "ct2"), clips)}
+    for kind in kinds:
+        started = time.monotonic()
+        rates[kind] = word_error(whispercpp_reader(files[f"ggml {kind}"]), clips)
+        print(
+            f"{model_path} {kind}: WER {rates[kind]:.3f} against CT2 {rates['ct2']:.3f}, {time.monotonic() - started:.0f} s"
+        )
+    for kind in kinds:
+        assert rates[kind] <= rates["ct2"] + WORSE_BY[kind], rates
+    return rates
+
+
+def test_base_reads_as_its_ct2_export_in_every_ggml_type(english, tmp_path):
+    rates = check_against_ct2("base", ("f16", "q8_0", "q5_0"), english, tmp_path)
+    assert rates["ct2"] < 0.1, rates  # the comparison is between models that read the speech
+
+
+def test_tiny_en_reads_as_its_ct2_export(english, tmp_path):
+    check_against_ct2("tiny.en", ("f16", "q5_0"), english, tmp_path)
