@@ -331,6 +331,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _export_parity(model_path: str, paths: dict) -> None:
     """Print how often each export reads the smoke clips as the merged transformers model does."""
+    import functools
     import importlib.util
     import shutil
     import tempfile
@@ -354,7 +355,7 @@ def _export_parity(model_path: str, paths: dict) -> None:
             share = parity(reference, paths["ct2"], clips)
             print(f"parity: the transformers and CTranslate2 models agree on {share:.0%} of {len(clips)} clips")
         if ggml:
-            read = greedy_reader(reference, "transformers")
+            read = functools.cache(greedy_reader(reference, "transformers"))  # one reading for every GGML file
         for kind, path in ggml.items():
             share = agreement(read, whispercpp_reader(path), clips)
             print(f"parity: the transformers model and whisper.cpp ({kind}) agree on {share:.0%} of {len(clips)} clips")

@@ -17,7 +17,8 @@ QUANTIZED_FILE = 2 * 1000  # GGML_QNT_VERSION * GGML_QNT_VERSION_FACTOR, added t
 # name: (ggml tensor type, ggml file type, values per block)
 TYPES = {"f16": (1, 1, 1), "q8_0": (8, 7, 32), "q5_0": (6, 8, 32)}
 # Small tensors whisper.cpp reads as float32 in every file type (its quantize tool skips the same ones).
-FLOAT32 = {"encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding", "decoder.positional_embedding"}
+CONV_BIASES = {"encoder.conv1.bias", "encoder.conv2.bias"}  # whisper.cpp reads them as (n, 1)
+FLOAT32 = CONV_BIASES | {"encoder.positional_embedding", "decoder.positional_embedding"}
 
 LAYER_NAMES = {
     "self_attn.q_proj": "attn.query",
@@ -120,7 +121,7 @@ def _tensors(out: BinaryIO, state: dict, kind: str) -> None:
             continue  # tied to the token embedding; whisper.cpp reuses that
         name = ggml_name(key)
         data = value.detach().float().cpu().numpy()
-        if name in ("encoder.conv1.bias", "encoder.conv2.bias"):
+        if name in CONV_BIASES:
             data = data.reshape(-1, 1)
         tensor_type, payload = _payload(name, data, kind)
         encoded = name.encode()
