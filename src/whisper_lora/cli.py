@@ -41,6 +41,11 @@ def _add_check_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files", nargs="+", help="JSON or JSONL manifests of {audio_path, text[, language, start, end]}"
     )
+    _add_check_flags(parser)
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
+
+
+def _add_check_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model_name_or_path",
         "--model_path",
@@ -56,7 +61,46 @@ def _add_check_data(parser: argparse.ArgumentParser) -> None:
         default=min(4, os.cpu_count() or 1),
         help="audio files decoded at once (default: up to 4)",
     )
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .prepare import import_corpus, portable, write_manifest
+
+    options = {"language": args.language, "text_column": args.text_column}
+    found = import_corpus(args.format, args.source, split=args.split, **options)
+    write_manifest(portable(found.rows, Path(args.output), args.lowercase), args.output)
+    print(f"prepare: {len(found.rows)} rows from {args.source} (--format {args.format}) written to {args.output}")
+    for line in found.notes[:5] + (["..."] if len(found.notes) > 5 else []):
+        print(f"  note: {line}")
+    for line in found.problems:
+        print(f"  skipped {line}")
+    if found.problems:
+        print(f"prepare: {len(found.problems)} entries skipped, each named above")
+    checked = 0 if args.no_check else _check_data(args_for_check(args))
+    return 1 if found.problems or checked else 0
+
+
+def args_for_check(args: argparse.Namespace) -> argparse.Namespace:
+    """prepare's flags as check-data's, checking the manifest it wrote."""
+    return argparse.Namespace(**{**vars(args), "files": [args.output], "json": None})
+
+
+def _add_prepare(parser: argparse.ArgumentParser) -> None:
+    from .prepare import FORMATS
+
+    parser.add_argument("source", help="the corpus folder")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="the corpus layout")
+    parser.add_argument("--output", required=True, help="the manifest to write (.json, or .jsonl for JSON Lines)")
+    parser.add_argument(
+        "--split", default="train", help="commonvoice: SPLIT.tsv; aishell: wav/SPLIT; audiofolder: SPLIT/ (train)"
+    )
+    parser.add_argument(
+        "--language", default=None, help="language code for every row (kaldi, audiofolder, folder carry none)"
+    )
+    parser.add_argument("--text_column", default=None, help="audiofolder: the text column (default: found by name)")
+    parser.add_argument("--lowercase", action="store_true", help="lowercase the text (LibriSpeech is upper case)")
+    parser.add_argument("--no_check", action="store_true", help="do not decode every row's audio afterwards")
+    _add_check_flags(parser)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -392,6 +436,11 @@ COMMANDS = {
     ),
     "train": (None, _train, "fine-tune Whisper with LoRA on JSON/JSONL manifests (whisper_lora_finetune.py)"),
     "check-data": (_add_check_data, _check_data, "check manifests: every row's audio and text, with a report"),
+    "prepare": (
+        _add_prepare,
+        _prepare,
+        "write a manifest from Common Voice, AISHELL-1, LibriSpeech, Kaldi, audiofolder or a transcribed folder",
+    ),
     "models": (_add_models, _models, "list the model names and the cache; convert embedded models ahead of time"),
     "demo": (
         _add_demo,
