@@ -172,3 +172,26 @@ def test_silent_zero_length_wav(tmp_path):
         handle.setnchannels(1), handle.setsampwidth(2), handle.setframerate(16000)
     report = check_manifests([write_json(tmp_path / "m.json", [{"audio_path": "nothing.wav", "text": "x"}])])
     assert kinds(report) == {1: "zero length"}
+
+
+def test_rows_without_speech_are_accepted_when_they_say_so_and_counted_apart(tmp_path, clips):
+    rows = [
+        {"audio_path": "audio/one.wav", "text": "speech"},  # 1
+        {"audio_path": "audio/two.flac", "no_speech": True},  # 2 no text key: empty
+        {"audio_path": "audio/forty.mp3", "text": "", "start": 0, "end": 3},  # 3 empty without the flag
+        {"audio_path": "audio/forty.mp3", "text": "words", "no_speech": True, "start": 5, "end": 6},  # 4
+        {"audio_path": "audio/forty.mp3", "text": "", "no_speech": "yes", "start": 7, "end": 8},  # 5
+    ]
+    manifest = write_json(tmp_path / "m.json", rows)
+    report = check_manifests([manifest])
+    assert [row.number for row in report.rows] == [1, 2] and report.without_speech == 1
+    assert kinds(report) == {3: "empty text", 4: "bad row", 5: "bad row"}
+    reasons = {problem.number: problem.reason for problem in report.problems}
+    assert "no_speech" in reasons[3] and "--allow_empty_text" in reasons[3]
+    assert "'words'" in reasons[4] and "'yes'" in reasons[5]
+    assert "rows OK:  2 (1 without speech)" in format_report(report)
+    allowed = check_manifests([manifest], allow_empty_text=True)
+    assert [row.number for row in allowed.rows] == [1, 2, 3] and allowed.without_speech == 2
+    lines = []
+    usable_rows([manifest], log=lines.append, allow_empty_text=True)
+    assert lines[0].startswith("3 of 5 rows usable (0.00 h of audio, 2 without speech); 2 skipped")

@@ -177,3 +177,25 @@ def test_one_language_table_joins_scores_and_labels_alike():
     assert join_segments([Segment(0, 1, "你好"), Segment(1, 2, "世界")], "zh") == "你好世界"
     assert join_segments([Segment(0, 1, "hello"), Segment(1, 2, "world")], "en") == "hello world"
     assert default_metric("ja") == "cer" and default_metric("en") == "wer" and default_metric(None) == "wer"
+
+
+def test_a_row_without_speech_is_whispers_empty_transcript(tokenizer):
+    for seconds in (None, 3.0):
+        example = encode_example(tokenizer, "", "en", LabelOptions(), seconds=seconds)
+        prompt = names(tokenizer, example["decoder_input_ids"])
+        assert prompt[:3] == ["<|startoftranscript|>", "<|en|>", "<|transcribe|>"]
+        labels = names(tokenizer, example["labels"])
+        assert labels[0] == "<|nocaptions|>" and labels[-1] == "<|endoftext|>"  # no language: Whisper's no-speech
+        assert [label for label in example["labels"][1:-1] if label != IGNORE_INDEX] == []  # no text, no timestamps
+
+
+def test_audio_without_speech_in_a_packed_window_is_a_gap_between_segments(tokenizer):
+    from whisper_lora.dataset import encode_window
+
+    example = encode_window(tokenizer, ["one", "", "three"], "en", LabelOptions(), [(0.0, 1.0), (2.0, 5.0), (6.0, 7.0)])
+    labels = names(tokenizer, example["labels"])
+    assert labels[0] == "<|en|>"  # a window with speech in it predicts its language
+    stamps = [label for label in labels if label and label.startswith("<|") and label[2].isdigit()]
+    assert stamps == ["<|0.00|>", "<|1.00|>", "<|6.00|>", "<|7.00|>"]
+    text = [label for label in example["labels"] if label != IGNORE_INDEX]
+    assert tokenizer.decode(text, skip_special_tokens=True) == " one three"

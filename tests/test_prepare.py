@@ -50,6 +50,9 @@ def test_common_voice_reads_the_split_tsv_unquoted(tmp_path):
         f"{tmp_path / 'train.tsv'} line 4: audio file not found: {tmp_path / 'clips' / 'common_voice_zh-CN_3.mp3'}",
         f"{tmp_path / 'train.tsv'} line 5: no text for common_voice_zh-CN_4.mp3",
     ]
+    kept = import_corpus("commonvoice", tmp_path, allow_empty_text=True)
+    assert kept.rows[-1] == {**found.rows[0], "audio_path": kept.rows[-1]["audio_path"], "text": "", "no_speech": True}
+    assert kept.rows[-1]["audio_path"].endswith("common_voice_zh-CN_4.mp3") and len(kept.problems) == 1
     with pytest.raises(LayoutError, match=r"dev.tsv: not found; a Common Voice folder has it"):
         import_corpus("commonvoice", tmp_path, split="dev")
 

@@ -21,7 +21,13 @@ def _check_data(args: argparse.Namespace) -> int:
     from .models import load_tokenizer
 
     tokenizer = load_tokenizer(args.model_name_or_path, cache_dir=args.cache_dir)
-    report = check_manifests(args.files, tokenizer, max_seconds=args.max_duration, workers=args.decode_threads)
+    report = check_manifests(
+        args.files,
+        tokenizer,
+        max_seconds=args.max_duration,
+        workers=args.decode_threads,
+        allow_empty_text=args.allow_empty_text,
+    )
     print(format_report(report))
     if args.json:
         from .files import write_json_atomic
@@ -55,6 +61,11 @@ def _add_check_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache_dir", default=None, help="Hugging Face cache folder for hub models")
     parser.add_argument("--max_duration", type=float, default=30.0, help="longest usable row in seconds (default: 30)")
     parser.add_argument(
+        "--allow_empty_text",
+        action="store_true",
+        help='accept rows with empty text as audio without speech (else only rows with "no_speech": true)',
+    )
+    parser.add_argument(
         "--decode_threads",
         "--workers",  # its first name, which serve's --workers (transcriptions at once) made ambiguous
         type=_positive_int,
@@ -66,7 +77,7 @@ def _add_check_flags(parser: argparse.ArgumentParser) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from .prepare import import_corpus, portable, write_manifest
 
-    options = {"language": args.language, "text_column": args.text_column}
+    options = {"language": args.language, "text_column": args.text_column, "allow_empty_text": args.allow_empty_text}
     found = import_corpus(args.format, args.source, split=args.split, **options)
     write_manifest(portable(found.rows, Path(args.output), args.lowercase), args.output)
     print(f"prepare: {len(found.rows)} rows from {args.source} (--format {args.format}) written to {args.output}")

@@ -37,6 +37,7 @@ class Row:
     language: str | None = None
     start: float | None = None
     end: float | None = None
+    no_speech: bool = False  # the row's audio holds no speech; its text is empty
 
     def where(self) -> str:
         return f"{self.manifest} row {self.number}"
@@ -135,6 +136,9 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
     audio, text = entry.get("audio_path"), entry.get("text", entry.get("sentence"))
     if audio is None and isinstance(entry.get("audio"), dict):
         audio = entry["audio"].get("path")
+    no_speech = entry.get("no_speech", False)
+    if no_speech is True and text is None:
+        text = ""
     missing = [key for key, value in (("audio_path", audio), ("text", text)) if value is None]
     if missing:
         reason = f"missing key {', '.join(map(repr, missing))}"
@@ -152,7 +156,7 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
         problem = problem or f"unknown language {language!r} (use a Whisper code such as 'zh' or 'en')"
     if start is not None and end is not None and end <= start:
         problem = problem or f"'end' ({end}) must be after 'start' ({start})"
-    problem = problem or start_problem or end_problem
+    problem = problem or start_problem or end_problem or _no_speech_problem(no_speech, text)
     if problem:
         return Problem(**where, audio_path=resolved, kind="bad row", reason=problem)
     return Row(
@@ -162,7 +166,16 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
         language=language and normalize_language(language),
         start=start,
         end=end,
+        no_speech=no_speech,
     )
+
+
+def _no_speech_problem(no_speech, text: str) -> str | None:
+    if not isinstance(no_speech, bool):
+        return f"'no_speech' must be true or false, got {no_speech!r}"
+    if no_speech and text.strip():
+        return f"'no_speech' is true but the text is {text[:40]!r} (a row without speech has empty text)"
+    return None
 
 
 def read_manifest(path: str | Path) -> tuple[list[Row], list[Problem]]:
@@ -187,12 +200,18 @@ class Report:
     def total_seconds(self) -> float:
         return sum(seconds for _, seconds in self.ok)
 
+    @property
+    def without_speech(self) -> int:
+        """Usable rows with empty text, trained as Whisper's empty transcript."""
+        return sum(not row.text.strip() for row, _ in self.ok)
+
     def summary(self) -> str:
         """One line: how many rows are usable and why the others are not."""
         total = len(self.ok) + len(self.problems)
         kinds = Counter(problem.kind for problem in self.problems)
         reasons = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-        line = f"{len(self.ok)} of {total} rows usable ({self.total_seconds / 3600:.2f} h of audio)"
+        silent = f", {self.without_speech} without speech" if self.without_speech else ""
+        line = f"{len(self.ok)} of {total} rows usable ({self.total_seconds / 3600:.2f} h of audio{silent})"
         return line + (f"; {len(self.problems)} skipped: {reasons}" if self.problems else "")
 
 
@@ -212,9 +231,11 @@ def _audio_problem(row: Row, max_seconds: float) -> tuple[float, Verdict]:
     return seconds, None
 
 
-def _text_problem(row: Row, tokenizer) -> Verdict:
+def _text_problem(row: Row, tokenizer, allow_empty_text: bool) -> Verdict:
     if not row.text.strip():
-        return "empty text", "empty text"
+        if row.no_speech or allow_empty_text:
+            return None
+        return "empty text", 'empty text (a row without speech says "no_speech": true, or pass --allow_empty_text)'
     if tokenizer is not None:
         tokens = len(tokenizer(row.text).input_ids) + TIMESTAMP_LABEL_TOKENS
         if tokens > MAX_LABEL_TOKENS:
@@ -222,8 +243,17 @@ def _text_problem(row: Row, tokenizer) -> Verdict:
     return None
 
 
-def check_rows(rows: list[Row], tokenizer=None, max_seconds: float = MAX_AUDIO_SECONDS, workers: int = 4) -> Report:
-    """Decode every row's audio and check its text; duplicates of an earlier row's audio span are problems."""
+def check_rows(
+    rows: list[Row],
+    tokenizer=None,
+    max_seconds: float = MAX_AUDIO_SECONDS,
+    workers: int = 4,
+    allow_empty_text: bool = False,
+) -> Report:
+    """Decode every row's audio and check its text; duplicates of an earlier row's audio span are problems.
+
+    Empty text is a problem unless the row says "no_speech": true or allow_empty_text is set.
+    """
     report = Report()
     first_seen: dict[tuple, Row] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -233,7 +263,7 @@ def check_rows(rows: list[Row], tokenizer=None, max_seconds: float = MAX_AUDIO_S
             earlier = first_seen.setdefault(key, row)
             if earlier is not row:
                 problem = ("duplicate", f"same audio as {earlier.where()}")
-            problem = problem or _text_problem(row, tokenizer)
+            problem = problem or _text_problem(row, tokenizer, allow_empty_text)
             if problem:
                 report.problems.append(Problem(row.manifest, row.number, row.audio_path, *problem))
             else:
@@ -241,14 +271,14 @@ def check_rows(rows: list[Row], tokenizer=None, max_seconds: float = MAX_AUDIO_S
     return report
 
 
-def check_manifests(paths, tokenizer=None, max_seconds: float = MAX_AUDIO_SECONDS, workers: int = 4) -> Report:
-    """Read and check several manifests into one report; ManifestError if a file cannot be read."""
+def check_manifests(paths, tokenizer=None, **check) -> Report:
+    """Read and check several manifests into one report (check: check_rows' options); ManifestError if unreadable."""
     rows, problems = [], []
     for path in paths:
         good, bad = read_manifest(path)
         rows += good
         problems += bad
-    report = check_rows(rows, tokenizer, max_seconds, workers)
+    report = check_rows(rows, tokenizer, **check)
     report.problems = sorted(problems + report.problems, key=lambda p: (p.manifest, p.number))
     return report
 
@@ -294,7 +324,8 @@ def histogram(values: list[float], edges: tuple, unit: str, width: int = 40) -> 
 
 def format_report(report: Report) -> str:
     """The check-data report: counts, each bad row, total hours, and duration and text-length histograms."""
-    lines = [f"rows OK:  {len(report.ok)}", f"rows bad: {len(report.problems)}"]
+    silent = f" ({report.without_speech} without speech)" if report.without_speech else ""
+    lines = [f"rows OK:  {len(report.ok)}{silent}", f"rows bad: {len(report.problems)}"]
     lines += [f"  {problem}" for problem in report.problems]
     lines.append(f"total audio: {report.total_seconds / 3600:.3f} h ({report.total_seconds:.1f} s)")
     if report.ok:

@@ -33,9 +33,18 @@ class LabelOptions:
 
 
 def _text_tokens(tokenizer, text: str, language: str | None) -> list[int]:
+    if not text.strip():
+        return []  # a row without speech
     # Whisper writes a space before each word of space-separated languages, the first one included.
     text = " " + text.strip() if traits(language).spaces else text.strip()
     return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def no_speech_token(tokenizer) -> int:
+    """Whisper's no-speech token: <|nospeech|> in large-v3's vocabulary, <|nocaptions|> before it."""
+    unknown = tokenizer.unk_token_id
+    found = [tokenizer.convert_tokens_to_ids(name) for name in ("<|nospeech|>", "<|nocaptions|>")]
+    return next(token for token in found if token is not None and token != unknown)
 
 
 def timestamp_token(tokenizer, seconds: float) -> int:
@@ -55,7 +64,9 @@ def encode_window(
     """decoder_input_ids and labels for the transcripts of one window; spans=None trains without timestamps.
 
     With spans, each transcript is a segment between its start and end timestamps, as Whisper writes
-    them. The task and <|notimestamps|> are masked out of the labels, as the model is always given them.
+    them. An empty transcript (a row without speech) adds no tokens. A window without speech is labelled as
+    Whisper was trained on one: <|nospeech|> where the language would be predicted (the probability that
+    decoders compare with --no_speech_threshold), and the end of text right after the prompt. The task and <|notimestamps|> are masked out of the labels, as the model is always given them.
     The language token stays a label: predicting it is how Whisper detects the language, and a model
     never trained on it drifts (measured: a fine-tuned model called espeak Mandarin English or Thai).
     """
@@ -70,11 +81,14 @@ def encode_window(
     else:
         forced, tokens = prompt, list(prompt)
         for piece, (start, end) in zip(pieces, spans):
-            tokens += [timestamp_token(tokenizer, start), *piece, timestamp_token(tokenizer, end)]
+            if piece:  # audio without speech is a gap between segments, as in Whisper's own labels
+                tokens += [timestamp_token(tokenizer, start), *piece, timestamp_token(tokenizer, end)]
         tokens.append(ids("<|endoftext|>"))
     labels = tokens[1:]
     keep_language = 1 if options.multilingual and language else 0
     labels[keep_language : len(forced) - 1] = [IGNORE_INDEX] * (len(forced) - 1 - keep_language)
+    if not any(pieces):
+        labels[0] = no_speech_token(tokenizer)
     return {"decoder_input_ids": tokens[:-1], "labels": labels}
 
 

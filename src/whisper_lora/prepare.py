@@ -33,13 +33,14 @@ class Imported:
     rows: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    without_text: list[tuple[str, dict]] = field(default_factory=list)  # (where, row): kept only as non-speech
 
     def add(self, where: str, audio: Path, text: str | None, **extra) -> None:
         """Keep a row, or note why it cannot be kept; where names the file and line the row came from."""
         if not audio.is_file():
             self.problems.append(f"{where}: audio file not found: {audio}")
         elif text is None or not text.strip():
-            self.problems.append(f"{where}: no text for {audio.name}")
+            self.without_text.append((where, {"audio_path": str(audio), "text": "", "no_speech": True, **extra}))
         else:
             self.rows.append({"audio_path": str(audio), "text": text.strip(), **extra})
 
@@ -296,14 +297,25 @@ FORMATS: dict[str, Callable[..., Imported]] = {
 }
 
 
-def import_corpus(kind: str, src: str | Path, split: str = "train", **options) -> Imported:
-    """The rows of the corpus at src in the given layout; LayoutError if src is not that layout or holds no row."""
+def import_corpus(
+    kind: str, src: str | Path, split: str = "train", allow_empty_text: bool = False, **options
+) -> Imported:
+    """The rows of the corpus at src in the given layout; LayoutError if src is not that layout or holds no row.
+
+    An entry whose audio has no text is skipped, or kept as a row without speech when allow_empty_text is set.
+    """
     src = Path(src)
     if not src.is_dir():
         raise LayoutError(f"{src}: not a folder")
     if options.get("language") is not None:
         options["language"] = normalize_language(options["language"]) or unknown_language(options["language"])
     found = FORMATS[kind](src, split=split, **options)
+    if allow_empty_text:
+        found.rows += [row for _, row in found.without_text]
+    else:
+        found.problems += [f"{where}: no text for {Path(row['audio_path']).name}" for where, row in found.without_text]
+        if found.without_text:
+            found.notes.append("--allow_empty_text keeps audio without text, as rows without speech")
     if not found.rows:
         listed = "".join(f"\n  {line}" for line in found.problems[:5])
         raise LayoutError(f"{src}: no usable rows for --format {kind}{listed}")

@@ -128,6 +128,10 @@ class TrainConfig:
     max_eval_samples: int | None = field(default=None, metadata={"help": "use at most this many validation rows"})
     max_duration: float = field(default=MAX_AUDIO_SECONDS, metadata={"help": "longest usable row in seconds"})
     strict: bool = field(default=False, metadata={"help": "stop on any bad row instead of skipping it"})
+    allow_empty_text: bool = field(
+        default=False,
+        metadata={"help": 'train rows with empty text as audio without speech (else only rows with "no_speech": true)'},
+    )
     metric: str | None = field(
         default=None, metadata={"help": "cer or wer, for choosing the best checkpoint (default: by language)"}
     )
@@ -226,6 +230,7 @@ def _rows(files, tokenizer, config: TrainConfig, limit: int | None, what: str) -
         strict=config.strict,
         log=lambda line: print(f"{what}: {line}"),
         max_seconds=config.max_duration,
+        allow_empty_text=config.allow_empty_text,
     )
     usable = report.ok[:limit] if limit else report.ok
     return [row for row, _ in usable], [seconds for _, seconds in usable]

@@ -10,6 +10,7 @@ import torch
 
 from ..audio import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
 from ..data import normalize_language
+from ..dataset import no_speech_token
 from ..records import Segment, TranscribeOptions, Transcript, join_segments
 
 
@@ -19,7 +20,7 @@ def first_steps(model, processor, features: torch.Tensor) -> list[tuple[str | No
     start = torch.full((len(features), 1), config.decoder_start_token_id, device=model.device)
     with torch.inference_mode():
         logits = model(input_features=features[:, :, : CHUNK_SECONDS * 100], decoder_input_ids=start).logits[:, -1]
-    no_speech_id = processor.tokenizer.convert_tokens_to_ids("<|nocaptions|>")
+    no_speech_id = no_speech_token(processor.tokenizer)
     no_speech = logits.float().softmax(-1)[:, no_speech_id].tolist()
     if not getattr(config, "lang_to_id", None):
         return [(None, None, p) for p in no_speech]
