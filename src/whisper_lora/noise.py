@@ -49,6 +49,8 @@ def non_speech(kind: str, seconds: float, seed: int) -> np.ndarray:
 def write_wav(path: Path, samples: np.ndarray) -> str:
     """16 kHz mono 16-bit WAV; returns the path as a string."""
     with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1), handle.setsampwidth(2), handle.setframerate(SAMPLE_RATE)
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(SAMPLE_RATE)
         handle.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return str(path)
