@@ -57,21 +57,22 @@ def datasets(workdir: Path, speech_rows: int) -> dict:
     }
 
 
-def train_run(manifest: Path, output_dir: Path, epochs: float) -> tuple[str, float]:
-    """Our defaults on the manifest; the model folder and the training time in seconds."""
+def train_run(manifest: Path, output_dir: Path, epochs: float) -> tuple[str, float | None]:
+    """Our defaults on the manifest; the model folder and the training time in seconds (None: kept from before)."""
     from whisper_lora.train import TrainConfig, train
 
     started = time.perf_counter()
-    if not (output_dir / "adapter_config.json").is_file():
-        train(
-            TrainConfig(
-                train_file=[str(manifest)],
-                output_dir=str(output_dir),
-                num_train_epochs=epochs,
-                save_steps=10_000,
-                report_to="none",
-            )
+    if (output_dir / "adapter_config.json").is_file():
+        return str(output_dir), None
+    train(
+        TrainConfig(
+            train_file=[str(manifest)],
+            output_dir=str(output_dir),
+            num_train_epochs=epochs,
+            save_steps=10_000,
+            report_to="none",
         )
+    )
     return str(output_dir), time.perf_counter() - started
 
 
@@ -115,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(args.workdir)
     data = datasets(workdir, args.speech_rows)
-    models = {"base (zero-shot)": ("base", None)}
+    models: dict[str, tuple[str, float | None]] = {"base (zero-shot)": ("base", None)}
     for name in ("speech", "with_no_speech"):
         models[f"ours, {name.replace('_', ' ')}"] = train_run(
             data[name], workdir / "models" / f"{name}_{args.epochs:g}", args.epochs
@@ -140,6 +141,8 @@ def main() -> None:
                 print(f"{'':<26} said on non-speech: {' | '.join(result['said'])[:110]}")
         if trained is not None:
             print(f"{'':<26} trained in {trained / 60:.1f} min")
+        elif model != "base":
+            print(f"{'':<26} trained before, kept in {model}")
 
 
 if __name__ == "__main__":
