@@ -57,7 +57,3 @@ def check_against_ct2(model_path, kinds, clips, folder) -> dict:
 def test_base_reads_as_its_ct2_export_in_every_ggml_type(english, tmp_path):
     rates = check_against_ct2("base", ("f16", "q8_0", "q5_0"), english, tmp_path)
     assert rates["ct2"] < 0.1, rates  # the comparison is between models that read the speech
-
-
-def test_tiny_en_reads_as_its_ct2_export(english, tmp_path):
-    check_against_ct2("tiny.en", ("f16", "q5_0"), english, tmp_path)
