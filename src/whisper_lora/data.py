@@ -202,7 +202,7 @@ class Report:
 
     @property
     def without_speech(self) -> int:
-        """Usable rows with empty text, trained as Whisper's empty transcript."""
+        """Usable rows with empty text, which training labels as Whisper labels non-speech."""
         return sum(not row.text.strip() for row, _ in self.ok)
 
     def summary(self) -> str:
