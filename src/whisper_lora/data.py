@@ -67,11 +67,16 @@ def _decode_text(path: Path) -> str:
         raise ManifestError(f"{path}: manifest not found") from None
     except IsADirectoryError:
         raise ManifestError(f"{path}: is a directory, not a manifest file") from None
+    return decode_utf8(raw, path, ManifestError)
+
+
+def decode_utf8(raw: bytes, path: Path, error_class: type[UserError]) -> str:
+    """raw as UTF-8 with or without a BOM; error_class naming the line of the first byte that is not UTF-8."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise ManifestError(
+        raise error_class(
             f"{path}: not UTF-8 (byte 0x{raw[error.start]:02x} at line {line}); save the file as UTF-8"
         ) from None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .data import normalize_language
+from .data import decode_utf8, normalize_language
 from .errors import UserError
 from .files import write_text_atomic
 
@@ -36,7 +36,7 @@ class Imported:
     without_text: list[tuple[str, dict]] = field(default_factory=list)  # (where, row): kept only as non-speech
 
     def add(self, where: str, audio: Path, text: str | None, **extra) -> None:
-        """Keep a row, or note why it cannot be kept; where names the file and line the row came from."""
+        """Keep a row, set it aside when it has no text, or note why it cannot be kept; where names its file and line."""
         if not audio.is_file():
             self.problems.append(f"{where}: audio file not found: {audio}")
         elif text is None or not text.strip():
@@ -51,11 +51,7 @@ def read_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as error:
         raise LayoutError(f"{path}: cannot read it ({error.strerror or error})") from None
-    try:
-        return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise LayoutError(f"{path}: not UTF-8 (byte 0x{raw[error.start]:02x} at line {line})") from None
+    return decode_utf8(raw, path, LayoutError).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
