@@ -144,7 +144,7 @@ def test_a_packed_window_transcribes_its_rows_in_order_between_their_timestamps(
     dataset = SpeechDataset(rows, processor, LabelOptions(timestamp_fraction=1.0), windows=[[2, 0, 1], [3]])
     assert len(dataset) == 2
     example = dataset[0]
-    spans = dataset.spans[0]
+    spans = [span for _, span in dataset.pieces[0]]
     assert [round(end - start, 2) for start, end in spans] == [3.0, 1.0, 2.0]  # rows 2, 0, 1 of 3, 1 and 2 s
     gaps = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:])]
     assert all(PACK_GAP[0] <= gap <= PACK_GAP[1] for gap in gaps)

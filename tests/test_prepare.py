@@ -7,9 +7,9 @@ import pytest
 
 from helpers import sine, write_audio
 from whisper_lora.cli import main
-from whisper_lora.data import read_manifest
+from whisper_lora.data import check_manifests, read_manifest
 from whisper_lora.errors import UserError
-from whisper_lora.prepare import LayoutError, import_corpus
+from whisper_lora.prepare import LayoutError, import_corpus, portable, write_manifest
 
 BOM, CRLF = "\ufeff", "\r\n"
 
@@ -176,18 +176,27 @@ def test_folder_pairs_audio_with_text_lab_and_subtitles(tmp_path):
     write(tmp_path / "d.vtt", VTT)
     tone(tmp_path / "e.wav")
     found = import_corpus("folder", tmp_path, language="zh")
-    rows = [(Path(row["audio_path"]).name, row["text"], row.get("start"), row.get("end")) for row in found.rows]
+    rows = [(Path(row["audio_path"]).name, row.get("text"), row.get("subtitles")) for row in found.rows]
     assert rows == [
-        ("a.wav", "plain text over two lines", None, None),
-        ("c.wav", "first cue second line", 0.1, 1.2),
-        ("c.wav", "third cue", 2.0, 2.8),
-        ("d.mp3", "hi there", 0.0, 1.0),
-        ("b.flac", "lab text", None, None),
+        ("a.wav", "plain text over two lines", None),
+        ("c.wav", None, str(tmp_path / "c.srt")),
+        ("d.mp3", None, str(tmp_path / "d.vtt")),
+        ("b.flac", "lab text", None),
     ]
-    assert found.problems == [
-        f"{tmp_path / 'c.srt'} cue 2: no text",
-        f"{tmp_path / 'd.vtt'} cue 2: ends at 0.500 s, not after its start 1.000 s",
-        f"{tmp_path / 'e.wav'}: no .txt, .lab, .srt, .vtt file of the same name beside it",
+    assert found.problems == [f"{tmp_path / 'e.wav'}: no .txt, .lab, .srt, .vtt file of the same name beside it"]
+    manifest = write_manifest(portable(found.rows, tmp_path / "m.json"), tmp_path / "m.json")
+    assert json.loads(manifest.read_text())[1]["subtitles"] == "c.srt"
+    report = check_manifests([manifest])  # a recording's cues are checked, and planned into windows, here
+    assert [(Path(row.audio_path).name, row.text, row.window) for row in report.rows] == [
+        ("a.wav", "plain text over two lines", None),
+        ("c.wav", "first cue second line", 1),
+        ("c.wav", "third cue", 2),  # the skipped cue 2 lies between, so no window spans it
+        ("d.mp3", "hi there", 1),
+        ("b.flac", "lab text", None),
+    ]
+    assert [problem.reason for problem in report.cue_problems] == [
+        "c.srt cue 2: no text",
+        "d.vtt cue 2: ends at 0.500 s, not after its start 1.000 s",
     ]
 
 

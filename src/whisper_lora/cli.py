@@ -28,27 +28,35 @@ def _check_data(args: argparse.Namespace) -> int:
         workers=args.decode_threads,
         allow_empty_text=args.allow_empty_text,
     )
-    print(format_report(report))
+    print(format_report(report, windows=args.windows))
     if args.json:
+        from dataclasses import asdict
+
         from .files import write_json_atomic
 
         write_json_atomic(
             args.json,
             {
-                "ok": [{**row.__dict__, "seconds": seconds} for row, seconds in report.ok],
-                "problems": [problem.__dict__ for problem in report.problems],
+                "ok": [{**asdict(row), "seconds": seconds} for row, seconds in report.ok],
+                "problems": [asdict(problem) for problem in report.problems],
+                "cue_problems": [asdict(problem) for problem in report.cue_problems],
                 "total_seconds": report.total_seconds,
             },
         )
-    return 1 if report.problems else 0
+    return 1 if report.problems or report.cue_problems else 0
 
 
 def _add_check_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "files", nargs="+", help="JSON or JSONL manifests of {audio_path, text[, language, start, end]}"
+        "files",
+        nargs="+",
+        help="JSON or JSONL manifests of {audio_path, text[, language, start, end]} or {audio_path, subtitles|sentences}",
     )
     _add_check_flags(parser)
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
+    parser.add_argument(
+        "--windows", action="store_true", help="list every training window planned from each recording's segments"
+    )
 
 
 def _add_check_flags(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +101,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def args_for_check(args: argparse.Namespace) -> argparse.Namespace:
     """prepare's flags as check-data's, checking the manifest it wrote."""
-    return argparse.Namespace(**{**vars(args), "files": [args.output], "json": None})
+    return argparse.Namespace(**{**vars(args), "files": [args.output], "json": None, "windows": False})
 
 
 def _add_prepare(parser: argparse.ArgumentParser) -> None:

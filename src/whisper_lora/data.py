@@ -6,14 +6,16 @@ import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
 from .audio import AudioError, decode_audio, duration_seconds
 from .errors import UserError
+from .languages import traits
+from .segments import Cue, SubtitleError, plan_windows, read_subtitles, sentence_cues
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's window; longer rows would be cut off in training
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions
@@ -38,9 +40,15 @@ class Row:
     start: float | None = None
     end: float | None = None
     no_speech: bool = False  # the row's audio holds no speech; its text is empty
+    # Timed segments: a recording's cues until check_rows plans it into windows, then a window's, from its start.
+    segments: tuple[Cue, ...] | None = None
+    window: int | None = None  # which of its recording's planned windows this row is, from 1
+    subtitles: str | None = None  # the subtitle file the segments came from
 
     def where(self) -> str:
-        return f"{self.manifest} row {self.number}"
+        if self.window is None:
+            return f"{self.manifest} row {self.number}"
+        return f"{self.manifest} row {self.number} window {self.window} ({self.start:.1f}-{self.end:.1f} s)"
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,17 @@ class Problem:
         return f"{self.manifest} row {self.number}: {self.audio_path or '-'}: {self.reason}"
 
 
-KINDS = ("bad row", "missing", "undecodable", "zero length", "too long", "empty text", "label too long", "duplicate")
+KINDS = (
+    "bad row",
+    "missing",
+    "undecodable",
+    "zero length",
+    "too long",
+    "empty text",
+    "label too long",
+    "duplicate",
+    "bad cue",  # one segment of a recording, skipped while the rest of it trains
+)
 
 
 def _decode_text(path: Path) -> str:
@@ -142,7 +160,8 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
     if audio is None and isinstance(entry.get("audio"), dict):
         audio = entry["audio"].get("path")
     no_speech = entry.get("no_speech", False)
-    if no_speech is True and text is None:
+    timed = "subtitles" in entry or "sentences" in entry
+    if (no_speech is True or timed) and text is None:
         text = ""
     missing = [key for key, value in (("audio_path", audio), ("text", text)) if value is None]
     if missing:
@@ -162,6 +181,9 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
     if start is not None and end is not None and end <= start:
         problem = problem or f"'end' ({end}) must be after 'start' ({start})"
     problem = problem or start_problem or end_problem or _no_speech_problem(no_speech, text)
+    segments, subtitles = None, None
+    if not problem and timed:
+        segments, subtitles, problem = _segments(entry, path.parent, start, end)
     if problem:
         return Problem(**where, audio_path=resolved, kind="bad row", reason=problem)
     return Row(
@@ -172,7 +194,30 @@ def _row(path: Path, number: int, entry) -> Row | Problem:
         start=start,
         end=end,
         no_speech=no_speech,
+        segments=segments,
+        subtitles=subtitles,
     )
+
+
+def _segments(entry: dict, folder: Path, start, end) -> tuple[tuple[Cue, ...] | None, str | None, str | None]:
+    """A recording row's cues from "subtitles" (a file beside the manifest) or "sentences"; (cues, file, problem)."""
+    if "subtitles" in entry and "sentences" in entry:
+        return None, None, "give 'subtitles' or 'sentences', not both"
+    if start is not None or end is not None:
+        return None, None, "'start'/'end' do not combine with timed segments; the segments' own times place them"
+    if "sentences" in entry:
+        cues, problem = sentence_cues(entry["sentences"])
+        return tuple(cues), None, problem
+    raw = entry["subtitles"]
+    if not isinstance(raw, str) or Path(raw).suffix.lower() not in (".srt", ".vtt"):
+        return None, None, f"'subtitles' must name an .srt or .vtt file, got {raw!r}"
+    found, not_found = resolve_audio_path(raw, folder)
+    if not_found:
+        return None, found, not_found.replace("audio file", "subtitle file")
+    try:
+        return tuple(read_subtitles(Path(found))), found, None
+    except SubtitleError as error:
+        return None, found, str(error)
 
 
 def _no_speech_problem(no_speech, text: str) -> str | None:
@@ -192,14 +237,24 @@ def read_manifest(path: str | Path) -> tuple[list[Row], list[Problem]]:
 
 @dataclass
 class Report:
-    """The outcome of checking manifests: usable rows with their durations, and problems."""
+    """The outcome of checking manifests: usable rows with their durations, and problems.
+
+    A recording with timed segments counts as one row in `recordings` and adds one usable row per window.
+    """
 
     ok: list[tuple[Row, float]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    cue_problems: list[Problem] = field(default_factory=list)  # skipped segments of otherwise usable recordings
+    recordings: list[tuple[Row, float, int, int]] = field(default_factory=list)  # (row, seconds, windows, skipped)
 
     @property
     def rows(self) -> list[Row]:
         return [row for row, _ in self.ok]
+
+    @property
+    def usable_rows(self) -> int:
+        """Manifest rows with something to train: a recording counts once, however many windows it gives."""
+        return len({(row.manifest, row.number) for row, _ in self.ok})
 
     @property
     def total_seconds(self) -> float:
@@ -212,12 +267,16 @@ class Report:
 
     def summary(self) -> str:
         """One line: how many rows are usable and why the others are not."""
-        total = len(self.ok) + len(self.problems)
+        total = self.usable_rows + len(self.problems)
         kinds = Counter(problem.kind for problem in self.problems)
         reasons = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
         silent = f", {self.without_speech} without speech" if self.without_speech else ""
-        line = f"{len(self.ok)} of {total} rows usable ({self.total_seconds / 3600:.2f} h of audio{silent})"
-        return line + (f"; {len(self.problems)} skipped: {reasons}" if self.problems else "")
+        line = f"{self.usable_rows} of {total} rows usable ({self.total_seconds / 3600:.2f} h of audio{silent})"
+        if self.recordings:
+            windows = sum(count for *_, count, _ in self.recordings)
+            line += f"; {len(self.recordings)} recordings planned into {windows} windows"
+        line += f"; {len(self.problems)} skipped: {reasons}" if self.problems else ""
+        return line + (f"; {len(self.cue_problems)} cues skipped" if self.cue_problems else "")
 
 
 Verdict = tuple[str, str] | None  # (kind, reason), or None for a usable row
@@ -231,12 +290,14 @@ def _audio_problem(row: Row, max_seconds: float) -> tuple[float, Verdict]:
         return 0.0, ("zero length" if "0 bytes" in error.reason else kind, error.reason)
     if seconds == 0:
         return 0.0, ("zero length", "no audio samples in the file or the start/end span")
-    if seconds > max_seconds:
+    if seconds > max_seconds and row.segments is None:
         return seconds, ("too long", f"audio is {seconds:.1f} s, over {max_seconds:g} s (split it or give start/end)")
     return seconds, None
 
 
 def _text_problem(row: Row, tokenizer, allow_empty_text: bool) -> Verdict:
+    if row.segments is not None:
+        return None  # each cue is checked when its recording is planned
     if not row.text.strip():
         if row.no_speech or allow_empty_text:
             return None
@@ -248,6 +309,43 @@ def _text_problem(row: Row, tokenizer, allow_empty_text: bool) -> Verdict:
     return None
 
 
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """How many label tokens a segment's text takes (its characters when there is no tokenizer)."""
+    if tokenizer is None:
+        return len
+    return lambda text: len(tokenizer(" " + text, add_special_tokens=False).input_ids)
+
+
+def windows_of(
+    row: Row, seconds: float, tokenizer, max_seconds: float
+) -> tuple[list[tuple[Row, float]], list[Problem]]:
+    """A recording row planned into window rows (with their seconds), and one problem per skipped cue."""
+    assert row.segments is not None
+    name = "cue" if row.subtitles else "sentence"
+    windows, skipped = plan_windows(list(row.segments), seconds, max_seconds, token_counter(tokenizer), name)
+    cue = f"{Path(row.subtitles).name} cue" if row.subtitles else "sentence"
+    problems = [
+        Problem(row.manifest, row.number, row.audio_path, "bad cue", f"{cue} {number}: {reason}")
+        for number, reason in sorted(skipped.items())
+    ]
+    join = " " if traits(row.language).spaces else ""
+    planned = [
+        (
+            replace(
+                row,
+                text=join.join(cue.text for cue in window.cues),
+                start=window.start,
+                end=window.end,
+                segments=window.cues,
+                window=number,
+            ),
+            window.end - window.start,
+        )
+        for number, window in enumerate(windows, start=1)
+    ]
+    return planned, problems
+
+
 def check_rows(
     rows: list[Row],
     tokenizer=None,
@@ -257,7 +355,8 @@ def check_rows(
 ) -> Report:
     """Decode every row's audio and check its text; duplicates of an earlier row's audio span are problems.
 
-    Empty text is a problem unless the row says "no_speech": true or allow_empty_text is set.
+    Empty text is a problem unless the row says "no_speech": true or allow_empty_text is set. A recording with
+    timed segments may be of any length: it is planned into windows of up to max_seconds, each a row.
     """
     report = Report()
     first_seen: dict[tuple, Row] = {}
@@ -271,9 +370,23 @@ def check_rows(
             problem = problem or _text_problem(row, tokenizer, allow_empty_text)
             if problem:
                 report.problems.append(Problem(row.manifest, row.number, row.audio_path, *problem))
+            elif row.segments is not None:
+                _add_recording(report, row, seconds, tokenizer, max_seconds)
             else:
                 report.ok.append((row, seconds))
     return report
+
+
+def _add_recording(report: Report, row: Row, seconds: float, tokenizer, max_seconds: float) -> None:
+    planned, skipped = windows_of(row, seconds, tokenizer, max_seconds)
+    report.cue_problems += skipped
+    report.recordings.append((row, seconds, len(planned), len(skipped)))
+    if planned:
+        report.ok += planned
+    else:
+        reason = f"no usable cue ({len(skipped)} skipped)" if skipped else "no cues"
+        source = f" in {row.subtitles}" if row.subtitles else " in 'sentences'"
+        report.problems.append(Problem(row.manifest, row.number, row.audio_path, "bad row", reason + source))
 
 
 def check_manifests(paths, tokenizer=None, **check) -> Report:
@@ -285,6 +398,7 @@ def check_manifests(paths, tokenizer=None, **check) -> Report:
         problems += bad
     report = check_rows(rows, tokenizer, **check)
     report.problems = sorted(problems + report.problems, key=lambda p: (p.manifest, p.number))
+    report.cue_problems.sort(key=lambda p: (p.manifest, p.number))
     return report
 
 
@@ -305,12 +419,14 @@ def usable_report(
     """usable_rows' report: the usable rows with their durations."""
     report = check_manifests(paths, tokenizer, **check)
     log(report.summary())
-    for problem in report.problems if list_problems and not strict else []:
+    bad = report.problems + report.cue_problems
+    for problem in bad if list_problems and not strict else []:
         log(f"  skipped {problem}")
-    if report.problems and strict:
-        listed = "\n".join(f"  {problem}" for problem in report.problems[:20])
-        more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
-        raise DataError(f"--strict: {len(report.problems)} bad rows\n{listed}{more}")
+    if bad and strict:
+        listed = "\n".join(f"  {problem}" for problem in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        cues = f", {len(report.cue_problems)} bad cues" if report.cue_problems else ""
+        raise DataError(f"--strict: {len(report.problems)} bad rows{cues}\n{listed}{more}")
     if not report.ok:
         raise DataError(f"no usable rows in {', '.join(map(str, paths))}; run `whisper-lora check-data` on them")
     return report
@@ -327,15 +443,45 @@ def histogram(values: list[float], edges: tuple, unit: str, width: int = 40) -> 
     return [f"  {label:>{pad}} | {'#' * round(width * n / peak):<{width}} {n}" for label, n in zip(labels, counts)]
 
 
-def format_report(report: Report) -> str:
-    """The check-data report: counts, each bad row, total hours, and duration and text-length histograms."""
+def format_report(report: Report, windows: bool = False) -> str:
+    """The check-data report: counts, each bad row, recordings and their windows, hours, and histograms.
+
+    windows lists every planned window of every recording too.
+    """
     silent = f" ({report.without_speech} without speech)" if report.without_speech else ""
-    lines = [f"rows OK:  {len(report.ok)}{silent}", f"rows bad: {len(report.problems)}"]
+    lines = [f"rows OK:  {report.usable_rows}{silent}", f"rows bad: {len(report.problems)}"]
     lines += [f"  {problem}" for problem in report.problems]
+    if report.recordings:
+        lines.append(f"recordings with timed segments: {len(report.recordings)}")
+        lines += [_recording_line(report, *recording, windows) for recording in report.recordings]
+    if report.cue_problems:
+        lines.append(f"cues skipped: {len(report.cue_problems)}")
+        lines += [f"  {problem}" for problem in report.cue_problems]
     lines.append(f"total audio: {report.total_seconds / 3600:.3f} h ({report.total_seconds:.1f} s)")
     if report.ok:
-        lines.append("duration (usable rows):")
+        lines.append("duration (usable rows and windows):")
         lines += histogram([seconds for _, seconds in report.ok], DURATION_BINS, "s")
-        lines.append("text length (usable rows):")
+        lines.append("text length (usable rows and windows):")
         lines += histogram([len(row.text) for row, _ in report.ok], TEXT_BINS, "chars")
     return "\n".join(lines)
+
+
+def _recording_line(report: Report, row: Row, seconds: float, count: int, skipped: int, listed: bool) -> str:
+    """One recording: its length, cues used and skipped, and its windows (each one when listed)."""
+    planned = [
+        (window, length)
+        for window, length in report.ok
+        if window.segments
+        and window.manifest == row.manifest
+        and window.number == row.number
+        and window.window is not None
+    ]
+    cues = sum(len(window.segments or ()) for window, _ in planned)
+    lengths = [length for _, length in planned]
+    spread = f" of {min(lengths):.1f}-{max(lengths):.1f} s (covering {sum(lengths) / seconds:.0%})" if lengths else ""
+    line = f"  {row.where()}: {row.audio_path}: {seconds:.1f} s, {cues} cues in {count} windows{spread}"
+    line += f", skipped cues: {skipped}" if skipped else ""
+    for window, _ in planned if listed else []:
+        numbers = [cue.number for cue in window.segments or ()]
+        line += f"\n    window {window.window}: {window.start:.2f}-{window.end:.2f} s, cues {numbers[0]}-{numbers[-1]}"
+    return line

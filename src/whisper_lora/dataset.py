@@ -106,7 +106,7 @@ def pack_rows(
     filling: dict = {}  # language -> (members, seconds with gaps, label tokens)
     for index in order:
         language = rows[index].language or options.language
-        size = len(_text_tokens(tokenizer, rows[index].text, language)) + 2
+        size = sum(len(_text_tokens(tokenizer, text, language)) + 2 for text, _ in pieces(rows[index], seconds[index]))
         members, used, count = filling.get(language, ([], 0.0, PROMPT_TOKENS))
         full = len(members) >= max_rows or used + seconds[index] > PACK_SECONDS or count + size > MAX_LABEL_TOKENS
         if members and full:
@@ -114,6 +114,13 @@ def pack_rows(
             members, used, count = [], 0.0, PROMPT_TOKENS
         filling[language] = (members + [index], used + seconds[index] + PACK_GAP[1], count + size)
     return windows + [members for members, _, _ in filling.values()]
+
+
+def pieces(row: Row, seconds: float) -> list[tuple[str, tuple[float, float]]]:
+    """A row's transcripts and where each sits in its audio: its timed segments, or its whole text over seconds."""
+    if row.segments is None:
+        return [(row.text, (0.0, seconds))]
+    return [(cue.text, (cue.start, cue.end)) for cue in row.segments]
 
 
 def encoder_stem(encoder, features: torch.Tensor, depth: int) -> torch.Tensor:
@@ -176,7 +183,7 @@ class SpeechDataset(torch.utils.data.Dataset):
     ):
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
         self.windows = windows or [[index] for index in range(len(rows))]
-        self.spans: dict[int, list[tuple[float, float]]] = {}  # where each window's rows sit, for timestamps
+        self.pieces: dict[int, list[tuple[str, tuple[float, float]]]] = {}  # each window's transcripts and spans
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -194,17 +201,19 @@ class SpeechDataset(torch.utils.data.Dataset):
         return self.rows[index].language or self.options.language
 
     def window_samples(self, window: int) -> np.ndarray:
-        """The window's rows end to end, with seeded gaps of silence; records their spans."""
+        """The window's rows end to end, with seeded gaps of silence; records their transcripts' spans."""
         gaps = random.Random(self.options.seed * 7_919 + window)
-        parts, spans, position = [], [], 0
+        parts, found, position = [], [], 0
         for number, index in enumerate(self.windows[window]):
             if number:
                 parts.append(np.zeros(int(gaps.uniform(*PACK_GAP) * SAMPLE_RATE), np.float32))
                 position += len(parts[-1])
             parts.append(self.samples(index))
-            spans.append((position / SAMPLE_RATE, (position + len(parts[-1])) / SAMPLE_RATE))
+            offset = position / SAMPLE_RATE
+            row_pieces = pieces(self.rows[index], len(parts[-1]) / SAMPLE_RATE)
+            found += [(text, (offset + start, offset + end)) for text, (start, end) in row_pieces]
             position += len(parts[-1])
-        self.spans[window] = spans
+        self.pieces[window] = found
         return np.concatenate(parts)
 
     def __getitem__(self, window: int) -> dict:
@@ -217,8 +226,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         else:
             features = self.features(self.window_samples(window))
             audio = {"input_features": features} if cache is None else {"encoder_stem": cache(window, features)}
-        texts = [self.rows[index].text for index in members]
-        spans = self.spans[window] if timestamped else None
+        texts = [text for text, _ in self.pieces[window]]
+        spans = [span for _, span in self.pieces[window]] if timestamped else None
         return {**audio, **encode_window(self.processor.tokenizer, texts, self.language(members[0]), options, spans)}
 
 

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -15,10 +14,10 @@ from typing import Callable, Iterator
 from .data import decode_utf8, normalize_language
 from .errors import UserError
 from .files import write_text_atomic
+from .segments import read_subtitles
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm", ".aac", ".sph")
 TRANSCRIPT_SUFFIXES = (".txt", ".lab", ".srt", ".vtt")
-MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # SRT markup: HTML-like tags, ASS overrides such as {\an8}
 TEXT_COLUMNS = ("transcription", "text", "sentence", "transcript")  # audiofolder's usual names, in order
 
 
@@ -43,6 +42,18 @@ class Imported:
             self.without_text.append((where, {"audio_path": str(audio), "text": "", "no_speech": True, **extra}))
         else:
             self.rows.append({"audio_path": str(audio), "text": text.strip(), **extra})
+
+    def add_recording(self, audio: Path, subtitles: Path, **extra) -> None:
+        """Keep a recording with its subtitle file, whose cues check-data checks; or note why the file is unusable."""
+        try:
+            cues = read_subtitles(subtitles, LayoutError)
+        except LayoutError as error:
+            self.problems.append(str(error))
+            return
+        if not cues:
+            self.problems.append(f"{subtitles}: no cues found")
+        else:
+            self.rows.append({"audio_path": str(audio), "subtitles": str(subtitles), **extra})
 
 
 def read_text(path: Path) -> str:
@@ -220,53 +231,8 @@ def audiofolder(src: Path, split: str, text_column: str | None = None, language:
     return found
 
 
-def srt_cues(path: Path) -> list[tuple[int, float, float, str]]:
-    """(cue number, start, end, text without markup) of an SRT file, read with the srt package."""
-    import srt
-
-    try:
-        cues = list(srt.parse(read_text(path)))
-    except srt.SRTParseError as error:
-        raise LayoutError(f"{path}: not a valid SRT file ({error})") from None
-    return [
-        (cue.index, cue.start.total_seconds(), cue.end.total_seconds(), MARKUP.sub("", cue.content)) for cue in cues
-    ]
-
-
-def vtt_cues(path: Path) -> list[tuple[int, float, float, str]]:
-    """(cue number, start, end, text without markup) of a WebVTT file, read with webvtt-py."""
-    import webvtt
-    from webvtt.errors import MalformedFileError
-
-    try:
-        captions = webvtt.WebVTT.from_buffer(io.StringIO(read_text(path))).captions
-    except MalformedFileError as error:
-        raise LayoutError(f"{path}: not a valid WebVTT file ({error})") from None
-    times = [
-        (caption.start_time.in_milliseconds() / 1000, caption.end_time.in_milliseconds() / 1000) for caption in captions
-    ]
-    return [(number, *time, caption.text) for number, (time, caption) in enumerate(zip(times, captions), start=1)]
-
-
-def subtitle_cues(path: Path) -> tuple[list[tuple[float, float, str]], list[str]]:
-    """(start, end, text) of every usable cue of an SRT or VTT file, and one line per cue that is not usable."""
-    cues, problems = [], []
-    parsed = srt_cues(path) if path.suffix.lower() == ".srt" else vtt_cues(path)
-    for number, start, end, text in parsed:
-        text = " ".join(text.split())
-        if end <= start:
-            problems.append(f"{path} cue {number}: ends at {end:.3f} s, not after its start {start:.3f} s")
-        elif not text:
-            problems.append(f"{path} cue {number}: no text")
-        else:
-            cues.append((start, end, text))
-    if not parsed:
-        problems.append(f"{path}: no cues found")
-    return cues, problems
-
-
 def folder(src: Path, language: str | None = None, **_) -> Imported:
-    """Audio files anywhere under src, each with a same-named .txt, .lab, .srt or .vtt (one row per cue)."""
+    """Audio files anywhere under src, each with a same-named .txt or .lab (its text) or .srt or .vtt (its segments)."""
     found, extra = Imported(), {"language": language} if language else {}
     audio = sorted(path for path in src.rglob("*") if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file())
     for path in audio:
@@ -274,10 +240,7 @@ def folder(src: Path, language: str | None = None, **_) -> Imported:
         if sidecar is None:
             found.problems.append(f"{path}: no {', '.join(TRANSCRIPT_SUFFIXES)} file of the same name beside it")
         elif sidecar.suffix in (".srt", ".vtt"):
-            cues, problems = subtitle_cues(sidecar)
-            found.problems += problems
-            for start, end, text in cues:
-                found.add(f"{sidecar}", path, text, start=start, end=end, **extra)
+            found.add_recording(path, sidecar, **extra)
         else:
             found.add(str(sidecar), path, " ".join(read_text(sidecar).split()), **extra)
     return found
@@ -324,7 +287,7 @@ def unknown_language(code: str):
 
 
 def portable(rows: list[dict], manifest: Path, lowercase: bool = False) -> list[dict]:
-    """The rows with audio paths relative to the manifest's folder (absolute where no relative path exists)."""
+    """The rows with audio and subtitle paths relative to the manifest's folder (absolute where none exists)."""
 
     def relative(path: str) -> str:
         try:
@@ -332,10 +295,11 @@ def portable(rows: list[dict], manifest: Path, lowercase: bool = False) -> list[
         except ValueError:  # another drive on Windows
             return os.path.abspath(path)
 
-    return [
-        {**row, "audio_path": relative(row["audio_path"]), "text": row["text"].lower() if lowercase else row["text"]}
-        for row in rows
-    ]
+    def portable_row(row: dict) -> dict:
+        moved = {key: relative(row[key]) for key in ("audio_path", "subtitles") if key in row}
+        return {**row, **moved, **({"text": row["text"].lower()} if lowercase and "text" in row else {})}
+
+    return [portable_row(row) for row in rows]
 
 
 def write_manifest(rows: list[dict], path: str | Path) -> Path:
