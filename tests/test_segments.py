@@ -50,7 +50,7 @@ def test_windows_hold_whole_consecutive_cues_timed_from_their_own_start():
         assert first.start == pytest.approx(0.5) and last.end == pytest.approx(window.end - window.start - 0.5)
         original = cues[first.number - 1]
         assert window.start + first.start == pytest.approx(original.start)  # times are from the window's start
-        assert after is None or window.end <= after.start  # windows never share audio
+        assert after is None or window.end <= after.start + after.cues[0].start  # no window holds another's speech
 
 
 def test_bad_cues_are_skipped_with_their_reason_and_no_window_spans_one():
@@ -128,6 +128,11 @@ def test_check_data_plans_a_recording_into_windows_and_names_each_bad_cue(tmp_pa
     assert len(windows) >= 2 and all(0 < row.end - row.start <= 30 for row in windows)
     assert [cue.number for row in windows for cue in row.segments] == list(range(1, len(cues)))  # the last overlaps
     assert windows[0].text == " ".join(cue.text for cue in windows[0].segments)
+    for window, after in zip(windows, windows[1:]):  # margins stop at a neighbour's speech
+        assert (
+            window.start + window.segments[-1].end <= after.start
+            and window.end <= after.start + after.segments[0].start
+        )
     assert windows[1].where() == f"{manifest} row 1 window 2 ({windows[1].start:.1f}-{windows[1].end:.1f} s)"
     assert [row.number for row in report.rows if row.number != 1] == [2]
     assert [p.reason for p in report.cue_problems] == [
