@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from no_speech import train_run  # benchmarks/ is on the path when a script in it runs
 
 from whisper_lora.audio import SAMPLE_RATE, decode_audio
 from whisper_lora.files import write_json_atomic, write_text_atomic
@@ -105,25 +106,6 @@ def datasets(workdir: Path, train_minutes: float) -> dict[str, Path]:
         "windows": write_json_atomic(folder / "train_windows.json", windows),
         "test": write_json_atomic(folder / "test_long.json", held_out),
     }
-
-
-def train_run(manifest: Path, output_dir: Path, epochs: float) -> tuple[str, float | None]:
-    """Our defaults on the manifest; the model folder and the training time in seconds (None: kept from before)."""
-    from whisper_lora.train import TrainConfig, train
-
-    if (output_dir / "adapter_config.json").is_file():
-        return str(output_dir), None
-    started = time.perf_counter()
-    train(
-        TrainConfig(
-            train_file=[str(manifest)],
-            output_dir=str(output_dir),
-            num_train_epochs=epochs,
-            save_steps=10_000,
-            report_to="none",
-        )
-    )
-    return str(output_dir), time.perf_counter() - started
 
 
 def nearest(reference: list[float], predicted: list[float]) -> list[float]:
