@@ -52,7 +52,7 @@ def datasets(workdir: Path, real_languages: list[str], real_rows: int, scale: st
     recordings = write_json_atomic(workdir / "recordings_train.json", rows)
     tests = {"in-domain": corpus_test, "out-of-domain": ood, "forgetting": real["en_test"]}
     tests.update({f"real {language}": real[f"{language}_test"] for language in real_languages})
-    return {"train": {"voices": corpus_train, "recordings": recordings}, "test": tests}
+    return {"train": {"voices": corpus_train, "recordings": recordings}, "test": tests, "real": real}
 
 
 def sets_for(task: str | None, tests: dict, tasks: tuple = TASKS) -> dict:
@@ -175,7 +175,9 @@ def run_one(args, run: str, task: str | None) -> dict:
         if run == "recipe":
             model, processor, rows = train_recipe(manifest, args.epochs, output_dir)
         else:
-            model, processor, rows = train_ours(manifest, args.epochs, output_dir, overrides)
+            replay = overrides.get("replay_file")  # a recorded set's name, such as en_train, or a manifest path
+            files = {"replay_file": [str(data["real"].get(replay, replay))]} if replay else {}
+            model, processor, rows = train_ours(manifest, args.epochs, output_dir, {**overrides, **files})
         speed = rows * args.epochs / (time.perf_counter() - started)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     scores = {
@@ -248,11 +250,12 @@ def print_table(args, records: dict) -> None:
         f"{language}{'' if task == 'voices' else '*'}"
         for name, language, task in columns
     ]
-    print(f"\n{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>16}" for h in heads))
+    print(f"\nsamples/s and peak RSS: the {args.tasks[0]} training run")
+    print(f"{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>16}" for h in heads))
     for run in args.runs:
-        voices = records.get((run, "voices")) if run != "base" else records.get(("base", None))
-        speed = f"{voices['samples_per_second']:.2f}" if voices and voices["samples_per_second"] else "-"
-        rss = f"{voices['peak_rss_gb']:.2f} GB" if voices and run != "base" else "-"
+        trained = records.get((run, args.tasks[0])) if run != "base" else None  # speed and memory of the first task
+        speed = f"{trained['samples_per_second']:.2f}" if trained else "-"
+        rss = f"{trained['peak_rss_gb']:.2f} GB" if trained else "-"
         cells = [
             score(records.get(("base", None)) if run == "base" else records.get((run, task)), name, language)
             for name, language, task in columns

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from whisper_lora.backends import Transcriber
+from whisper_lora.errors import UserError
 from whisper_lora.evaluate import load_test_rows, run_model
 from whisper_lora.models import load_whisper
 from whisper_lora.train import TrainConfig, train
@@ -338,3 +339,44 @@ def test_training_and_decoding_refuse_a_bad_task_or_language_in_the_same_words(t
     with pytest.raises(UserError) as training:
         TrainConfig(train_file=["rows.json"], language=language, task=task)
     assert str(decoding.value) in str(training.value)
+
+
+def test_replay_rows_take_the_base_models_transcripts_and_leave_out_empty_ones(tones, monkeypatch, capsys):
+    from whisper_lora import train as training
+
+    said = iter(["one two", "", "three", "four five", "six"])
+    monkeypatch.setattr(training.ModelScorer, "transcripts", lambda self, model: [next(said) for _ in self.rows])
+    options = dict(train_file=[str(tones[0])], replay_file=[str(tones[0])], replay_fraction=0.25, language="en")
+    replay, seconds = training._replay_rows(TrainConfig(**options), None, None, None, 12)
+    assert [row.text for row in replay] == ["one two", "three"]  # 3 of 12 asked for; the empty one left out
+    assert len(seconds) == 2 and all(0 < s < 30 for s in seconds)
+    assert {row.manifest for row in replay} == {str(tones[0])}
+    assert (
+        "replay: 2 rows transcribed by the base model join the 12 training rows (1 came out empty"
+        in capsys.readouterr().out
+    )
+
+
+def test_replay_fraction_must_be_positive(tones):
+    with pytest.raises(UserError, match="--replay_fraction must be more than 0"):
+        TrainConfig(train_file=[str(tones[0])], replay_fraction=0)
+
+
+def test_replay_rows_are_trained_beside_the_training_rows(short_model_dir, tones, tmp_path, monkeypatch, capsys):
+    from whisper_lora import train as training
+
+    monkeypatch.setattr(training.ModelScorer, "transcripts", lambda self, model: ["tone"] * len(self.rows))
+    metrics = train(
+        config(
+            short_model_dir,
+            tones,
+            tmp_path / "out",
+            validation_file=None,
+            replay_file=[str(tones[1])],
+            replay_fraction=0.25,
+            num_train_epochs=1,
+        )
+    )
+    printed = capsys.readouterr().out
+    assert "replay: 2 rows transcribed by the base model join the 8 training rows" in printed
+    assert "train: 10 rows" in printed and metrics["global_step"] == 3  # 10 rows, 4 to a step

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -47,6 +48,16 @@ class TrainConfig:
             "help": "manifests (any language) the model must not get worse on: scored before training and at every evaluation",
             "nargs": "+",
         },
+    )
+    replay_file: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "manifests of speech the model must keep understanding (any language, text optional): the base model transcribes them at the start, and --replay_fraction of the training rows are those transcripts",
+            "nargs": "+",
+        },
+    )
+    replay_fraction: float = field(
+        default=0.1, metadata={"help": "replay rows mixed in per training row, drawn from --replay_file"}
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -162,6 +173,8 @@ class TrainConfig:
             problems.append("--encoder_layers must be 0 or more")
         if self.metric not in (None, "cer", "wer"):
             problems.append(f"--metric must be cer or wer, not {self.metric!r}")
+        if self.replay_fraction <= 0:
+            problems.append("--replay_fraction must be more than 0")
         if not 0.0 <= self.timestamp_fraction <= 1.0:
             problems.append("--timestamp_fraction must be between 0 and 1")
         if self.per_device_train_batch_size is None:
@@ -509,6 +522,8 @@ def train(config: TrainConfig) -> dict:
 
     model, processor = load_whisper(config.model_name_or_path, cache_dir=config.cache_dir)
     model = _apply_lora(model, config)
+    replay, replay_seconds = _replay_rows(config, tokenizer, processor, model, len(train_rows))
+    train_rows, seconds = train_rows + replay, seconds + replay_seconds
     options = LabelOptions(
         config.language,
         config.task,
@@ -565,6 +580,24 @@ def _guard(config: TrainConfig, tokenizer, processor, model) -> ForgettingGuard 
     guard = ForgettingGuard(scorer)
     guard.measure(model)
     return guard
+
+
+def _replay_rows(config: TrainConfig, tokenizer, processor, model, train_rows: int) -> tuple[list[Row], list[float]]:
+    """--replay_file rows relabelled with the base model's own transcripts (LoRA starts at zero), as many as asked."""
+    if not config.replay_file:
+        return [], []
+    check = replace(config, allow_empty_text=True)
+    rows, seconds = _rows(config.replay_file, tokenizer, check, None, "replay")
+    wanted = min(len(rows), max(1, round(config.replay_fraction * train_rows)))
+    chosen = sorted(random.Random(config.seed).sample(range(len(rows)), wanted))
+    picked = [replace(rows[i], segments=None, window=None, no_speech=False) for i in chosen]
+    texts = ModelScorer(picked, processor, config.per_device_eval_batch_size, config.language).transcripts(model)
+    kept = [i for i, text in enumerate(texts) if text.strip()]
+    print(
+        f"replay: {len(kept)} rows transcribed by the base model join the {train_rows} training rows"
+        + (f" ({wanted - len(kept)} came out empty and are left out)" if len(kept) < wanted else "")
+    )
+    return [replace(picked[i], text=texts[i].strip()) for i in kept], [seconds[chosen[i]] for i in kept]
 
 
 def _final_evaluation(trainer) -> dict:
