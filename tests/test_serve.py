@@ -293,3 +293,56 @@ def test_serve_flags_name_the_models_in_order_after_model_path():
     for bad in (["zh"], ["=./zh"], ["zh=./a", "zh=./b"], ["zh =./a", "zh=./b"]):
         with pytest.raises(UserError, match="--model"):
             named_models(bad)
+
+
+class Streaming(StandIn):
+    """A stand-in whose segments come one by one, the second only after the first has been sent."""
+
+    def __init__(self, fail: bool = False):
+        super().__init__()
+        self.fail, self.sent = fail, threading.Event()
+
+    def segments(self, samples, options):
+        def each():
+            yield Segment(0.0, 1.0, "Hello there.")
+            if self.fail:
+                raise RuntimeError("the decoder fell over")
+            yield Segment(1.0, 2.0, "General Kenobi.")
+
+        return "en", each()
+
+
+def events(response) -> list[dict]:
+    import json
+
+    assert response.headers["content-type"].startswith("text/event-stream"), response.text
+    blocks = [b for b in response.text.split("\n\n") if b.strip()]
+    assert all(b.startswith("data: ") for b in blocks), blocks
+    return [json.loads(b.removeprefix("data: ")) for b in blocks]
+
+
+def test_stream_true_sends_a_delta_per_segment_then_done(wav):
+    with client_for(Streaming()) as client:
+        response = post(client, {"stream": "true"}, file=("clip.wav", wav, "audio/wav"))
+    assert response.status_code == 200
+    assert events(response) == [
+        {"type": "transcript.text.delta", "delta": "Hello there."},
+        {"type": "transcript.text.delta", "delta": " General Kenobi."},
+        {"type": "transcript.text.done", "text": "Hello there. General Kenobi."},
+    ]
+
+
+def test_a_failure_mid_stream_is_an_error_event_after_the_text_already_sent(wav):
+    with client_for(Streaming(fail=True)) as client:
+        sent = events(post(client, {"stream": "true"}, file=("clip.wav", wav, "audio/wav")))
+    assert sent[0] == {"type": "transcript.text.delta", "delta": "Hello there."}
+    assert sent[1]["type"] == "error" and "RuntimeError: the decoder fell over" in sent[1]["error"]["message"]
+    assert len(sent) == 2
+
+
+def test_stream_refuses_timed_formats_and_bad_audio_before_streaming(wav):
+    with client_for(Streaming()) as client:
+        timed = post(client, {"stream": "true", "response_format": "srt"}, file=("clip.wav", wav, "audio/wav"))
+        broken = post(client, {"stream": "true"}, file=("clip.wav", b"not audio", "audio/wav"))
+    assert timed.status_code == 400 and "response_format must be json or text" in timed.json()["error"]["message"]
+    assert broken.status_code == 400 and broken.json()["error"]["message"]

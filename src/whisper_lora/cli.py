@@ -287,6 +287,40 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _stream(args: argparse.Namespace) -> int:
+    from .audio import decode_audio
+    from .backends import Transcriber
+    from .files import write_json_atomic
+    from .records import TranscribeOptions
+    from .stream import LiveTranscriber, join_words, pcm_chunks, play, play_chunks, print_commits
+
+    options = from_args(TranscribeOptions, args)
+    live = LiveTranscriber(Transcriber.run(runtime(args), batch_size=1), options)
+    if args.audio == "-":
+        commits = play_chunks(live, pcm_chunks(sys.stdin.buffer, args.chunk_seconds), print_commits)
+    else:
+        commits = play(live, decode_audio(args.audio), args.speed, args.chunk_seconds, print_commits)
+    print()
+    if args.json_log:
+        words = [{**dataclasses.asdict(c.word), "committed_at": c.committed_at, "latency": c.latency} for c in commits]
+        write_json_atomic(args.json_log, {"text": join_words(c.word for c in commits), "words": words})
+    return 0
+
+
+def _add_stream(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("audio", help="an audio file, or - for 16-bit 16 kHz mono PCM on stdin")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="playback speed of a file: 1 real time, 0 as fast as it decodes"
+    )
+    parser.add_argument("--chunk_seconds", type=float, default=1.0, help="least new audio between two decodings")
+    parser.add_argument(
+        "--json_log",
+        default=None,
+        metavar="FILE",
+        help="write each committed word, with when it was committed, to FILE",
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .backends import Transcriber
     from .evaluate import format_summary, format_utterances, load_test_rows, run_model, utterance_table, write_csv
@@ -447,6 +481,11 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "export": (_add_export, _export, "merge the adapter; save it for transformers, CTranslate2 or whisper.cpp"),
     "transcribe": (_add_transcribe, _transcribe, "transcribe files of any length (whisper_lora_inference.py)"),
+    "stream": (
+        _add_stream,
+        _stream,
+        "live transcription of a file played at real speed (or stdin PCM): committed text as it is decided",
+    ),
     "serve": (_add_serve, _serve, "an OpenAI-compatible transcription API and a web page (needs whisper-lora[server])"),
     "evaluate": (
         _add_evaluate,
@@ -501,7 +540,7 @@ def runtime(args: argparse.Namespace):
 
 # Commands whose flags are dataclasses' fields, each defined there once and parsed by transformers'
 # HfArgumentParser (typed and helped by each field); the classes are imported only when the parser is built.
-PARENTS = {"train": _training, "transcribe": _decoding, "evaluate": _decoding, "serve": _runtime}
+PARENTS = {"train": _training, "transcribe": _decoding, "evaluate": _decoding, "stream": _decoding, "serve": _runtime}
 
 
 def build_parser() -> argparse.ArgumentParser:

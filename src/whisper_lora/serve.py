@@ -19,14 +19,15 @@ from typing import Any, Callable
 
 from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from .audio import AudioError, decode_audio
 from .backends import Clip, Transcriber
 from .errors import UserError
-from .records import FALLBACK_TEMPERATURES, Runtime, TranscribeOptions, Transcript
+from .languages import traits
+from .records import FALLBACK_TEMPERATURES, Runtime, Segment, TranscribeOptions, Transcript, join_segments
 from .writers import get_writer
 
 log = logging.getLogger("whisper_lora.serve")
@@ -289,18 +290,40 @@ def render(transcript: Transcript, response_format: str, task: str, granularitie
     return JSONResponse(body)
 
 
-def transcribe_upload(transcriber: Transcriber, upload, options: TranscribeOptions) -> Transcript:
-    """Copy the upload to a private temporary folder, decode it there, and remove the folder whatever happens."""
-    transcriber.check(options)  # before any decoding
+def read_upload(upload):
+    """The upload's audio: copied to a private temporary folder, decoded there, and the folder removed whatever happens."""
     folder = tempfile.mkdtemp(prefix="whisper-lora-upload-")
     try:
         path = Path(folder) / "upload"  # never the client's file name
         with open(path, "wb") as handle:
             shutil.copyfileobj(upload, handle)
-        samples = decode_audio(path)
+        return decode_audio(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return transcriber.clips([Clip("upload", samples)], options)[0]
+
+
+def transcribe_upload(transcriber: Transcriber, upload, options: TranscribeOptions) -> Transcript:
+    """The upload's transcript; the options are checked before any decoding."""
+    transcriber.check(options)
+    return transcriber.clips([Clip("upload", read_upload(upload))], options)[0]
+
+
+def sse(event: dict) -> str:
+    """One Server-Sent Event carrying event as JSON, as OpenAI's streaming responses send it."""
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+def text_events(transcriber: Transcriber, samples, options: TranscribeOptions, stop: threading.Event):
+    """transcript.text.delta events as segments are decoded, then transcript.text.done; stops early when stop is set."""
+    language, segments = transcriber.segments(samples, options)
+    said: list[Segment] = []
+    for segment in segments:
+        if stop.is_set():
+            return
+        delta = (" " if said and traits(language or options.language).spaces else "") + segment.text
+        said.append(segment)
+        yield {"type": "transcript.text.delta", "delta": delta}
+    yield {"type": "transcript.text.done", "text": join_segments(said, language or options.language)}
 
 
 def create_app(
@@ -363,6 +386,40 @@ def create_app(
         transcript = await loop.run_in_executor(pool, lambda: transcribe_upload(models.get(name), file.file, options))
         return render(transcript, response_format, task, granularities or [])
 
+    async def stream_text(file: UploadFile, model, language, prompt, response_format, temperature):
+        if response_format not in ("json", "text"):
+            raise UserError("stream=true sends text events: response_format must be json or text")
+        options = request_options("transcribe", language, prompt, temperature, [], "json")
+        name, loop = models.name(model), asyncio.get_running_loop()
+        transcriber = await loop.run_in_executor(pool, models.get, name)
+        transcriber.check(options)
+        samples = await loop.run_in_executor(pool, read_upload, file.file)  # a bad file is refused before the stream
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for event in text_events(transcriber, samples, options, stop):
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+            except Exception as error:  # the status line is sent already: the error goes in the stream
+                log.exception("streamed transcription failed")
+                loop.call_soon_threadsafe(
+                    queue.put_nowait, {"type": "error", **error_body(_failure(error), "server_error")}
+                )
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        pool.submit(produce)
+
+        async def body():
+            try:
+                while (event := await queue.get()) is not None:
+                    yield sse(event)
+            finally:
+                stop.set()  # the client went away, or the stream ended: the decoding stops at its next segment
+
+        return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(
         file: UploadFile,
@@ -372,7 +429,10 @@ def create_app(
         response_format: str = Form("json"),
         temperature: float = Form(0.0),
         timestamp_granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
+        stream: bool = Form(False),
     ):
+        if stream:
+            return await stream_text(file, model, language, prompt, response_format, temperature)
         granularities = timestamp_granularities
         return await handle("transcribe", file, model, language, prompt, response_format, temperature, granularities)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..errors import UserError
-from ..records import Clip, Runtime, TranscribeOptions, Transcript, join_segments
+from ..records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
 
 
 def pick_device(name: str) -> str:
@@ -49,6 +52,10 @@ class Backend(Protocol):
 
     def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
         """One clip of any length the full way, with every fallback."""
+        ...
+
+    def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language, and one clip's segments as they are decoded."""
         ...
 
 
@@ -116,6 +123,13 @@ class Transcriber:
             decode_rest(transcript, clip.samples, alone, join_segments)
             keep_within_audio(transcript, join_segments)
         return transcripts
+
+    def segments(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language, and one clip's segments as they are decoded (window by window on ct2); none runs past the audio."""
+        self.check(options)
+        language, segments = self.engine.stream(samples, options)
+        seconds = len(samples) / SAMPLE_RATE
+        return language, (replace(s, end=min(s.end, seconds)) for s in segments if s.start < seconds)
 
     def files(self, paths: list[str], options: TranscribeOptions) -> list[Transcript]:
         """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error."""

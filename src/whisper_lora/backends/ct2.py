@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,11 @@ class CT2Backend:
     def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
         """One clip with faster-whisper's own long-form decoding and fallbacks."""
         return transcribe_samples_ct2(self.model, samples, options, name)
+
+    def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language, and the segments as faster-whisper decodes them, window by window."""
+        segments, info = self.model.transcribe(samples, **_decode_options(options))
+        return info.language, (_segment(s) for s in segments if s.text.strip())
 
 
 def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,8 @@ class HFBackend:
     def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
         """One clip of any length the full way."""
         return transcribe_samples(self.model, self.processor, samples, options, name)
+
+    def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language and the segments; transformers' long-form generate gives them all at once, at the end."""
+        transcript = self.transcribe_alone(samples, options, "stream")
+        return transcript.language, iter(transcript.segments)

@@ -1,0 +1,96 @@
+"""The live engine on a scripted model: LocalAgreement-2 commits, the bounded buffer, and the stream command's log."""
+
+import numpy as np
+import pytest
+
+from whisper_lora.audio import SAMPLE_RATE
+from whisper_lora.errors import UserError
+from whisper_lora.records import Segment, Transcript, Word
+from whisper_lora.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
+
+SENTENCE = ["the", "cat", "sat", "on", "the", "mat."]
+
+
+def script(seconds: float) -> list[TimedWord]:
+    """Words of 0.4 s, 0.1 s apart, in six-word sentences, with a pause after each sentence."""
+    words, t, n = [], 0.5, 0
+    while t + 0.4 < seconds:
+        words.append(TimedWord(round(t, 2), round(t + 0.4, 2), " " + SENTENCE[n % 6]))
+        t += 0.5 + (0.7 if n % 6 == 5 else 0.0)
+        n += 1
+    return words
+
+
+def clock_audio(seconds: float) -> np.ndarray:
+    """Samples whose values are their own time / 1000, so the scripted model knows where its buffer lies."""
+    return (np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE / 1000).astype(np.float32)
+
+
+class ScriptedModel:
+    """Hears every scripted word wholly inside the buffer; a word cut by the buffer's end is misheard as 'uh'."""
+
+    backend = "ct2"
+
+    def __init__(self, words):
+        self.words, self.calls, self.longest = words, 0, 0.0
+
+    def clips(self, clips, options):
+        samples = clips[0].samples
+        first, last = float(samples[0]) * 1000, float(samples[-1]) * 1000
+        self.calls, self.longest = self.calls + 1, max(self.longest, last - first)
+        heard = [
+            Word(w.start - first, w.end - first, w.text if w.end <= last else " uh", 0.9)
+            for w in self.words
+            if w.start >= first - 0.05 and w.start < last
+        ]
+        return [Transcript("live", "", [Segment(0.0, last - first, "", heard)])]
+
+
+def test_two_agreeing_hypotheses_commit_their_common_prefix_and_never_take_it_back():
+    agreement = LocalAgreement()
+    first = [TimedWord(0.0, 0.4, " the"), TimedWord(0.5, 0.9, " cat"), TimedWord(1.0, 1.2, " uh")]
+    assert agreement.update(first) == []  # nothing to agree with yet
+    second = [TimedWord(0.0, 0.4, " the"), TimedWord(0.5, 0.9, " cat"), TimedWord(1.0, 1.4, " sat")]
+    assert agreement.update(second) == first[:2]
+    # The buffer is read again from its start: committed words are dropped, not committed twice.
+    assert agreement.update(second + [TimedWord(1.5, 1.9, " on")]) == [second[2]]
+    assert agreement.flush() == [TimedWord(1.5, 1.9, " on")] and agreement.pending == []
+
+
+def test_a_long_session_commits_every_word_before_the_end_in_a_bounded_buffer():
+    words = script(120.0)
+    model = ScriptedModel(words)
+    live = LiveTranscriber(model, trim_seconds=15.0, max_buffer_seconds=25.0)
+    commits = play(live, clock_audio(120.0), speed=0, chunk_seconds=1.0)
+    assert join_words(c.word for c in commits) == join_words(words)
+    assert [c.word for c in commits] == words  # in order, each once
+    times = [c.committed_at for c in commits]
+    assert times == sorted(times)
+    latencies = sorted(c.latency for c in commits[:-6])  # the last sentence is committed by finish()
+    assert latencies[len(latencies) // 2] <= 2.0 and latencies[-1] <= 3.0, latencies
+    assert model.longest <= 16.5, model.longest  # cut at sentence ends once past 15 s
+    assert len(live.audio) == 0 and live.offset == pytest.approx(120.0, abs=0.01)
+
+
+def test_silence_never_grows_the_buffer_past_its_bound():
+    model = ScriptedModel([])
+    live = LiveTranscriber(model, trim_seconds=15.0, max_buffer_seconds=25.0)
+    assert play(live, clock_audio(60.0), speed=0, chunk_seconds=1.0) == []
+    assert model.longest <= 26.0, model.longest
+
+
+def test_the_prompt_carries_the_text_cut_from_the_buffer():
+    model = ScriptedModel(script(40.0))
+    prompts = []
+    original = model.clips
+    model.clips = lambda clips, options: prompts.append(options.initial_prompt) or original(clips, options)
+    live = LiveTranscriber(model)
+    play(live, clock_audio(40.0), speed=0, chunk_seconds=1.0)
+    assert prompts[0] is None and prompts[-1].endswith("the cat sat on the mat.") and 150 < len(prompts[-1]) <= 200
+
+
+def test_a_backend_without_word_times_is_refused():
+    model = ScriptedModel([])
+    model.backend = "transformers"
+    with pytest.raises(UserError, match="needs word times.*--backend ct2"):
+        LiveTranscriber(model)
