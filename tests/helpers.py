@@ -14,6 +14,9 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+from whisper_lora.records import Segment, Transcript, Word
+from whisper_lora.stream import TimedWord
+
 # container suffix -> (PyAV format name, codec, sample format the encoder takes)
 CODECS = {
     ".wav": ("wav", "pcm_s16le", "s16"),
@@ -111,3 +114,44 @@ def run_inference(*args) -> subprocess.CompletedProcess:
     """The seed's whisper_lora_inference.py with args, in a fresh process, its output captured."""
     script = Path(__file__).resolve().parents[1] / "whisper_lora_inference.py"
     return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+SENTENCE = ["the", "cat", "sat", "on", "the", "mat."]
+
+
+def script(seconds: float) -> list:
+    """Words of 0.4 s, 0.1 s apart, in six-word sentences, with a pause after each sentence."""
+    words, t, n = [], 0.5, 0
+    while t + 0.4 < seconds:
+        words.append(TimedWord(round(t, 2), round(t + 0.4, 2), " " + SENTENCE[n % 6]))
+        t += 0.5 + (0.7 if n % 6 == 5 else 0.0)
+        n += 1
+    return words
+
+
+CLOCK = 100.0  # seconds per unit of sample value: up to 100 s, and 3 ms apart once sent as PCM16
+
+
+def clock_audio(seconds: float) -> np.ndarray:
+    """Samples whose values are their own time / CLOCK, so the scripted model knows where its buffer lies."""
+    return (np.arange(int(seconds * 16000)) / 16000 / CLOCK).astype(np.float32)
+
+
+class ScriptedModel:
+    """Hears every scripted word wholly inside the buffer; a word cut by the buffer's end is misheard as 'uh'."""
+
+    backend = "ct2"
+
+    def __init__(self, words):
+        self.words, self.calls, self.longest = words, 0, 0.0
+
+    def clips(self, clips, options):
+        samples = clips[0].samples
+        first, last = float(samples[0]) * CLOCK, float(samples[-1]) * CLOCK
+        self.calls, self.longest = self.calls + 1, max(self.longest, last - first)
+        heard = [
+            Word(w.start - first, w.end - first, w.text if w.end <= last else " uh", 0.9)
+            for w in self.words
+            if w.start >= first - 0.05 and w.start < last
+        ]
+        return [Transcript("live", "", [Segment(0.0, last - first, "", heard)])]

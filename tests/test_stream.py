@@ -1,49 +1,10 @@
 """The live engine on a scripted model: LocalAgreement-2 commits, the bounded buffer, and the stream command's log."""
 
-import numpy as np
 import pytest
 
-from whisper_lora.audio import SAMPLE_RATE
+from helpers import ScriptedModel, clock_audio, script
 from whisper_lora.errors import UserError
-from whisper_lora.records import Segment, Transcript, Word
 from whisper_lora.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
-
-SENTENCE = ["the", "cat", "sat", "on", "the", "mat."]
-
-
-def script(seconds: float) -> list[TimedWord]:
-    """Words of 0.4 s, 0.1 s apart, in six-word sentences, with a pause after each sentence."""
-    words, t, n = [], 0.5, 0
-    while t + 0.4 < seconds:
-        words.append(TimedWord(round(t, 2), round(t + 0.4, 2), " " + SENTENCE[n % 6]))
-        t += 0.5 + (0.7 if n % 6 == 5 else 0.0)
-        n += 1
-    return words
-
-
-def clock_audio(seconds: float) -> np.ndarray:
-    """Samples whose values are their own time / 1000, so the scripted model knows where its buffer lies."""
-    return (np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE / 1000).astype(np.float32)
-
-
-class ScriptedModel:
-    """Hears every scripted word wholly inside the buffer; a word cut by the buffer's end is misheard as 'uh'."""
-
-    backend = "ct2"
-
-    def __init__(self, words):
-        self.words, self.calls, self.longest = words, 0, 0.0
-
-    def clips(self, clips, options):
-        samples = clips[0].samples
-        first, last = float(samples[0]) * 1000, float(samples[-1]) * 1000
-        self.calls, self.longest = self.calls + 1, max(self.longest, last - first)
-        heard = [
-            Word(w.start - first, w.end - first, w.text if w.end <= last else " uh", 0.9)
-            for w in self.words
-            if w.start >= first - 0.05 and w.start < last
-        ]
-        return [Transcript("live", "", [Segment(0.0, last - first, "", heard)])]
 
 
 def test_two_agreeing_hypotheses_commit_their_common_prefix_and_never_take_it_back():

@@ -372,6 +372,7 @@ def _serve(args: argparse.Namespace) -> int:
         models=named_models(args.model or []),
         preload=args.preload,
         max_loaded=args.max_loaded,
+        max_streams=args.max_streams,
     )
     serve(settings, args.host, args.port)
     return 0
@@ -401,6 +402,12 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preload", action="store_true", help="load every model at start, not on its first request")
     parser.add_argument(
         "--max_loaded", type=_positive_int, default=None, help="most models in memory at once (least recently used go)"
+    )
+    parser.add_argument(
+        "--max_streams",
+        type=_positive_int,
+        default=2,
+        help="live /v1/realtime sessions at once; more are refused so the others keep up (default: 2)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from fastapi import FastAPI, Form, Request, UploadFile
+from fastapi import FastAPI, Form, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.websockets import WebSocketDisconnect
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from .audio import AudioError, decode_audio
@@ -51,6 +52,7 @@ class ServeSettings:
     models: dict[str, str | None] = field(default_factory=dict)  # --model NAME=PATH, in order
     preload: bool = False  # load every model at start instead of on its first request
     max_loaded: int | None = None  # most models in memory at once; the least recently used goes first
+    max_streams: int = 2  # live /v1/realtime sessions at once; more are refused, so the others stay real-time
 
     def served(self) -> dict[str, str | None]:
         """Every model served, by the name a request's model field gives, the default first."""
@@ -338,6 +340,7 @@ def create_app(
         models.add(settings.model_id, transcriber)
     gate = {"pending": 0, "ready": transcriber is not None, "error": None}
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="whisper-lora")
+    live = {"open": 0}  # /v1/realtime sessions
 
     def start():
         try:
@@ -446,11 +449,101 @@ def create_app(
     ):
         return await handle("translate", file, model, None, prompt, response_format, temperature, [])
 
+    @app.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket, model: str | None = None):
+        await live_session(websocket, model)
+
+    async def live_session(websocket: WebSocket, model: str | None) -> None:
+        from .realtime import RealtimeSession, SessionConfig, dump
+
+        offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        if not _realtime_key_ok(settings.api_key, websocket.headers.get("authorization", ""), offered):
+            await websocket.close(code=1008, reason="missing or wrong API key")
+            return
+        await websocket.accept(subprotocol=_subprotocol(offered))
+        if live["open"] >= settings.max_streams:
+            body = error_body(
+                f"the server keeps {settings.max_streams} live sessions at once; retry later", "server_error"
+            )
+            await websocket.send_text(dump({"type": "error", **body}))
+            await websocket.close(code=1013)
+            return
+        live["open"] += 1
+        loop = asyncio.get_running_loop()
+        limit = int(settings.max_upload_mb * 2**20)
+        session = RealtimeSession(
+            send=lambda event: websocket.send_text(dump(event)),
+            run=lambda work: loop.run_in_executor(pool, work),
+            make_live=lambda config: make_live(config),
+            config=SessionConfig(model=model),
+            message_limit=limit,
+            minute_limit=limit,
+        )
+        worker = asyncio.create_task(_work(session, websocket))
+        try:
+            await session.start()
+            while not worker.done():
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is None:
+                    await session.error("send events as JSON text frames")
+                elif not await session.handle(message["text"]):
+                    await websocket.close(code=1008)
+                    break
+        except (RuntimeError, WebSocketDisconnect):
+            pass  # the client went away
+        finally:
+            session.close()
+            worker.cancel()
+            live["open"] -= 1
+
+    def make_live(config):
+        from .stream import LiveTranscriber
+
+        transcriber = models.get(models.name(config.model))
+        return LiveTranscriber(transcriber, TranscribeOptions(language=config.language, initial_prompt=config.prompt))
+
     @app.get("/", response_class=HTMLResponse)
     async def page():
         return WEB_PAGE.read_text(encoding="utf-8")
 
     return app
+
+
+async def _work(session, websocket) -> None:
+    """The session's engine loop; a failure becomes an error event and ends the session."""
+    try:
+        await session.work()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # a model that fails to load, an unknown model, a decoding failure
+        log.exception("live session failed")
+        try:
+            await session.error(_failure(error), code="server_error")
+            await websocket.close(code=1011)
+        except Exception:
+            pass  # the client is gone already
+
+
+def _realtime_key_ok(key: str | None, authorization: str, offered: list[str]) -> bool:
+    """The API key from the Authorization header, or from a browser's openai-insecure-api-key.KEY subprotocol."""
+    if not key:
+        return True
+    sent = [authorization] + [
+        f"Bearer {p.removeprefix('openai-insecure-api-key.')}"
+        for p in offered
+        if p.startswith("openai-insecure-api-key.")
+    ]
+    return any(hmac.compare_digest(value.encode(), f"Bearer {key}".encode()) for value in sent)
+
+
+def _subprotocol(offered: list[str]) -> str | None:
+    # A browser that offers subprotocols drops the connection unless the server picks one of them.
+    plain = [p for p in offered if not p.startswith("openai-insecure-api-key.")]
+    if "realtime" in offered:
+        return "realtime"
+    return (plain or offered)[0] if offered else None
 
 
 def _add_error_handlers(app: FastAPI) -> None:
