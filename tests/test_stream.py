@@ -55,3 +55,15 @@ def test_a_backend_without_word_times_is_refused():
     model.backend = "transformers"
     with pytest.raises(UserError, match="needs word times.*--backend ct2"):
         LiveTranscriber(model)
+
+
+def test_finish_reads_the_audio_that_came_after_the_last_step():
+    words = script(8.0)
+    live = LiveTranscriber(ScriptedModel(words))
+    audio = clock_audio(7.3)  # 7.3 s: inside the pause after the second sentence
+    live.feed(audio[:100_000])  # 6.25 s: the step hears the last word cut, as "uh"
+    live.step()
+    assert live.agreement.pending[-1].text == " uh"
+    live.feed(audio[100_000:])
+    said = live.finish()
+    assert said[-1].text == " mat." and join_words(said).endswith("on the mat.")

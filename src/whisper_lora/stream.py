@@ -110,6 +110,7 @@ class LiveTranscriber:
         self.audio = np.zeros(0, dtype=np.float32)
         self.offset = 0.0  # session seconds at the buffer's start
         self.received = 0  # samples fed in all
+        self.undecoded = False  # audio came since the last decoding
         self.agreement = LocalAgreement()
         self.before_buffer: deque[str] = deque(maxlen=100)  # committed words already cut from the buffer
         self.in_buffer: list[TimedWord] = []  # committed words still in it
@@ -123,6 +124,7 @@ class LiveTranscriber:
         """Append 16 kHz mono float samples."""
         self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32)])
         self.received += len(samples)
+        self.undecoded = self.undecoded or len(samples) > 0
 
     def step(self) -> Update:
         """Decode the buffer once; commit what this decoding and the previous one agree on."""
@@ -135,15 +137,15 @@ class LiveTranscriber:
 
     def finish(self) -> list[TimedWord]:
         """Commit the tentative tail and empty the buffer: the end of the stream, or of a turn."""
-        if len(self.audio) >= SAMPLE_RATE // 10 and not self.agreement.pending:
-            self.agreement.update(self._decode())
-        rest = self.agreement.flush()
+        rest = self.agreement.update(self._decode()) if self.undecoded and len(self.audio) >= SAMPLE_RATE // 10 else []
+        rest += self.agreement.flush()  # the last decoding read the most audio: its tail stands
         self.before_buffer.extend(w.text for w in self.in_buffer + rest)
         self.in_buffer, self.offset = [], self.seconds
         self.audio = np.zeros(0, dtype=np.float32)
         return rest
 
     def _decode(self) -> list[TimedWord]:
+        self.undecoded = False
         options = replace(self.options, initial_prompt=self._prompt())
         transcript = self.transcriber.clips([Clip("live", self.audio)], options)[0]
         return [
