@@ -61,7 +61,7 @@ def long_file(path: Path, chosen: list[Prompt], rng: random.Random) -> dict:
     return {
         "audio_path": path.name,
         "subtitles": Path(srt).name,
-        "language": "es",
+        "language": chosen[0].language,
         "cues": [[c.start, c.end] for c in cues],
         "text": " ".join(c.text for c in cues),
     }

@@ -156,3 +156,14 @@ def test_24_khz_audio_is_resampled_to_the_models_16_khz():
     assert abs(len(out) - 16000) < 400  # the resampler holds back a few ms until more comes
     spectrum = np.abs(np.fft.rfft(out[:8000]))
     assert abs(np.argmax(spectrum) * 16000 / 8000 - 440) <= 4
+
+
+def test_a_turn_ends_halfway_into_the_first_pause_long_enough():
+    from whisper_lora.realtime import turn_cut
+
+    ms = 16  # samples per millisecond
+    spans = [(100 * ms, 900 * ms), (1200 * ms, 2000 * ms), (3000 * ms, 3500 * ms)]
+    assert turn_cut(spans, 4000 * ms, silence_ms=600) == 2000 * ms + 300 * ms  # 300 ms pause too short, 1 s one ends it
+    assert turn_cut(spans[:2], 2400 * ms, silence_ms=600) is None  # still only 400 ms quiet at the end
+    assert turn_cut(spans[:2], 2700 * ms, silence_ms=600) == 2300 * ms
+    assert turn_cut([], 4000 * ms, silence_ms=600) is None

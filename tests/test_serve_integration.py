@@ -242,3 +242,134 @@ def test_web_page_records_from_the_microphone(server, clip):
         finally:
             browser.close()
     assert "blue" in text.lower() or "background" in text.lower(), text
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory):
+    """About 25 s of recorded English: test prompts end to end with pauses of 0.8 s (under the 1 MB upload limit)."""
+    import numpy as np
+
+    from whisper_lora.audio import decode_audio
+
+    chosen, total = [], 0.0
+    for prompt in real_speech("en"):
+        if prompt.sentences >= 2 and total + prompt.seconds <= 24:
+            chosen.append(prompt)
+            total += prompt.seconds
+    pause = np.zeros(int(0.8 * 16000), np.float32)
+    samples = np.concatenate([part for p in chosen for part in (decode_audio(p.audio_path), pause)])
+    path = write_audio(tmp_path_factory.mktemp("long") / "long.wav", samples[None], 16000)
+    return path, " ".join(p.text for p in chosen), len(chosen)
+
+
+def test_stream_true_sends_text_as_it_is_decoded_with_the_openai_client(server, long_recording):
+    from whisper_lora.metrics import error_rate
+
+    path, reference, _ = long_recording
+    api = client(server[0])
+    with open(path, "rb") as audio:
+        whole = api.audio.transcriptions.create(model="whisper-1", file=audio, language="en").text
+    with open(path, "rb") as audio:
+        events = list(api.audio.transcriptions.create(model="whisper-1", file=audio, language="en", stream=True))
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    assert len(deltas) >= 2 and events[-1].type == "transcript.text.done"  # segment by segment, then the whole
+    assert "".join(deltas) == events[-1].text
+    assert error_rate([whole], [events[-1].text], "wer", "en") <= 0.05, (whole, events[-1].text)
+    assert error_rate([reference], [events[-1].text], "wer", "en") < 0.15
+
+
+def test_realtime_websocket_cuts_turns_by_server_vad_and_commits_as_audio_arrives(server, long_recording):
+    import asyncio
+    import base64
+    import json
+
+    import websockets
+
+    from whisper_lora.audio import decode_audio
+    from whisper_lora.metrics import error_rate
+
+    path, reference, prompts = long_recording
+    samples = decode_audio(path)
+
+    async def session():
+        events, sent_at_first_delta = [], None
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with websockets.connect(f"ws://127.0.0.1:{server[1]}/v1/realtime", additional_headers=headers) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            session = {"input_audio_format": "pcm16", "input_audio_sample_rate": 16000}
+            session["input_audio_transcription"] = {"language": "en"}
+            await ws.send(json.dumps({"type": "session.update", "session": session}))
+            sent = 0
+
+            async def send():
+                nonlocal sent
+                for first in range(0, len(samples), 1600):  # 100 ms pieces at 2x real speed
+                    pcm = (samples[first : first + 1600] * 32767).astype("<i2").tobytes()
+                    await ws.send(
+                        json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+                    )
+                    sent = first + 1600
+                    await asyncio.sleep(0.05)
+                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+
+            sender = asyncio.create_task(send())
+            stopped = set()  # turns that server VAD ended; the turn the last commit ends has no speech_stopped
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                events.append(event)
+                if event["type"].endswith(".delta") and sent_at_first_delta is None:
+                    sent_at_first_delta = sent
+                if event["type"] == "input_audio_buffer.speech_stopped":
+                    stopped.add(event["item_id"])
+                if event["type"] == "error" or (
+                    event["type"].endswith(".completed") and event["item_id"] not in stopped
+                ):
+                    break
+            await sender
+        return events, sent_at_first_delta
+
+    events, first_delta_at = asyncio.run(session())
+    # The last commit may find the buffer empty, when the server's VAD ended the last turn already.
+    assert all(e["error"]["code"] == "input_audio_buffer_commit_empty" for e in events if e["type"] == "error"), events
+    completed = [e["transcript"] for e in events if e["type"].endswith("input_audio_transcription.completed")]
+    assert len(completed) >= 2, completed  # the pauses between prompts end turns
+    assert [e["type"] for e in events].count("input_audio_buffer.speech_stopped") >= 1  # VAD ended one at least
+    assert first_delta_at < len(samples) / 2  # committed text comes while the audio is still arriving
+    assert error_rate([reference], [" ".join(completed)], "wer", "en") < 0.2, (reference, completed)
+
+
+def test_whisper_lora_stream_prints_committed_text_and_logs_when_each_word_came(long_recording, tmp_path):
+    import json
+
+    from whisper_lora.metrics import error_rate
+
+    path, reference, _ = long_recording
+    log = tmp_path / "log.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whisper_lora.cli",
+            "stream",
+            str(path),
+            "--speed",
+            "0",
+            "--language",
+            "en",
+            "--json_log",
+            str(log),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(log.read_text())
+    assert record["text"] == done.stdout.strip()
+    assert error_rate([reference], [record["text"]], "wer", "en") < 0.15, (reference, record["text"])
+    times = [w["committed_at"] for w in record["words"]]
+    starts = [w["start"] for w in record["words"]]
+    assert times == sorted(times) and starts == sorted(starts)
+    assert sum(w["latency"] <= 3.5 for w in record["words"]) >= 0.9 * len(
+        times
+    )  # at speed 0 latency is the policy's own

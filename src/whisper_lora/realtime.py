@@ -22,7 +22,7 @@ from .stream import LiveTranscriber, TimedWord, Update, join_words
 
 RATES = (16000, 24000)
 STEP_SECONDS = 1.0  # least new audio between two decodings of a turn
-VAD_WINDOW_SECONDS = 8.0  # the turn's tail that the voice-activity check reads
+VAD_CONTEXT_SECONDS = 3.0  # audio before the new samples that the voice-activity check reads again
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,21 @@ class PCMDecoder:
         )
 
 
-def speech_state(tail: np.ndarray, threshold: float, silence_ms: int) -> tuple[bool, bool]:
-    """(speech heard in the tail, and it has since been silent for silence_ms), by Silero VAD through faster-whisper."""
+def speech_spans(tail: np.ndarray, threshold: float, silence_ms: int) -> list[tuple[int, int]]:
+    """Speech in the tail as (start, end) samples, pauses shorter than silence_ms merged, by Silero VAD (faster-whisper's)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    spans = get_speech_timestamps(tail, VadOptions(threshold=threshold, min_silence_duration_ms=silence_ms))
-    if not spans:
-        return False, False
-    return True, (len(tail) - spans[-1]["end"]) >= silence_ms * SAMPLE_RATE // 1000
+    options = VadOptions(threshold=threshold, min_silence_duration_ms=silence_ms, speech_pad_ms=30)
+    return [(span["start"], span["end"]) for span in get_speech_timestamps(tail, options)]
+
+
+def turn_cut(spans: list[tuple[int, int]], length: int, silence_ms: int) -> int | None:
+    """Where a turn ends in audio of this length: halfway into the first pause of silence_ms after speech, if any."""
+    silence = silence_ms * SAMPLE_RATE // 1000
+    for (_, end), following in zip(spans, [start for start, _ in spans[1:]] + [length]):
+        if following - end >= silence:
+            return end + min(following - end, silence) // 2
+    return None
 
 
 def _id(prefix: str) -> str:
@@ -165,6 +172,7 @@ class RealtimeSession:
         self.previous_item: str | None = None
         self.turn_tail = np.zeros(0, dtype=np.float32)
         self.turn_seconds = 0.0  # audio in this turn, for speech_started / stopped times
+        self.turn_start = 0.0  # session seconds where this turn began
         self.heard_speech = False
         self.turn_words: list[TimedWord] = []
         self.commit_requested = False
@@ -254,7 +262,7 @@ class RealtimeSession:
                     await self._end_turn()
                     continue
                 if await self._step():
-                    await self._end_turn()
+                    await self._end_turn(at_commit=False)
 
     def _waiting_seconds(self) -> float:
         return sum(len(chunk) for chunk in self.incoming) / SAMPLE_RATE
@@ -264,38 +272,53 @@ class RealtimeSession:
         samples = self._take_incoming()
         if self.live is None:
             self.live = await self.run(lambda: self.make_live(self.config))
-        self.live.feed(samples)
-        update = await self.run(self.live.step)
-        await self._send_update(update)
-        return await self._turn_ended(samples)
+        live = self.live
+        if self.config.server_vad:
+            samples, ended = await self._listen(samples)
+            live.feed(samples)
+            if ended:
+                return True
+            if not self.heard_speech:
+                live.drop_audio(keep_seconds=0.5)  # silence before the turn's speech is not decoded
+                return False
+        else:
+            live.feed(samples)
+        await self._send_update(await self.run(live.step))
+        return False
+
+    async def _listen(self, samples: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The part of samples in this turn, and whether the turn ends there; the rest waits for the next turn."""
+        before = self.turn_tail  # the turn's last seconds before these samples, for the pause that spans both
+        tail = np.concatenate([before, samples])
+        new_from = len(before)
+        config = self.config
+        spans = await self.run(lambda: speech_spans(tail, config.threshold, config.silence_ms))
+        at = lambda index: int((self.turn_start + self.turn_seconds + (index - new_from) / SAMPLE_RATE) * 1000)  # noqa: E731
+        if spans and not self.heard_speech:
+            self.heard_speech = True
+            await self.send("input_audio_buffer.speech_started", audio_start_ms=at(spans[0][0]), item_id=self.item)
+        cut = turn_cut(spans, len(tail), config.silence_ms) if self.heard_speech else None
+        if cut is not None:
+            keep = min(len(samples), max(0, cut - new_from))
+            await self.send("input_audio_buffer.speech_stopped", audio_end_ms=at(cut), item_id=self.item)
+            self.incoming.insert(0, samples[keep:])
+            samples = samples[:keep]
+        self.turn_tail = np.concatenate([before, samples])[-int(VAD_CONTEXT_SECONDS * SAMPLE_RATE) :]
+        self.turn_seconds += len(samples) / SAMPLE_RATE
+        return samples, cut is not None
 
     def _take_incoming(self) -> np.ndarray:
         samples = np.concatenate(self.incoming) if self.incoming else np.zeros(0, dtype=np.float32)
         self.incoming = []
         return samples
 
-    async def _turn_ended(self, samples: np.ndarray) -> bool:
-        self.turn_seconds += len(samples) / SAMPLE_RATE
-        if not self.config.server_vad:
-            return False
-        self.turn_tail = np.concatenate([self.turn_tail, samples])[-int(VAD_WINDOW_SECONDS * SAMPLE_RATE) :]
-        tail, config = self.turn_tail, self.config
-        speech, ended = await self.run(lambda: speech_state(tail, config.threshold, config.silence_ms))
-        if speech and not self.heard_speech:
-            self.heard_speech = True
-            await self.send(
-                "input_audio_buffer.speech_started", audio_start_ms=int(self.turn_seconds * 1000), item_id=self.item
-            )
-        if self.heard_speech and ended:
-            await self.send(
-                "input_audio_buffer.speech_stopped", audio_end_ms=int(self.turn_seconds * 1000), item_id=self.item
-            )
-            return True
-        return False
+    async def _end_turn(self, at_commit: bool = True) -> None:
+        """Commit the turn: its last words, input_audio_buffer.committed, then the turn's completed transcript.
 
-    async def _end_turn(self) -> None:
-        """Commit the turn: its last words, input_audio_buffer.committed, then the turn's completed transcript."""
-        samples = self._take_incoming()
+        At the client's commit the turn takes all the audio received; at a pause found by server VAD, the audio
+        after the pause stays for the next turn.
+        """
+        samples = self._take_incoming() if at_commit else np.zeros(0, dtype=np.float32)
         if self.live is None and not len(samples):
             await self.error("the input audio buffer is empty", code="input_audio_buffer_commit_empty")
             return
@@ -313,6 +336,7 @@ class RealtimeSession:
             transcript=join_words(self.turn_words),
         )
         self.previous_item, self.item = self.item, _id("item")
+        self.turn_start += live.seconds
         self.live, self.turn_words = None, []
         self.turn_tail, self.turn_seconds, self.heard_speech = np.zeros(0, np.float32), 0.0, False
 
@@ -326,6 +350,7 @@ class RealtimeSession:
                 item_id=self.item,
                 content_index=0,
                 delta=text.lstrip() if first else text,
+                audio_end_ms=int((self.turn_start + update.committed[-1].end) * 1000),  # ours: where its last word ends
             )
         await self.send(
             "conversation.item.input_audio_transcription.tentative",

@@ -126,6 +126,13 @@ class LiveTranscriber:
         self.received += len(samples)
         self.undecoded = self.undecoded or len(samples) > 0
 
+    def drop_audio(self, keep_seconds: float) -> None:
+        """Forget all but the buffer's last keep_seconds (silence before any speech); the session's clock runs on."""
+        extra = len(self.audio) - int(keep_seconds * SAMPLE_RATE)
+        if extra > 0 and not self.in_buffer and not self.agreement.pending:
+            self.audio = self.audio[extra:]
+            self.offset += extra / SAMPLE_RATE
+
     def step(self) -> Update:
         """Decode the buffer once; commit what this decoding and the previous one agree on."""
         if len(self.audio) < SAMPLE_RATE // 2:
