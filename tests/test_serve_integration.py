@@ -373,3 +373,42 @@ def test_whisper_lora_stream_prints_committed_text_and_logs_when_each_word_came(
     assert sum(w["latency"] <= 3.5 for w in record["words"]) >= 0.9 * len(
         times
     )  # at speed 0 latency is the policy's own
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_web_page_live_transcribes_the_microphone_while_it_speaks(server, long_recording):
+    from whisper_lora.metrics import error_rate
+
+    playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
+    path, reference, _ = long_recording
+    seconds = len(open(path, "rb").read()) / 32000
+    api = client(server[0])
+    with open(path, "rb") as audio:
+        offline = api.audio.transcriptions.create(model="whisper-1", file=audio, language="en").text
+    fake_microphone = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={path}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    committed = "document.querySelector('#live').querySelectorAll('.committed')"
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox", *fake_microphone])
+        try:
+            page = browser.new_page()
+            page.goto(server[0])
+            page.fill("#key", KEY)
+            page.select_option("#language", "en")
+            started = time.monotonic()
+            page.click("#live-button")
+            page.wait_for_function(f"[...{committed}].some((s) => s.textContent.length > 0)", timeout=120_000)
+            first_text_after = time.monotonic() - started
+            page.wait_for_timeout(max(0, (seconds + 2 - (time.monotonic() - started)) * 1000))
+            page.click("#live-button")  # stop: the last turn is committed
+            page.wait_for_function("document.querySelector('#status').textContent === 'live: done'", timeout=120_000)
+            live = " ".join(page.eval_on_selector_all("#live .committed", "spans => spans.map(s => s.textContent)"))
+        finally:
+            browser.close()
+    assert first_text_after < seconds / 2, first_text_after  # text while the speech is still playing
+    assert error_rate([offline], [live], "wer", "en") <= 0.1, (offline, live)
+    assert error_rate([reference], [live], "wer", "en") < 0.2, (reference, live)

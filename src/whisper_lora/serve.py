@@ -324,7 +324,8 @@ def text_events(transcriber: Transcriber, samples, options: TranscribeOptions, s
             return
         delta = (" " if said and traits(language or options.language).spaces else "") + segment.text
         said.append(segment)
-        yield {"type": "transcript.text.delta", "delta": delta}
+        timed = {"start": segment.start, "end": segment.end, "text": segment.text}  # ours, beside OpenAI's fields
+        yield {"type": "transcript.text.delta", "delta": delta, "segment": timed}
     yield {"type": "transcript.text.done", "text": join_segments(said, language or options.language)}
 
 
