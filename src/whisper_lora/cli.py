@@ -292,14 +292,14 @@ def _stream(args: argparse.Namespace) -> int:
     from .backends import Transcriber
     from .files import write_json_atomic
     from .records import TranscribeOptions
-    from .stream import LiveTranscriber, join_words, pcm_chunks, play, play_chunks, print_commits
+    from .stream import CommitPrinter, LiveTranscriber, join_words, pcm_chunks, play, play_chunks
 
     options = from_args(TranscribeOptions, args)
     live = LiveTranscriber(Transcriber.run(runtime(args), batch_size=1), options)
     if args.audio == "-":
-        commits = play_chunks(live, pcm_chunks(sys.stdin.buffer, args.chunk_seconds), print_commits)
+        commits = play_chunks(live, pcm_chunks(sys.stdin.buffer, args.chunk_seconds), CommitPrinter())
     else:
-        commits = play(live, decode_audio(args.audio), args.speed, args.chunk_seconds, print_commits)
+        commits = play(live, decode_audio(args.audio), args.speed, args.chunk_seconds, CommitPrinter())
     print()
     if args.json_log:
         words = [{**dataclasses.asdict(c.word), "committed_at": c.committed_at, "latency": c.latency} for c in commits]

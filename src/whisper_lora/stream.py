@@ -257,9 +257,17 @@ def pcm_chunks(stream, seconds: float) -> Iterator[np.ndarray]:
         yield np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
 
 
-def print_commits(update: Update, now: float, out=sys.stdout) -> None:
-    """Write newly committed text as it comes, unbuffered."""
-    text = "".join(word.text for word in update.committed)
-    if text:
-        out.write(text)
-        out.flush()
+class CommitPrinter:
+    """Writes newly committed text as it comes, unbuffered, without the space before the first word."""
+
+    def __init__(self, out=None):
+        self.out, self.started = out or sys.stdout, False
+
+    def __call__(self, update: Update, now: float) -> None:
+        text = "".join(word.text for word in update.committed)
+        if not self.started:
+            text = text.lstrip()
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.started = True
