@@ -87,7 +87,16 @@ def start_server(model: str | None, compute_type: str | None, max_streams: int) 
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", "whisper_lora.cli", "serve", "--port", str(port), "--max_streams", str(max_streams)]
+    command = [
+        sys.executable,
+        "-m",
+        "whisper_lora.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--max_streams",
+        str(max_streams),
+    ]
     command += ["--workers", "2"] + (["--model_path", model] if model else [])
     command += ["--compute_type", compute_type] if compute_type else []
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,7 +129,9 @@ async def live_client(url: str, samples: np.ndarray, language: str) -> list[floa
             for first in range(0, len(samples), piece):
                 await asyncio.sleep(max(0.0, first / SAMPLE_RATE - (time.monotonic() - started)))
                 pcm = (np.clip(samples[first : first + piece], -1, 1) * 32767).astype("<i2").tobytes()
-                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}))
+                await ws.send(
+                    json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+                )
             await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
 
         sender = asyncio.create_task(send())
@@ -189,7 +200,9 @@ def main() -> None:
         for count in [int(n) for n in args.sessions.split(",") if n]:
             found = concurrency(url, samples, args.language, count)
             results["sessions"].append(found)
-            print(f"{count} live sessions over /v1/realtime: delta latency p50 {found['p50']:.2f} s, p95 {found['p95']:.2f} s")
+            print(
+                f"{count} live sessions over /v1/realtime: delta latency p50 {found['p50']:.2f} s, p95 {found['p95']:.2f} s"
+            )
     finally:
         server.terminate()
         server.wait()

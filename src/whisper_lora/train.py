@@ -269,8 +269,8 @@ class ForgettingGuard:
             score = scores[key]
             log.warning(
                 "forgetting: %s on --regression_file is %.2f%%, %.1f points worse than the base model's %.2f%%. "
-                "Remedies: fewer --num_train_epochs or a lower --learning_rate, fewer --encoder_layers, "
-                "or add rows of that language to --train_file",
+                "Remedies: --replay_file with speech of that language (the base model's own transcripts are "
+                "trained on beside yours), fewer --num_train_epochs or a lower --learning_rate, or fewer --encoder_layers",
                 key,
                 100 * score,
                 100 * (score - self.base[key]),
