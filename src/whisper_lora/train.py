@@ -52,7 +52,7 @@ class TrainConfig:
     replay_file: list[str] | None = field(
         default=None,
         metadata={
-            "help": "manifests of speech the model must keep understanding (any language, text optional): the base model transcribes them at the start, and --replay_fraction of the training rows are those transcripts",
+            "help": 'manifests of speech the model must keep understanding (any language; "text" may be empty): the base model transcribes them at the start, and --replay_fraction of the training rows are those transcripts',
             "nargs": "+",
         },
     )
@@ -71,7 +71,7 @@ class TrainConfig:
         default=None, metadata={"help": "language of rows without their own 'language' (zh, en, ...)"}
     )
     task: str = field(default="transcribe", metadata={"help": "transcribe or translate"})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
     per_device_train_batch_size: int | None = field(
         default=None,
         metadata={
