@@ -189,6 +189,25 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def fake_microphone(audio) -> list[str]:
+    """Chromium flags that grant the microphone and feed it the audio file (with %noloop: once)."""
+    return [
+        "--no-sandbox",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={audio}",
+    ]
+
+
+def english_page(browser, url: str):
+    """The page, with the API key typed and English chosen."""
+    page = browser.new_page()
+    page.goto(url)
+    page.fill("#key", KEY)
+    page.select_option("#language", "en")
+    return page
+
+
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_web_page_in_headless_chromium(server, clip, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
@@ -220,18 +239,10 @@ def test_web_page_in_headless_chromium(server, clip, tmp_path):
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_web_page_records_from_the_microphone(server, clip):
     playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
-    fake_microphone = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={clip}",
-    ]
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox", *fake_microphone])
+        browser = driver.chromium.launch(executable_path=chromium(), args=fake_microphone(clip))
         try:
-            page = browser.new_page()
-            page.goto(server[0])
-            page.fill("#key", KEY)
-            page.select_option("#language", "en")
+            page = english_page(browser, server[0])
             page.click("#record")
             page.wait_for_timeout(4000)  # the clip is about 3 s; the fake microphone plays it from the start
             page.click("#record")
@@ -385,20 +396,11 @@ def test_web_page_live_transcribes_the_microphone_while_it_speaks(server, long_r
     api = client(server[0])
     with open(path, "rb") as audio:
         offline = api.audio.transcriptions.create(model="whisper-1", file=audio, language="en").text
-    fake_microphone = [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={path}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
     committed = "document.querySelector('#live').querySelectorAll('.committed')"
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox", *fake_microphone])
+        browser = driver.chromium.launch(executable_path=chromium(), args=fake_microphone(f"{path}%noloop"))
         try:
-            page = browser.new_page()
-            page.goto(server[0])
-            page.fill("#key", KEY)
-            page.select_option("#language", "en")
+            page = english_page(browser, server[0])
             started = time.monotonic()
             page.click("#live-button")
             page.wait_for_function(f"[...{committed}].some((s) => s.textContent.length > 0)", timeout=120_000)

@@ -406,8 +406,8 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_streams",
         type=_positive_int,
-        default=2,
-        help="live /v1/realtime sessions at once; more are refused so the others keep up (default: 2)",
+        default=1,
+        help="live /v1/realtime sessions at once; more are refused so the others keep up (default: 1, what 2 CPU cores keep near real time)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)

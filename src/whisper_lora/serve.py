@@ -52,7 +52,7 @@ class ServeSettings:
     models: dict[str, str | None] = field(default_factory=dict)  # --model NAME=PATH, in order
     preload: bool = False  # load every model at start instead of on its first request
     max_loaded: int | None = None  # most models in memory at once; the least recently used goes first
-    max_streams: int = 2  # live /v1/realtime sessions at once; more are refused, so the others stay real-time
+    max_streams: int = 1  # live /v1/realtime sessions at once; more are refused, so the others keep up
 
     def served(self) -> dict[str, str | None]:
         """Every model served, by the name a request's model field gives, the default first."""
