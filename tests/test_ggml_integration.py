@@ -54,6 +54,6 @@ def check_against_ct2(model_path, kinds, clips, folder) -> dict:
     return rates
 
 
-def test_base_reads_as_its_ct2_export_in_every_ggml_type(english, tmp_path):
-    rates = check_against_ct2("base", ("f16", "q8_0", "q5_0"), english, tmp_path)
+def test_base_reads_as_its_ct2_export_in_q8_0(english, tmp_path):
+    rates = check_against_ct2("base", ("q8_0",), english, tmp_path)  # the file to use; f16 and q5_0: README
     assert rates["ct2"] < 0.1, rates  # the comparison is between models that read the speech

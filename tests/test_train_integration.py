@@ -140,26 +140,3 @@ def test_rows_without_speech_teach_it_to_stay_quiet_on_noise_it_never_heard(tune
         said = [t.text for t in transcriber.files([*held_out, speech], TranscribeOptions(language="zh"))]
         trained, chords = said[: len(KINDS) - 1], said[len(KINDS) - 1]
         assert trained == [""] * len(trained) and len(chords) <= 2 and said[-1].strip(), (backend, said)
-
-
-def test_the_adapters_whisper_cpp_file_reads_its_rows_as_its_ct2_export_does(tuned, tmp_path):
-    pytest.importorskip("pywhispercpp")  # a failure under CI=true (conftest.py)
-    from whisper_lora.export import export_model, greedy_reader, whispercpp_reader
-    from whisper_lora.metrics import error_rate
-
-    test_manifest = tuned[4]
-    rows = json.loads(test_manifest.read_text())
-    output_dir = str(test_manifest.parents[1] / "model")
-    ct2 = export_model(output_dir, tmp_path / "ct2", "ct2", "float32")["ct2"]
-    q8 = export_model(output_dir, tmp_path / "ggml", "ggml", ggml_types=("q8_0",))["ggml q8_0"]
-    references = [row["text"] for row in rows]
-    read_ct2, read_cpp = greedy_reader(ct2, "ct2"), whispercpp_reader(q8)
-    by_ct2 = [read_ct2(row["audio_path"], "zh") for row in rows]
-    by_cpp = [read_cpp(row["audio_path"], "zh") for row in rows]
-    ct2_cer, cpp_cer = (error_rate(references, said, "cer", "zh") for said in (by_ct2, by_cpp))
-    print(f"adapter on its held-out rows: CER CTranslate2 {ct2_cer:.3f}, whisper.cpp q8_0 {cpp_cer:.3f}")
-    characters = sum(len(text) for text in references)
-    # The issue's bound is 1 point; held as 3 characters of these rows' ~120, as tests/test_ggml_integration.py
-    # holds base's in words, since faster-whisper's greedy path reads unsure rows differently from both.
-    assert cpp_cer <= ct2_cer + max(0.01, 3 / characters), (ct2_cer, cpp_cer)
-    assert cpp_cer < IN_DOMAIN_CER_BOUND
