@@ -31,7 +31,8 @@ from whisper_lora.backends import Transcriber
 from whisper_lora.metrics import error_rate
 from whisper_lora.models import cache_root
 from whisper_lora.realspeech import prompts
-from whisper_lora.records import Runtime, TranscribeOptions
+from whisper_lora.records import Clip, Runtime, TranscribeOptions
+from whisper_lora.serve import _rss_mb as rss_mb  # the RSS that serve logs per loaded model
 from whisper_lora.stream import LiveTranscriber, join_words, play
 
 
@@ -57,7 +58,7 @@ def offline_and_streamed(transcriber: Transcriber, rows: list[dict], language: s
     for row in rows:
         samples = decode_audio(row["audio_path"])
         references.append(row["text"])
-        offline.append(transcriber.clips([_clip(samples)], options)[0].text)
+        offline.append(transcriber.clips([Clip("offline", samples)], options)[0].text)
         commits = play(LiveTranscriber(transcriber, options), samples, speed=speed, chunk_seconds=1.0)
         streamed.append(join_words(c.word for c in commits))
         latencies += [c.latency for c in commits]
@@ -69,12 +70,6 @@ def offline_and_streamed(transcriber: Transcriber, rows: list[dict], language: s
         "latency_p95": percentile(latencies, 0.95),
         "words": len(latencies),
     }
-
-
-def _clip(samples):
-    from whisper_lora.records import Clip
-
-    return Clip("offline", samples)
 
 
 def free_port() -> int:
@@ -153,10 +148,6 @@ def concurrency(url: str, samples: np.ndarray, language: str, sessions: int) -> 
 
     latencies = [value for each in asyncio.run(together()) for value in each]
     return {"sessions": sessions, "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
-
-
-def rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
 
 def memory(transcriber: Transcriber, samples: np.ndarray, language: str, minutes: float) -> dict:
