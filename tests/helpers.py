@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -155,3 +157,87 @@ class ScriptedModel:
             if w.start >= first - 0.05 and w.start < last
         ]
         return [Transcript("live", "", [Segment(0.0, last - first, "", heard)])]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(arguments: list[str], log: Path, ready_s: float = 300):
+    """`whisper-lora serve ARGUMENTS` in a subprocess on a free port, until ready: yields (url, port)."""
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "whisper_lora.cli", "serve", "--port", str(port), *arguments]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(int(ready_s / 0.2)):
+            try:
+                if httpx.get(f"{url}/health").json()["status"] == "ready":
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the server was not ready in {ready_s} s:\n{log.read_text()}")
+        yield url, port
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def realtime_session(port: int, samples: np.ndarray, language: str, key: str | None = None, pause_s: float = 0.05):
+    """Play samples into /v1/realtime with a plain websockets client, 100 ms per pause_s; the events, and how many
+    samples were sent when the first delta came. Ends at the .completed of the turn the final commit closes."""
+    import asyncio
+    import base64
+    import json
+
+    import websockets
+
+    async def session():
+        events, sent, sent_at_first_delta = [], 0, None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", additional_headers=headers) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            session = {"input_audio_format": "pcm16", "input_audio_sample_rate": 16000}
+            session["input_audio_transcription"] = {"language": language}
+            await ws.send(json.dumps({"type": "session.update", "session": session}))
+
+            async def send():
+                nonlocal sent
+                for first in range(0, len(samples), 1600):
+                    pcm = (samples[first : first + 1600] * 32767).astype("<i2").tobytes()
+                    await ws.send(
+                        json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+                    )
+                    sent = first + 1600
+                    await asyncio.sleep(pause_s)
+                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+
+            sender = asyncio.create_task(send())
+            stopped = set()  # turns that server VAD ended; the turn the last commit ends has no speech_stopped
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                events.append(event)
+                if event["type"].endswith(".delta") and sent_at_first_delta is None:
+                    sent_at_first_delta = sent
+                if event["type"] == "input_audio_buffer.speech_stopped":
+                    stopped.add(event["item_id"])
+                if event["type"] == "error" or (
+                    event["type"].endswith(".completed") and event["item_id"] not in stopped
+                ):
+                    break
+            await sender
+        return events, sent_at_first_delta
+
+    return asyncio.run(session())

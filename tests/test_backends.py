@@ -6,6 +6,7 @@ import pytest
 
 from helpers import run_inference, sine, write_audio
 from whisper_lora.backends import Transcriber
+from whisper_lora.budget import max_new_tokens
 from whisper_lora.file_jobs import transcribe_many
 from whisper_lora.records import TranscribeOptions, Transcript, join_segments
 
@@ -39,6 +40,26 @@ def test_every_file_gets_one_transcript_in_order_with_times_inside_its_audio(
         assert starts == sorted(starts)
         assert all(0.0 <= s.start <= s.end <= seconds for s in transcript.segments), transcript.segments
         assert transcript.text == join_segments(transcript.segments, "en")
+
+
+# A random model's 40 tokens compress badly and score far under -1 log-probability: the fallback must fire.
+@pytest.mark.parametrize("temperatures", [(0.0,), (0.0, 0.6)])
+def test_a_short_clip_that_fails_the_thresholds_is_decoded_again_at_the_next_temperature(
+    temperatures, short_model_dir, tone_paths, monkeypatch
+):
+    from transformers.generation.utils import GenerationMixin
+
+    tried, generate = [], GenerationMixin.generate
+
+    def spy(self, *args, generation_config=None, **kwargs):
+        tried.append(generation_config.temperature if generation_config.do_sample else 0.0)
+        return generate(self, *args, generation_config=generation_config, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", spy)
+    options = TranscribeOptions(language="en", temperature=temperatures, compression_ratio_threshold=0.1)
+    [transcript] = Transcriber(str(short_model_dir), "transformers", "cpu").files(tone_paths[:1], options)
+    # The coverage guard may decode the clip's rest once more, with the same fallback.
+    assert transcript.error is None and tried == list(temperatures) * (len(tried) // len(temperatures)), tried
 
 
 def test_word_timestamps_are_refused_on_transformers_before_any_decoding(tiny_model_dir, tone_paths):
@@ -117,3 +138,36 @@ def test_text_past_the_audio_is_dropped_and_times_are_clamped_to_its_end():
     ]
     assert [(w.start, w.end) for w in transcript.segments[1].words] == [(0.2, 0.9), (1.0, 1.6), (2.0, 2.0)]
     assert transcript.text == "start near end after"
+
+
+def test_transformers_stops_a_looping_clip_at_its_budget(tiny_model_dir, tone_paths, monkeypatch):
+    from transformers.generation.utils import GenerationMixin
+
+    lengths, generate = [], GenerationMixin.generate
+
+    def spy(self, *args, **kwargs):
+        output = generate(self, *args, **kwargs)
+        lengths.append(output.shape[-1] if hasattr(output, "shape") else output["sequences"].shape[-1])
+        return output
+
+    monkeypatch.setattr(GenerationMixin, "generate", spy)
+    options = TranscribeOptions(language="en", temperature=[0.0])
+    Transcriber(str(tiny_model_dir), "transformers", "cpu").files(tone_paths[:1], options)
+    # A random model never ends its text: without the budget it runs to 448 tokens.
+    assert lengths and max(lengths) <= 4 + max_new_tokens(0.7, "en"), lengths
+
+
+def test_faster_whisper_gets_the_budget_and_the_compression_threshold(tiny_model_dir, tone_paths, monkeypatch):
+    from faster_whisper import WhisperModel
+
+    seen, transcribe = [], WhisperModel.transcribe
+
+    def spy(self, audio, **kwargs):
+        seen.append(kwargs)
+        return transcribe(self, audio, **kwargs)
+
+    monkeypatch.setattr(WhisperModel, "transcribe", spy)
+    options = TranscribeOptions(language="en", compression_ratio_threshold=1.0, condition_on_previous_text=False)
+    Transcriber(str(tiny_model_dir), "ct2", "cpu", batch_size=1).files(tone_paths[:1], options)
+    assert seen[0]["max_new_tokens"] == max_new_tokens(0.7, "en")
+    assert seen[0]["compression_ratio_threshold"] == pytest.approx(2.4 / 1.35)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import espeak, have_espeak, real_speech, write_audio
+from helpers import espeak, have_espeak, real_speech, realtime_session, serving, write_audio
 
 pytest.importorskip("fastapi", reason="the server extra is not installed")
 openai = pytest.importorskip("openai", reason="the dev extra (openai) is not installed")
@@ -23,42 +23,11 @@ KEY = "test-key"
 SENTENCE = "Glue the sheet to the dark blue background."
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "whisper_lora.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--api_key",
-        KEY,
-        "--max_upload_mb",
-        "1",
-    ]
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health").json()["status"] == "ready":
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.2)
-    yield url, port
-    process.terminate()
-    process.wait(30)
+    with serving(["--api_key", KEY, "--max_upload_mb", "1"], log) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -290,56 +259,12 @@ def test_stream_true_sends_text_as_it_is_decoded_with_the_openai_client(server, 
 
 
 def test_realtime_websocket_cuts_turns_by_server_vad_and_commits_as_audio_arrives(server, long_recording):
-    import asyncio
-    import base64
-    import json
-
-    import websockets
-
     from whisper_lora.audio import decode_audio
     from whisper_lora.metrics import error_rate
 
     path, reference, prompts = long_recording
     samples = decode_audio(path)
-
-    async def session():
-        events, sent_at_first_delta = [], None
-        headers = {"Authorization": f"Bearer {KEY}"}
-        async with websockets.connect(f"ws://127.0.0.1:{server[1]}/v1/realtime", additional_headers=headers) as ws:
-            assert json.loads(await ws.recv())["type"] == "session.created"
-            session = {"input_audio_format": "pcm16", "input_audio_sample_rate": 16000}
-            session["input_audio_transcription"] = {"language": "en"}
-            await ws.send(json.dumps({"type": "session.update", "session": session}))
-            sent = 0
-
-            async def send():
-                nonlocal sent
-                for first in range(0, len(samples), 1600):  # 100 ms pieces at 2x real speed
-                    pcm = (samples[first : first + 1600] * 32767).astype("<i2").tobytes()
-                    await ws.send(
-                        json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
-                    )
-                    sent = first + 1600
-                    await asyncio.sleep(0.05)
-                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-
-            sender = asyncio.create_task(send())
-            stopped = set()  # turns that server VAD ended; the turn the last commit ends has no speech_stopped
-            while True:
-                event = json.loads(await asyncio.wait_for(ws.recv(), 120))
-                events.append(event)
-                if event["type"].endswith(".delta") and sent_at_first_delta is None:
-                    sent_at_first_delta = sent
-                if event["type"] == "input_audio_buffer.speech_stopped":
-                    stopped.add(event["item_id"])
-                if event["type"] == "error" or (
-                    event["type"].endswith(".completed") and event["item_id"] not in stopped
-                ):
-                    break
-            await sender
-        return events, sent_at_first_delta
-
-    events, first_delta_at = asyncio.run(session())
+    events, first_delta_at = realtime_session(server[1], samples, "en", KEY)  # 100 ms pieces at 2x real speed
     # The last commit may find the buffer empty, when the server's VAD ended the last turn already.
     assert all(e["error"]["code"] == "input_audio_buffer_commit_empty" for e in events if e["type"] == "error"), events
     completed = [e["transcript"] for e in events if e["type"].endswith("input_audio_transcription.completed")]

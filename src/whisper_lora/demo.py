@@ -17,6 +17,7 @@ from typing import Any
 from .errors import UserError
 from .files import write_json_atomic
 from .metrics import default_metric, error_rate
+from .progress import Progress
 
 # (language, espeak-ng voice, sentence); cmn-latn-pinyin reads Chinese characters, plain cmn does not.
 SMOKE_SENTENCES = (
@@ -101,7 +102,7 @@ def _sentences(parts: tuple, joiner: str, count: int, rng: random.Random) -> lis
     return rng.sample(combos, count)
 
 
-def _speak_all(folder: Path, plan: list[tuple[str, str, str, str]], rng: random.Random) -> list[dict]:
+def _speak_all(folder: Path, plan: list[tuple[str, str, str, str]], rng: random.Random, log=print) -> list[dict]:
     """Speak each (file name, language, voice, text) into folder, each at a speed and pitch drawn from rng; return manifest rows."""
     voices = [(rng.randint(125, 175), rng.randint(30, 70)) for _ in plan]
     for parent in {(folder / name).parent for name, *_ in plan}:
@@ -112,11 +113,17 @@ def _speak_all(folder: Path, plan: list[tuple[str, str, str, str]], rng: random.
         speak(text, folder / name, voice, *voices[i])
         return {"audio_path": name, "text": text, "language": language}
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(make, range(len(plan))))
+    with ThreadPoolExecutor(max_workers=4) as pool, Progress(len(plan), "speaking", "clip", write=log) as progress:
+        rows = []
+        for row in pool.map(make, range(len(plan))):
+            rows.append(row)
+            progress.update()
+        return rows
 
 
-def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[int, int] = (48, 12), seed: int = 0):
+def build_corpus(
+    folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[int, int] = (48, 12), seed: int = 0, log=print
+):
     """Speak a Mandarin and English corpus into folder/audio; return the (train, test) manifest paths.
 
     zh and en are (train, test) sentence counts. Test sentences never occur in training. Each clip gets
@@ -143,14 +150,16 @@ def build_corpus(folder: str | Path, zh: tuple[int, int] = (240, 40), en: tuple[
         (f"audio/{split}_{language}_{i:04d}.wav", language, voice, text)
         for i, (split, language, voice, text) in enumerate(plan)
     ]
-    rows = _speak_all(folder, named, rng)
+    rows = _speak_all(folder, named, rng, log)
     for path, wanted_split in ((train_path, "train"), (test_path, "test")):
         write_json_atomic(path, [row for row, (split, *_) in zip(rows, plan) if split == wanted_split])
     write_json_atomic(stamp, wanted)
     return train_path, test_path
 
 
-def build_out_of_domain(folder: str | Path, seed: int = 0, zh: int | None = None, en: int | None = None) -> Path:
+def build_out_of_domain(
+    folder: str | Path, seed: int = 0, zh: int | None = None, en: int | None = None, log=print
+) -> Path:
     """Speak sentences.MANDARIN and sentences.ENGLISH (the first zh and en of them; default all) into folder/ood,
     in voices drawn as the corpus's are; return the manifest.
 
@@ -168,7 +177,7 @@ def build_out_of_domain(folder: str | Path, seed: int = 0, zh: int | None = None
         ("en", "en-us", text) for text in ENGLISH[:en]
     ]
     named = [(f"ood/{language}_{i:04d}.wav", language, voice, text) for i, (language, voice, text) in enumerate(plan)]
-    rows = _speak_all(folder, named, rng)
+    rows = _speak_all(folder, named, rng, log)
     return write_json_atomic(manifest, rows)
 
 
@@ -180,27 +189,27 @@ def _scorer(test_manifest: Path, model, processor, batch_size: int = 8):
     return ModelScorer(rows, processor, batch_size)
 
 
+DEMO_EPOCHS = 2.0  # one fewer than train's default, so that the whole demo ends in about 8 minutes on 2 cores
+
+
 def run_demo(
-    workdir: str | Path = "demo_output", model_name: str | None = None, epochs: float = 2.0, log=print
+    workdir: str | Path = "demo_output", model_name: str | None = None, epochs: float = DEMO_EPOCHS, log=print
 ) -> dict:
     """Make the corpus, score the base model zero-shot, fine-tune it, score it again, and print the table."""
     from .models import load_whisper
     from .train import TrainConfig, train
 
     started, workdir = time.perf_counter(), Path(workdir)
-    train_manifest, test_manifest = build_corpus(workdir / "corpus")
-    ood_manifest = build_out_of_domain(workdir / "corpus")
-    log(f"corpus: {train_manifest}, {test_manifest} and {ood_manifest} (made in {time.perf_counter() - started:.0f} s)")
+    log("[1/4] speaking the corpus with espeak-ng")
+    train_manifest, test_manifest = build_corpus(workdir / "corpus", log=log)
+    ood_manifest = build_out_of_domain(workdir / "corpus", log=log)
+    test_sets = (("in-domain", test_manifest), ("out-of-domain", ood_manifest))
+    log(f"[2/4] scoring the base model zero-shot on {_count(test_sets)} test rows")
     model, processor = load_whisper(model_name)
-    began = time.perf_counter()
-    before = {
-        name: _scorer(path, model, processor).by_language(model)
-        for name, path in (("in-domain", test_manifest), ("out-of-domain", ood_manifest))
-    }
-    log(f"zero-shot evaluation: {time.perf_counter() - began:.0f} s")
+    before = {name: _scorer(path, model, processor).by_language(model) for name, path in test_sets}
     del model
+    log(f"[3/4] fine-tuning with LoRA for {epochs:g} epochs{_epochs_note(epochs)}")
     output_dir = workdir / "model"
-    began = time.perf_counter()
     config = TrainConfig(
         train_file=[str(train_manifest)],
         model_name_or_path=model_name,
@@ -210,12 +219,10 @@ def run_demo(
         logging_steps=20,
     )
     metrics = train(config)
-    log(f"fine-tuning: {time.perf_counter() - began:.0f} s ({metrics['train_samples_per_second']:.2f} samples/s)")
+    log(f"fine-tuned at {metrics['train_samples_per_second']:.2f} samples/s")
+    log(f"[4/4] scoring the fine-tuned model on the same {_count(test_sets)} rows")
     tuned_model, tuned_processor = load_whisper(output_dir)
-    after = {
-        name: _scorer(path, tuned_model, tuned_processor).by_language(tuned_model)
-        for name, path in (("in-domain", test_manifest), ("out-of-domain", ood_manifest))
-    }
+    after = {name: _scorer(path, tuned_model, tuned_processor).by_language(tuned_model) for name, path in test_sets}
     result: dict[str, Any] = {
         "before": before,
         "after": after,
@@ -230,6 +237,21 @@ def run_demo(
     log(_table(before, after, result["seconds"]))
     log(_next_steps(output_dir, test_manifest))
     return result
+
+
+def _count(test_sets) -> int:
+    return sum(len(json.loads(Path(path).read_text(encoding="utf-8"))) for _, path in test_sets)
+
+
+def _epochs_note(epochs: float) -> str:
+    from .train import TrainConfig
+
+    default = TrainConfig.__dataclass_fields__["num_train_epochs"].default
+    if epochs >= default:
+        return ""
+    return (
+        f" (train's default is {default:g}: the demo stops earlier to end in minutes; --epochs {default:g} matches it)"
+    )
 
 
 def _keyed(scores: dict) -> dict:

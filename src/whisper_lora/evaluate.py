@@ -9,13 +9,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .audio import SAMPLE_RATE, decode_audio
 from .backends import Clip, Transcriber
 from .data import Row, usable_rows
 from .files import write_text_atomic
 from .metrics import default_metric, error_rate
+from .progress import Progress
 from .records import TranscribeOptions, Transcript
 
 
@@ -116,6 +115,9 @@ def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: 
     return errors
 
 
+GREEDY = (0.0,)  # no temperature fallback: a looping zero-shot clip stops at its token budget, once
+
+
 class ModelScorer:
     """Scores a model in memory on manifest rows as `evaluate --backend transformers` would, decoding greedily.
 
@@ -138,11 +140,10 @@ class ModelScorer:
         texts = [""] * len(self.rows)
         was_training = model.training
         model.eval()
-        # A bar with the time left on a terminal; nothing in a log file, where the scores follow as one line.
-        progress = tqdm(total=len(self.rows), desc="scoring", unit="row", disable=None, leave=False)
+        progress = Progress(len(self.rows), "scoring", "row")
         try:
             for language, indices in indices_by(self.languages).items():
-                options = TranscribeOptions(language=language, task=self.task)
+                options = TranscribeOptions(language=language, task=self.task, temperature=GREEDY)
                 for first in range(0, len(indices), self.batch_size):
                     batch = indices[first : first + self.batch_size]
                     clips = [Clip(self.rows[i].audio_path, self._samples(i)) for i in batch]

@@ -66,14 +66,18 @@ class TranscribeOptions:
     beam_size: int = field(default=1, metadata={"help": "beams per decoding step"})
     temperature: list[float] = field(
         default_factory=lambda: list(FALLBACK_TEMPERATURES),
-        metadata={"help": "fallback temperatures for long audio, tried in order"},
+        metadata={"help": "fallback temperatures, tried in order on a window that repeats itself or is unlikely"},
     )
     condition_on_previous_text: bool = field(
         default=True, metadata={"help": "prompt each 30 s window with the previous one's text"}
     )
     initial_prompt: str | None = field(default=None, metadata={"help": "text that steers spelling and vocabulary"})
     compression_ratio_threshold: float = field(  # transformers measures it on token ids, hence not 2.4
-        default=1.35, metadata={"help": "a window more repetitive than this is decoded at the next temperature"}
+        default=1.35,
+        metadata={
+            "help": "a window more repetitive than this (zlib ratio of its token ids; ct2 scales it to its text ratio, "
+            "1.35 to 2.4) is decoded at the next temperature"
+        },
     )
     logprob_threshold: float = field(
         default=-1.0, metadata={"help": "a window less likely than this is decoded at the next temperature"}

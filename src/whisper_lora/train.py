@@ -21,6 +21,7 @@ from .errors import TrainingInterrupted, UserError
 from .evaluate import ModelScorer
 from .files import write_atomic, write_json_atomic
 from .metrics import default_metric
+from .progress import Progress
 from .records import task_and_language_problems
 
 log = logging.getLogger("whisper_lora.train")
@@ -345,32 +346,29 @@ class InterruptCallback(TrainerCallback):
 
 
 class LineProgress(TrainerCallback):
-    """Progress as whole lines for logs that are not a terminal (CI, nohup): every tenth of the run, with the time left.
+    """Progress as whole lines for logs that are not a terminal (CI, nohup): steps done, with the time left.
 
     On a terminal the Trainer's own bar shows the same (disable_tqdm is off there, see _arguments); its
     carriage returns would make a log file unreadable.
     """
 
     def __init__(self, write=print):
-        self.write, self.started, self.first_step, self.next_step = write, 0.0, 0, 0
+        self.write, self.first_step = write, 0
+        self.progress: Progress | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.started, self.first_step = time.perf_counter(), state.global_step
-        self.next_step = state.global_step + 1
+        if args.disable_tqdm:
+            self.first_step = state.global_step
+            total = max(state.max_steps - state.global_step, 1)
+            self.progress = Progress(total, "training", "step", write=self.write, terminal=False)
 
     def on_step_end(self, args, state, control, **kwargs):
-        step, total = state.global_step, max(state.max_steps, 1)
-        if not args.disable_tqdm or (step < self.next_step and step != total):
-            return
-        self.next_step = step + max(total // 10, 1)
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / max(step - self.first_step, 1) * (total - step)
-        self.write(f"step {step}/{total} ({step / total:.0%}), {_clock(elapsed)} elapsed, about {_clock(left)} left")
+        if self.progress is not None:
+            self.progress.done = state.global_step - self.first_step
 
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.close()
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens
 from ..coverage import falls_short
 from ..errors import UserError
 from ..records import Segment, TranscribeOptions, Transcript, Word, join_segments
@@ -89,13 +90,13 @@ class CT2Backend:
 
     def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
         """The language, and the segments as faster-whisper decodes them, window by window."""
-        segments, info = self.model.transcribe(samples, **_decode_options(options))
+        segments, info = self.model.transcribe(samples, **_decode_options(options, len(samples)))
         return info.language, (_segment(s) for s in segments if s.text.strip())
 
 
 def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
     """Transcribe 16 kHz mono samples of any length with faster-whisper."""
-    segments, info = model.transcribe(samples, **_decode_options(options))
+    segments, info = model.transcribe(samples, **_decode_options(options, len(samples)))
     ours = [_segment(s) for s in segments if s.text.strip()]
     probability = None if options.language else round(float(info.language_probability), 4)
     return _transcript(path, ours, info.language, probability, len(samples))
@@ -163,8 +164,18 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[
     return found
 
 
-def _decode_options(options: TranscribeOptions) -> dict:
+# faster-whisper's gzip ratio of the text: openai/whisper's 2.4 where our option's token-id measure gives 1.35
+TEXT_RATIO_PER_TOKEN_RATIO = 2.4 / 1.35
+
+
+def _decode_options(options: TranscribeOptions, samples: int) -> dict:
+    """faster-whisper's arguments for a clip of that many samples: every option, and the token budget per window."""
+    # Any window after the first may be prompted with the previous text; faster-whisper refuses a budget
+    # that does not fit beside it, and a window cut short by the budget is decoded on from its last timestamp.
+    prompt = CONDITIONED_PROMPT if options.condition_on_previous_text or options.initial_prompt else START_TOKENS
     return dict(
+        max_new_tokens=max_new_tokens(samples / SAMPLE_RATE, options.language, prompt),
+        compression_ratio_threshold=options.compression_ratio_threshold * TEXT_RATIO_PER_TOKEN_RATIO,
         language=options.language,
         task=options.task,
         beam_size=options.beam_size,

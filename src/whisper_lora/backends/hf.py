@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..audio import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
+from ..budget import MAX_TARGET_POSITIONS, START_TOKENS, max_new_tokens
 from ..data import normalize_language
 from ..dataset import no_speech_token
 from ..records import Segment, TranscribeOptions, Transcript, join_segments
@@ -48,23 +49,32 @@ def _features(processor, samples: np.ndarray, model) -> tuple[torch.Tensor, torc
     return inputs.input_features.to(model.device, model.dtype), inputs.attention_mask.to(model.device)
 
 
-def _generate_options(model, processor, options: TranscribeOptions, language: str | None, long_form: bool) -> dict:
+def _generate_options(
+    model, processor, options: TranscribeOptions, language: str | None, seconds: float | None = None
+) -> dict:
+    """generate()'s arguments; seconds (the longest clip's) marks short-form decoding, which gets a token budget."""
     kwargs: dict[str, Any] = {"num_beams": options.beam_size, "return_segments": True}
     if model.generation_config.is_multilingual:
         kwargs.update(task=options.task, **({"language": language} if language else {}))
+    prompt_tokens = START_TOKENS
     if options.initial_prompt:
         kwargs["prompt_ids"] = processor.get_prompt_ids(options.initial_prompt, return_tensors="pt").to(model.device)
-    if long_form:
+        prompt_tokens += len(kwargs["prompt_ids"])
+    # transformers runs its temperature fallback on short clips too: a looping or unsure window is decoded again
+    kwargs.update(
+        return_timestamps=True,  # the coverage guard reads the segment times
+        temperature=options.temperature,
+        compression_ratio_threshold=options.compression_ratio_threshold,
+        logprob_threshold=options.logprob_threshold,
+    )
+    if seconds is None:  # long-form: a full 30 s window may need all the tokens Whisper allows
         kwargs.update(
-            return_timestamps=True,
-            temperature=options.temperature,
             condition_on_prev_tokens=options.condition_on_previous_text,
-            compression_ratio_threshold=options.compression_ratio_threshold,
-            logprob_threshold=options.logprob_threshold,
             no_speech_threshold=options.no_speech_threshold,
         )
     else:
-        kwargs["return_timestamps"] = True  # the coverage guard reads the segment times
+        limit = model.generation_config.max_length or MAX_TARGET_POSITIONS
+        kwargs.update(max_new_tokens=max_new_tokens(seconds, language, prompt_tokens, limit), max_length=None)
     return kwargs
 
 
@@ -89,7 +99,7 @@ def transcribe_samples(model, processor, samples: np.ndarray, options: Transcrib
     features, attention_mask = _features(processor, samples, model)
     detected, probability, _ = first_steps(model, processor, features)[0]
     language = normalize_language(options.language) if options.language else detected
-    kwargs = _generate_options(model, processor, options, language, long_form=True)
+    kwargs = _generate_options(model, processor, options, language)
     with torch.inference_mode():
         output = model.generate(input_features=features, attention_mask=attention_mask, **kwargs)
     segments = _segments(processor, output, duration)
@@ -118,7 +128,8 @@ def transcribe_batch(
         if no_speech <= options.no_speech_threshold:  # above it: silence or noise, left empty
             groups.setdefault(language, []).append(row)
     for language, rows in groups.items():
-        kwargs = _generate_options(model, processor, options, language, long_form=False)
+        seconds = max(len(clips[live[row]]) for row in rows) / SAMPLE_RATE
+        kwargs = _generate_options(model, processor, options, language, seconds)
         with torch.inference_mode():
             output = model.generate(input_features=features[rows], **kwargs)
         for k, row in enumerate(rows):

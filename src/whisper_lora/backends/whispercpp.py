@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+from ..budget import max_new_tokens
 from ..errors import UserError
 
 
@@ -28,6 +30,10 @@ class WhisperCpp:
     def text(self, samples: np.ndarray, language: str | None) -> str:
         """The transcript of one clip, its segments joined."""
         segments = self.model.transcribe(
-            samples.astype(np.float32), language=language or "", detect_language=language is None, temperature_inc=0.0
+            samples.astype(np.float32),
+            language=language or "",
+            detect_language=language is None,
+            temperature_inc=0.0,
+            max_tokens=max_new_tokens(len(samples) / SAMPLE_RATE, language),  # per segment: a loop stops there
         )
         return " ".join(segment.text.strip() for segment in segments).strip()

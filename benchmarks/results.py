@@ -1,0 +1,54 @@
+"""Benchmark results as JSON files under benchmarks/results/, stamped with the date, commit and machine they came from."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from whisper_lora.files import write_json_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """The CPU model and the cores this process may use."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores}
+
+
+def commit() -> str:
+    """The checked-out commit, with '+changes' when the tree differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=RESULTS.parent).stdout.strip()
+
+    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def write_result(name: str, table: dict, notes: str = "") -> Path:
+    """Write benchmarks/results/NAME.json: the table (title, columns, rows) with the command that made it."""
+    record = {
+        "benchmark": name,
+        "date": datetime.date.today().isoformat(),
+        "commit": commit(),
+        "machine": machine(),
+        "command": " ".join(["whisper_lora_env/bin/python", *sys.argv]),
+        "notes": notes,
+        **table,
+    }
+    path = write_json_atomic(RESULTS / f"{name}.json", record)
+    print(f"figures written to {path}")
+    return path
