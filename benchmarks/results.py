@@ -38,6 +38,15 @@ def commit() -> str:
     return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def script() -> str:
+    """The running script's path from the repository root, as a README command names it."""
+    path = Path(sys.argv[0]).resolve()
+    try:
+        return str(path.relative_to(RESULTS.parent.parent))
+    except ValueError:
+        return str(path)
+
+
 def write_result(name: str, table: dict, notes: str = "") -> Path:
     """Write benchmarks/results/NAME.json: the table (title, columns, rows) with the command that made it."""
     record = {
@@ -45,7 +54,7 @@ def write_result(name: str, table: dict, notes: str = "") -> Path:
         "date": datetime.date.today().isoformat(),
         "commit": commit(),
         "machine": machine(),
-        "command": " ".join(["whisper_lora_env/bin/python", *sys.argv]),
+        "command": " ".join(["whisper_lora_env/bin/python", script(), *sys.argv[1:]]),
         "notes": notes,
         **table,
     }

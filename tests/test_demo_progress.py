@@ -10,7 +10,7 @@ from whisper_lora import demo, progress
 
 def test_every_phase_of_the_demo_prints_progress_lines_to_a_log(short_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "speak", quiet_speak([]))
-    monkeypatch.setattr(demo, "build_corpus", functools.partial(demo.build_corpus, zh=(6, 2), en=(2, 1)))
+    monkeypatch.setattr(demo, "DEMO_CORPUS", {"zh": (6, 2), "en": (2, 1)})
     monkeypatch.setattr(demo, "build_out_of_domain", functools.partial(demo.build_out_of_domain, zh=2, en=1))
     monkeypatch.setattr(progress, "EVERY_SECONDS", 0.05)  # the log's heartbeat, 10 s in use
     demo.run_demo(tmp_path / "demo", str(short_model_dir), epochs=1.0)

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import tomllib
+from setuptools import build_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,3 +30,12 @@ def test_seed_files_exist():
         "README.zh-CN.md",
     ):
         assert (ROOT / name).is_file(), name
+
+
+def test_the_license_metadata_builds_with_the_setuptools_installed(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    folder = build_meta.prepare_metadata_for_build_wheel(str(tmp_path))
+    metadata = (tmp_path / folder / "METADATA").read_text(encoding="utf-8")
+    assert "License-Expression: MIT" in metadata
+    assert "License-File: LICENSE" in metadata
+    assert (tmp_path / folder / "licenses" / "LICENSE").read_text().startswith("MIT License")

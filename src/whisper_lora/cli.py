@@ -156,9 +156,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
         "--model_name_or_path", "--model_path", default=None, help="base model (default: the embedded base)"
     )
     parser.add_argument("--workdir", default="demo_output", help="where the corpus and the fine-tuned model go")
-    parser.add_argument(
-        "--epochs", type=float, default=2.0, help="training epochs (default: 2, one under train's 3, to end sooner)"
-    )
+    parser.add_argument("--epochs", type=float, default=None, help="training epochs (default: train's, 3)")
     parser.add_argument("--smoke", action="store_true", help="only transcribe two spoken sentences, no training")
 
 

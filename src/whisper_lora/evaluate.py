@@ -115,9 +115,6 @@ def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: 
     return errors
 
 
-GREEDY = (0.0,)  # no temperature fallback: a looping zero-shot clip stops at its token budget, once
-
-
 class ModelScorer:
     """Scores a model in memory on manifest rows as `evaluate --backend transformers` would, decoding greedily.
 
@@ -143,7 +140,8 @@ class ModelScorer:
         progress = Progress(len(self.rows), "scoring", "row")
         try:
             for language, indices in indices_by(self.languages).items():
-                options = TranscribeOptions(language=language, task=self.task, temperature=GREEDY)
+                # greedy, no fallback: a looping zero-shot clip stops at its token budget, once
+                options = TranscribeOptions(language=language, task=self.task, temperature=[0.0])
                 for first in range(0, len(indices), self.batch_size):
                     batch = indices[first : first + self.batch_size]
                     clips = [Clip(self.rows[i].audio_path, self._samples(i)) for i in batch]

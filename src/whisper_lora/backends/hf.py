@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,16 @@ from ..budget import MAX_TARGET_POSITIONS, START_TOKENS, max_new_tokens
 from ..data import normalize_language
 from ..dataset import no_speech_token
 from ..records import Segment, TranscribeOptions, Transcript, join_segments
+
+
+class _BudgetNotice(logging.Filter):
+    """Drops transformers' per-call notice that max_new_tokens overrides the model's max_length: the budget is meant to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`max_new_tokens` will take precedence" not in record.getMessage()
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_BudgetNotice())
 
 
 def first_steps(model, processor, features: torch.Tensor) -> list[tuple[str | None, float | None, float]]:
