@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from results import write_result
 
 from whisper_lora.data import read_manifest
 from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
@@ -248,8 +249,8 @@ def coverage(train_manifest: Path, test_manifest: Path, language: str = "zh") ->
     return f"{len(seen)} distinct {language} characters in training; {unseen:.0%} of the out-of-domain ones never in it"
 
 
-def print_table(args, records: dict) -> None:
-    """One line per run: speed, memory and every error rate; then the targets the issue set."""
+def print_table(args, records: dict) -> dict:
+    """One line per run: speed, memory and every error rate; returned as a result table too."""
     columns = [
         ("in-domain", "zh", "voices"),
         ("in-domain", "en", "voices"),
@@ -267,6 +268,7 @@ def print_table(args, records: dict) -> None:
     ]
     print(f"\nsamples/s and peak RSS: the {args.tasks[0]} training run")
     print(f"{'run':<12}{'samples/s':>10}{'peak RSS':>10}" + "".join(f"{h:>16}" for h in heads))
+    rows = []
     for run in args.runs:
         trained = records.get((run, args.tasks[0])) if run != "base" else None  # speed and memory of the first task
         speed = f"{trained['samples_per_second']:.2f}" if trained else "-"
@@ -276,10 +278,14 @@ def print_table(args, records: dict) -> None:
             for name, language, task in columns
         ]
         print(f"{run:<12}{speed:>10}{rss:>10}" + "".join(f"{c:>16}" for c in cells))
-    print(
+        rows.append([run, speed, rss, *cells])
+    legend = (
         "in/ood: espeak-ng voices (CER for zh, WER otherwise); real: recorded test prompts; forgetting: real English,"
         " decoded by the voices adapter (forgetting en) and by the recordings adapter (forgetting en*)"
     )
+    print(legend)
+    title = f"Fine-tuning, {', '.join(args.tasks)}, {args.scale} scale"
+    return {"title": title, "columns": ["run", "samples/s", "peak RSS", *heads], "rows": rows, "legend": legend}
 
 
 def main() -> None:
@@ -305,6 +311,7 @@ def main() -> None:
         default="full",
         help="voices corpus: full (288 rows) or test (the integration test's 48 Mandarin rows, minutes a run)",
     )
+    parser.add_argument("--result", default=None, help="result file name (default: from --tasks and --scale)")
     parser.add_argument("--one", nargs=2, metavar=("RUN", "TASK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.runs, args.tasks = args.runs.split(","), args.tasks.split(",")
@@ -332,9 +339,13 @@ def main() -> None:
                 subprocess.run(command, check=True)
                 record = cached(args, run, task, tests)
             records[(run, task)] = record
-    print_table(args, records)
+    table = print_table(args, records)
+    notes = table.pop("legend")
     if "voices" in args.tasks:
+        notes += ". " + coverage(data["train"]["voices"], data["test"]["out-of-domain"])
         print(coverage(data["train"]["voices"], data["test"]["out-of-domain"]))
+    name = args.result or f"generalization-{'-'.join(args.tasks)}" + ("" if args.scale == "full" else f"-{args.scale}")
+    write_result(name, table, notes)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import write_result
 
 from whisper_lora.audio import SAMPLE_RATE, decode_audio
 from whisper_lora.backends import Clip, Transcriber
@@ -73,11 +74,14 @@ def inference_command(model_path: str, rows: list[Row], language: str) -> tuple[
     return [by_path[row.audio_path] for row in rows], seconds
 
 
+RESULTS: list[list] = []  # every printed line, for benchmarks/results
+
+
 class Table:
     """Prints one line per path: throughput, ratio to the reference row, error rate per language, clips redone."""
 
     def __init__(self, title: str, rows: list[Row], clips: list[Clip]):
-        self.rows, self.reference = rows, None
+        self.title, self.rows, self.reference = title, rows, None
         self.seconds = {row.audio_path: len(clip.samples) / SAMPLE_RATE for row, clip in zip(rows, clips)}
         audio = sum(self.seconds.values())
         print(f"\n{title}: {len(clips)} clips, {audio:.0f} s of audio, mean {audio / len(clips):.1f} s")
@@ -89,6 +93,7 @@ class Table:
         errors = "  ".join(f"{k} {100 * v:5.1f}%" for k, v in score(rows, texts, None, None).items())
         extra = "" if redone is None else f"  redone {redone}"
         print(f"{name:<46} {speed:6.1f} audio s/s  {speed / self.reference:5.2f}x  {errors}{extra}", flush=True)
+        RESULTS.append([self.title, name, round(speed, 1), f"{speed / self.reference:.2f}x", errors, redone])
 
 
 def by_language(rows: list[Row]) -> dict[str, list[int]]:
@@ -158,6 +163,10 @@ def main() -> None:
     if args.demo_workdir:
         rows, clips = load_test_rows([str(Path(args.demo_workdir) / "corpus" / "test.json")], log=lambda *a: None)
         compare(args.model_path, "espeak-ng clips (demo test split)", rows, clips, command=False)
+    columns = ["set", "path", "audio s/s", "ratio", "error rate", "redone"]
+    title = f"Inference: speed beside error rate, {args.model_path}"
+    name = "infer_speed" if args.model_path == "base" else "infer_speed-adapter"
+    write_result(name, {"title": title, "columns": columns, "rows": RESULTS}, "greedy, language given")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import random
 import time
 from pathlib import Path
 
+from results import write_result
+
 from whisper_lora.files import write_json_atomic
 from whisper_lora.metrics import error_rate
 from whisper_lora.models import cache_root
@@ -130,10 +132,15 @@ def main() -> None:
         f"\n{'model':<26} {'path':<11} {'es WER':>7} {'alone':>6} {'empty':>6}  "
         + "  ".join(f"{k:>12}" for k in HELD_OUT_KINDS)
     )
+    table = []
     for name, (model, trained) in models.items():
         for path, batch_size in (("default", 8), ("batch 1", 1)):
             result = score(model, data, batch_size)
             kinds = "  ".join(f"{result['by_kind'][k]:>12.0%}" for k in HELD_OUT_KINDS)
+            table.append(
+                [name, path, f"{result['wer']:.1%}", f"{result['wer_alone']:.1%}", f"{result['empty']:.0%}"]
+                + [f"{result['by_kind'][k]:.0%}" for k in HELD_OUT_KINDS]
+            )
             print(
                 f"{name:<26} {path:<11} {result['wer']:>7.1%} {result['wer_alone']:>6.1%} {result['empty']:>6.0%}  {kinds}"
             )
@@ -143,6 +150,10 @@ def main() -> None:
             print(f"{'':<26} trained in {trained / 60:.1f} min")
         elif model != "base":
             print(f"{'':<26} trained before, kept in {model}")
+    columns = ["model", "path", "es WER", "alone", "empty", *HELD_OUT_KINDS]
+    title = "Rows without speech: held-out Spanish prompts mixed with clips without speech"
+    notes = f"{args.speech_rows} Spanish training prompts, + {silent_rows} no_speech rows; {args.epochs:g} epochs"
+    write_result("no_speech", {"title": title, "columns": columns, "rows": table}, notes)
 
 
 if __name__ == "__main__":

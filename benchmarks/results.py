@@ -50,7 +50,7 @@ def script() -> str:
 def write_result(name: str, table: dict, notes: str = "") -> Path:
     """Write benchmarks/results/NAME.json: the table (title, columns, rows) with the command that made it."""
     record = {
-        "benchmark": name,
+        "benchmark": name.split("-")[0],
         "date": datetime.date.today().isoformat(),
         "commit": commit(),
         "machine": machine(),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from results import write_result
 
 from whisper_lora.demo import speak
 
@@ -147,10 +148,20 @@ def main() -> None:
         print(f"  latency p50 {p50:.2f} s, p95 {p95:.2f} s")
         print(f"  server RSS before {before:.0f} MB, after {after:.0f} MB ({after - before:+.0f} MB)")
         print("abuse:")
-        for what, expected, got in abuse(url, port, clip):
+        checks = abuse(url, port, clip)
+        for what, expected, got in checks:
             print(f"  {what:<34} expected {expected}, got {got}  {'ok' if got == expected else 'WRONG'}")
         health = httpx.get(f"{url}/health").json()["status"]
         print(f"  health afterwards: {health}; server RSS {rss_mb(server):.0f} MB")
+        wrong = [what for what, expected, got in checks if got != expected]
+        row = [f"--workers 1 --max_queue {args.max_queue}", args.clients, served, round(served / args.seconds, 2)]
+        row += [errors, shed, f"{p50:.2f} s", f"{p95:.2f} s", f"{before:.0f} MB", f"{after:.0f} MB"]
+        columns = ["server", "clients", "served", "per s", "errors", "shed with 503", "p50", "p95", "RSS before"]
+        notes = f"{args.seconds:g} s of load; abuse checks: {len(checks) - len(wrong)} of {len(checks)} answered as expected"
+        notes += f" (wrong: {', '.join(wrong)})" if wrong else ""
+        name = "serve_load" if args.max_queue == 8 else f"serve_load-queue{args.max_queue}"
+        table = {"title": "Server under load, a 2.7 s English clip", "columns": [*columns, "RSS after"], "rows": [row]}
+        write_result(name, table, notes)
     finally:
         server.terminate()
         server.wait(30)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import write_result
 from timestamps import long_files  # benchmarks/ is on the path when a script in it runs
 
 from whisper_lora.audio import SAMPLE_RATE, decode_audio
@@ -205,9 +206,35 @@ def main() -> None:
             f"memory: RSS {found['after_1_min']:.0f} MB after 1 minute of audio, {found['at_end']:.0f} MB after "
             f"{found['minutes']:g} ({found['wall_s']:.0f} s to decode); peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         )
-    out = Path(args.workdir) / "results.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"results: {out}")
+    write_result("stream_latency", summary(results), f"model {args.model_path or 'base'}, {args.language}")
+
+
+def summary(results: dict) -> dict:
+    """The latency table: one stream with its error rates, then each count of realtime sessions, then memory."""
+    rows = []
+    if results["single"]:
+        single = results["single"]
+        rows.append(
+            [f"one stream, {single['words']} words", f"{single['latency_p50']:.2f} s", f"{single['latency_p95']:.2f} s"]
+            + [f"{single['streamed_wer']:.1%}", f"{single['offline_wer']:.1%}"]
+        )
+    for found in results["sessions"]:
+        rows.append(
+            [f"{found['sessions']} realtime sessions", f"{found['p50']:.2f} s", f"{found['p95']:.2f} s", None, None]
+        )
+    if results["memory"]:
+        found = results["memory"]
+        rows.append(
+            [
+                f"RSS after 1 and {found['minutes']:g} minutes",
+                f"{found['after_1_min']:.0f} MB",
+                f"{found['at_end']:.0f} MB",
+                None,
+                None,
+            ]
+        )
+    columns = ["what", "latency p50", "latency p95", "WER streamed", "WER offline"]
+    return {"title": "Live transcription, a word's end to its committed text", "columns": columns, "rows": rows}
 
 
 if __name__ == "__main__":

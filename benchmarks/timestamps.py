@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from no_speech import train_run  # benchmarks/ is on the path when a script in it runs
+from results import write_result
 
 from whisper_lora.audio import SAMPLE_RATE, decode_audio
 from whisper_lora.files import write_json_atomic, write_text_atomic
@@ -156,9 +157,12 @@ def main() -> None:
     print(
         f"\n{'model':<20} {'backend':<13} {'start p50':>9} {'p90':>6} {'end p50':>8} {'p90':>6} {'seg/cue':>7} {'WER':>6}"
     )
+    table = []
     for name, (model, seconds) in models.items():
         for backend in args.backends.split(","):
             r = score(model, backend, rows, data["test"].parent)
+            bounds = [f"{value:.2f} s" for value in (*r["start"][:2], *r["end"][:2])]
+            table.append([name, backend, *bounds, round(r["per_cue"], 2), f"{r['wer']:.1%}"])
             print(
                 f"{name:<20} {backend:<13} {r['start'][0]:>8.2f}s {r['start'][1]:>5.2f}s {r['end'][0]:>7.2f}s "
                 f"{r['end'][1]:>5.2f}s {r['per_cue']:>7.2f} {r['wer']:>6.1%}",
@@ -166,6 +170,10 @@ def main() -> None:
             )
         if seconds is not None:
             print(f"{'':<20} trained in {seconds / 60:.1f} min")
+    columns = ["model", "backend", "start p50", "start p90", "end p50", "end p90", "seg/cue", "WER"]
+    title = f"Segment timestamps on {len(rows)} held-out long Spanish recordings"
+    notes = f"{trained} training prompts, or the same speech in {long} subtitled files; {args.epochs:g} epochs"
+    write_result("timestamps", {"title": title, "columns": columns, "rows": table}, notes)
 
 
 if __name__ == "__main__":
