@@ -2,8 +2,9 @@
 
 Zero-shot whisper-base cannot place the demo's espeak-ng Mandarin and loops; uncapped, every such clip
 runs to Whisper's 448-token limit. Decoded with `whisper-lora`'s transcriber on both backends:
-"uncapped" is greedy decoding with no budget (the decoding before the budget existed), "budget" is the
-default options (the budget, and the temperature fallback on repetitive or unlikely windows). Sets: the
+"uncapped" is greedy decoding with no budget (the decoding before the budget existed), "greedy" is greedy
+decoding with the budget (the scorer of the demo and of training), and "budget" is the default options
+(the budget, and the temperature fallback on repetitive or unlikely windows). Sets: the
 demo's in-domain and out-of-domain Mandarin and English (`whisper-lora demo`'s corpus, spoken here) and
 recorded English prompts (Debian's asterisk-core-sounds).
 
@@ -72,16 +73,19 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=cache_root() / "benchmarks" / "token_budget")
     parser.add_argument("--rows", type=int, default=16, help="rows per set")
     parser.add_argument("--backends", default="transformers,ct2")
+    parser.add_argument("--variants", default="uncapped,greedy,budget")
     args = parser.parse_args()
     sets = test_sets(args.workdir, args.rows)
     variants = {
         "uncapped": (uncapped, TranscribeOptions(temperature=[0.0])),
+        "greedy": (budget.max_new_tokens, TranscribeOptions(temperature=[0.0])),
         "budget": (budget.max_new_tokens, TranscribeOptions()),
     }
     table = []
     for backend in args.backends.split(","):
         transcriber = Transcriber(None, backend, "cpu")
-        for variant, (cap, options) in variants.items():
+        for variant in args.variants.split(","):
+            cap, options = variants[variant]
             hf.max_new_tokens = ct2.max_new_tokens = cap
             for name, rows in sets.items():
                 seconds, rate = decode(transcriber, rows, name.split()[-1], options)
