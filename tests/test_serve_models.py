@@ -6,9 +6,9 @@ import sys
 
 import pytest
 from test_demo_commands import wait_until_ready
-from test_serve_integration import free_port
 from test_train import config
 
+from helpers import free_port
 from whisper_lora.backends import Transcriber
 from whisper_lora.records import TranscribeOptions
 from whisper_lora.train import train
