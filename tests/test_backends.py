@@ -171,3 +171,33 @@ def test_faster_whisper_gets_the_budget_and_the_compression_threshold(tiny_model
     Transcriber(str(tiny_model_dir), "ct2", "cpu", batch_size=1).files(tone_paths[:1], options)
     assert seen[0]["max_new_tokens"] == max_new_tokens(0.7, "en")
     assert seen[0]["compression_ratio_threshold"] == pytest.approx(2.4 / 1.35)
+
+
+@pytest.mark.parametrize("backend", ["transformers", "ct2"])
+@pytest.mark.parametrize(
+    "options, refused",
+    [
+        (TranscribeOptions(task="translate"), "--task translate: this model is English-only"),
+        (TranscribeOptions(language="zh"), "--language zh: this model is English-only"),
+        (TranscribeOptions(language="en"), None),
+    ],
+)
+def test_an_english_only_model_refuses_what_it_would_silently_ignore(
+    tiny_model_dir, tone_paths, backend, options, refused, monkeypatch
+):
+    from whisper_lora.errors import UserError
+
+    transcriber = Transcriber(str(tiny_model_dir), backend, "cpu")
+    monkeypatch.setattr(transcriber.engine, "multilingual", False)
+    if refused:
+        with pytest.raises(UserError, match=refused):
+            transcriber.files(tone_paths[:1], options)
+    else:
+        assert len(transcriber.files(tone_paths[:1], replace_temperature(options))) == 1
+
+
+def replace_temperature(options: TranscribeOptions) -> TranscribeOptions:
+    """Greedy only: a random model fails every threshold, and one pass is enough here."""
+    from dataclasses import replace
+
+    return replace(options, temperature=[0.0])

@@ -1,6 +1,7 @@
 """The server's API contract and limits, with a stand-in model so each request takes milliseconds."""
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,6 +19,7 @@ class StandIn(Transcriber):
     """A Transcriber without a model: the real check(), with clips() answering fixed segments and recording options."""
 
     backend = "ct2"
+    engine = SimpleNamespace(multilingual=True)
 
     def __init__(self, release: threading.Event | None = None, text: str = "hello world"):
         self.release, self.calls, self.started, self.text = release, [], threading.Event(), text
@@ -350,3 +352,11 @@ def test_stream_refuses_timed_formats_and_bad_audio_before_streaming(wav):
         broken = post(client, {"stream": "true"}, file=("clip.wav", b"not audio", "audio/wav"))
     assert timed.status_code == 400 and "response_format must be json or text" in timed.json()["error"]["message"]
     assert broken.status_code == 400 and broken.json()["error"]["message"]
+
+
+def test_ctranslate2_runs_as_many_decodings_at_once_as_serve_has_workers(tiny_model_dir):
+    from whisper_lora.serve import ModelPool
+
+    settings = ServeSettings(Runtime(model_path=str(tiny_model_dir), backend="ct2"), workers=2)
+    transcriber = ModelPool(settings).load(str(tiny_model_dir))
+    assert transcriber.engine.model.model.num_workers == 2  # one worker would queue the second request behind the first

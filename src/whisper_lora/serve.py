@@ -90,7 +90,9 @@ class ModelPool:
 
     def __init__(self, settings: ServeSettings, load: Callable[[str | None], Transcriber] | None = None):
         self.settings, self.paths = settings, settings.served()
-        self.load = load or (lambda path: Transcriber.run(replace(settings.runtime, model_path=path), batch_size=1))
+        self.load = load or (
+            lambda path: Transcriber.run(replace(settings.runtime, model_path=path), 1, settings.workers)
+        )
         self.loaded: OrderedDict[str, Transcriber] = OrderedDict()
         self.errors: dict[str, str] = {}
         self.lock, self.loading = threading.Lock(), {name: threading.Lock() for name in self.paths}

@@ -33,12 +33,25 @@ def pick_backend(model_path: str | None, backend: str) -> str:
     return backend
 
 
+def english_only_refusal(options: TranscribeOptions) -> str | None:
+    """Why an English-only model cannot honour the options: it neither translates nor hears other languages."""
+    if options.task != "transcribe":
+        return f"--task {options.task}: this model is English-only; translation needs a multilingual model"
+    if options.language and options.language.lower() not in ("en", "english"):
+        return f"--language {options.language}: this model is English-only; use --language en or a multilingual model"
+    return None
+
+
 class Backend(Protocol):
     """One way to run a Whisper model. Strategies such as packing live behind transcribe()."""
 
+    multilingual: bool  # False for English-only models such as tiny.en
+
     @classmethod
-    def load(cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int) -> Backend:
-        """The backend with the model loaded on device."""
+    def load(
+        cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int, workers: int = 1
+    ) -> Backend:
+        """The backend with the model loaded on device, able to run `workers` decodings at once."""
         ...
 
     @classmethod
@@ -85,15 +98,17 @@ class Transcriber:
         device: str = "auto",
         compute_type: str | None = None,
         batch_size: int = 8,
+        workers: int = 1,
     ):
         self.model_path, self.batch_size = model_path, batch_size
         self.backend, self.device = pick_backend(model_path, backend), pick_device(device)
-        self.engine: Backend = backend_class(self.backend).load(model_path, self.device, compute_type, batch_size)
+        engine = backend_class(self.backend).load(model_path, self.device, compute_type, batch_size, workers)
+        self.engine: Backend = engine
 
     @classmethod
-    def run(cls, runtime: Runtime, batch_size: int = 8) -> Transcriber:
+    def run(cls, runtime: Runtime, batch_size: int = 8, workers: int = 1) -> Transcriber:
         """A transcriber for the command line's --model_path, --backend, --device and --compute_type."""
-        return cls(runtime.model_path, runtime.backend, runtime.device, runtime.compute_type, batch_size)
+        return cls(runtime.model_path, runtime.backend, runtime.device, runtime.compute_type, batch_size, workers)
 
     @classmethod
     def wrap(cls, model, processor, batch_size: int = 8) -> Transcriber:
@@ -109,6 +124,8 @@ class Transcriber:
     def check(self, options: TranscribeOptions) -> None:
         """Refuse options this backend cannot honour, before any work is done."""
         reason = backend_class(self.backend).supports(options)
+        if not reason and not self.engine.multilingual:
+            reason = english_only_refusal(options)
         if reason:
             raise UserError(reason)
 

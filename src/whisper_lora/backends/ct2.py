@@ -53,15 +53,15 @@ def ct2_folder(model_path: str | None) -> Path | None:
     return target
 
 
-def load_faster_whisper(model_path: str | None, device: str, compute_type: str | None):
-    """A faster_whisper.WhisperModel for the model, or a UserError naming why the CT2 path is unavailable."""
+def load_faster_whisper(model_path: str | None, device: str, compute_type: str | None, workers: int = 1):
+    """A faster_whisper.WhisperModel running `workers` decodings at once, or a UserError naming why it cannot load."""
     from faster_whisper import WhisperModel
 
     folder = ct2_folder(model_path)
     if folder is None:
         raise UserError(f"{model_path}: hub models have no CTranslate2 folder here; use --backend transformers")
     compute_type = compute_type or ("float16" if device == "cuda" else "int8")
-    return WhisperModel(str(folder), device=device, compute_type=compute_type)
+    return WhisperModel(str(folder), device=device, compute_type=compute_type, num_workers=workers)
 
 
 class CT2Backend:
@@ -69,11 +69,14 @@ class CT2Backend:
 
     def __init__(self, model, batch_size: int = 8):
         self.model, self.batch_size = model, batch_size
+        self.multilingual = bool(model.model.is_multilingual)
 
     @classmethod
-    def load(cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int = 8) -> CT2Backend:
+    def load(
+        cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int = 8, workers: int = 1
+    ) -> CT2Backend:
         """The backend for a model name or folder, exporting a trained adapter once."""
-        return cls(load_faster_whisper(model_path, device, compute_type), batch_size)
+        return cls(load_faster_whisper(model_path, device, compute_type, workers), batch_size)
 
     @classmethod
     def supports(cls, options: TranscribeOptions) -> str | None:

@@ -179,12 +179,13 @@ class HFBackend:
 
     def __init__(self, model, processor, batch_size: int = 8):
         self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.multilingual = bool(model.generation_config.is_multilingual)
 
     @classmethod
     def load(
-        cls, model_path: str | None, device: str, compute_type: str | None = None, batch_size: int = 8
+        cls, model_path: str | None, device: str, compute_type: str | None = None, batch_size: int = 8, workers: int = 1
     ) -> HFBackend:
-        """The backend for a model name, folder or hub id; compute_type is CTranslate2's and is not used."""
+        """The backend for a model name, folder or hub id; compute_type is CTranslate2's, and threads share the model."""
         from ..models import load_whisper
 
         return cls(*load_whisper(model_path, device=device), batch_size)
