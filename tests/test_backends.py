@@ -201,3 +201,24 @@ def replace_temperature(options: TranscribeOptions) -> TranscribeOptions:
     from dataclasses import replace
 
     return replace(options, temperature=[0.0])
+
+
+@pytest.mark.parametrize(
+    "changed, packed",
+    [
+        ({}, True),
+        ({"temperature": [0.0]}, False),
+        ({"logprob_threshold": -0.5}, False),
+        ({"no_speech_threshold": 0.3}, False),
+    ],
+)
+def test_clips_decoded_with_thresholds_the_user_set_take_the_path_that_honours_them(
+    tiny_model_dir, tone_paths, monkeypatch, changed, packed
+):
+    from whisper_lora.backends import ct2
+
+    windows, decode_window = [], ct2._decode_window
+    monkeypatch.setattr(ct2, "_decode_window", lambda *a: windows.append(1) or decode_window(*a))
+    options = TranscribeOptions(language="en", **changed)
+    assert len(Transcriber(str(tiny_model_dir), "ct2", "cpu").files(tone_paths[:3], options)) == 3
+    assert bool(windows) == packed

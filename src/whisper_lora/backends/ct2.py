@@ -132,9 +132,18 @@ def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_s
     return [results[k] for k in range(len(clips))]
 
 
+# Packed windows are decoded once, greedily or by beam; a clip that falls short of its speech is decoded
+# again alone with every fallback. Thresholds and temperatures the user changed apply per window, so
+# clips decoded with them take faster-whisper's own path, as with --batch_size 1.
+UNPACKED_WHEN_SET = ("temperature", "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold")
+
+
 def _can_pack(options: TranscribeOptions) -> bool:
     # Packing needs the language up front, and gives segment times without word times or VAD.
-    return bool(options.language) and not (options.word_timestamps or options.vad_filter)
+    if not options.language or options.word_timestamps or options.vad_filter:
+        return False
+    defaults = TranscribeOptions()
+    return all(getattr(options, name) == getattr(defaults, name) for name in UNPACKED_WHEN_SET)
 
 
 def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[Segment] | None]:
