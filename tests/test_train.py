@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from whisper_lora import progress
 from whisper_lora.backends import Transcriber
 from whisper_lora.errors import UserError
 from whisper_lora.evaluate import load_test_rows, run_model
 from whisper_lora.models import load_whisper
+from whisper_lora.records import TranscribeOptions
 from whisper_lora.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +45,13 @@ def config(model_dir, tones, out, **overrides):
     return TrainConfig(**{**options, **overrides})
 
 
-def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones, tmp_path, capsys):
+def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.5)  # the log's heartbeat, 10 s in use
     out = tmp_path / "out"
     metrics = train(config(short_model_dir, tones, out))
     printed = capsys.readouterr()  # not a terminal: whole progress lines, no carriage returns
-    assert "step 1/20 (5%)" in printed.out and "step 20/20 (100%)" in printed.out and "left" in printed.out
+    assert re.search(r"^training: \d+/20 steps \(\d+%\), \d+:\d\d elapsed, about \d+:\d\d left$", printed.out, re.M)
+    assert re.search(r"^training: 20/20 steps in \d+:\d\d$", printed.out, re.M), printed.out
     bars = [line for line in (printed.out + printed.err).split("\r") if "it/s]" in line or "s/it]" in line]
     assert all(line.strip().startswith("Loading weights") for line in bars), bars  # only the model load's own bar
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
@@ -67,10 +72,11 @@ def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics)) and saved["global_step"] == 20 and saved["world_size"] == 1
     assert saved["train_samples_per_second"] > 0 and saved["metric"] == "wer" and saved["final"]["wer"] is not None
-    assert saved["scored_by"].startswith("the transformers backend of `whisper-lora evaluate`")
+    assert saved["scored_by"].startswith("the transformers backend of `whisper-lora evaluate --temperature 0`")
     assert json.loads((out / "training_config.json").read_text())["lora_r"] == 8
     rows, clips = load_test_rows([str(tones[1])])  # the saved (best) model, scored as `evaluate` scores it
-    evaluated = run_model(Transcriber(str(out), backend="transformers"), rows, clips, None)
+    greedy = TranscribeOptions(temperature=[0.0])  # as training scores, so a looping clip is decoded once
+    evaluated = run_model(Transcriber(str(out), backend="transformers"), rows, clips, greedy)
     assert evaluated.errors["en"] == pytest.approx(saved["best"]["wer"]), saved
 
 

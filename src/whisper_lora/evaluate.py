@@ -116,7 +116,7 @@ def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: 
 
 
 class ModelScorer:
-    """Scores a model in memory on manifest rows as `evaluate --backend transformers` would, decoding greedily.
+    """Scores a model in memory on manifest rows as `evaluate --backend transformers --temperature 0` would.
 
     Training's validation, the forgetting guard, the demo and the benchmarks score through it, so the error
     rate a run logs is the one `evaluate` prints for the saved model on the same rows.
@@ -129,7 +129,7 @@ class ModelScorer:
 
     def describe(self) -> str:
         """Which decoder made the scores, for metrics.json."""
-        return "the transformers backend of `whisper-lora evaluate`: greedy, with its coverage guard"
+        return "the transformers backend of `whisper-lora evaluate --temperature 0`: greedy, with its coverage guard"
 
     def transcripts(self, model) -> list[str]:
         """Each row's text, decoded batch_size rows at a time; the model is left in the mode it was in."""
