@@ -18,6 +18,7 @@ from whisper_lora.models import EmbeddedModel, ModelError, cache_root, load_whis
         ("tiny.en", "embedded", "tiny.en"),
         ("small", "hub", "openai/whisper-small"),
         ("whisper-large-v3", "hub", "openai/whisper-large-v3"),
+        ("turbo", "hub", "openai/whisper-large-v3-turbo"),
         ("openai/whisper-small", "hub", "openai/whisper-small"),
         ("someone/whisper-zh-ft", "hub", "someone/whisper-zh-ft"),
     ],

@@ -35,6 +35,7 @@ HUB_SIZES = (
     "large-v3-turbo",
     "turbo",
 )
+HUB_ALIASES = {"turbo": "large-v3-turbo"}  # OpenAI publishes turbo only under its full name
 
 
 class ModelError(UserError):
@@ -125,7 +126,7 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> ModelSource:
         raise ModelError(f"{path}: is a file; a model is a folder, a hub id or an embedded name")
     size = name.removeprefix("whisper-")
     if size in HUB_SIZES:
-        return ModelSource("hub", f"openai/whisper-{size}")
+        return ModelSource("hub", f"openai/whisper-{HUB_ALIASES.get(size, size)}")
     if HUB_ID.match(name) and not name.startswith((".", "/")):
         return ModelSource("hub", name)
     raise ModelError(
