@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from whisper_lora import coverage
-from whisper_lora.coverage import decode_rest, falls_short, speech_end
+from whisper_lora.coverage import decode_rest, falls_short, flag_unheard, speech_end
 from whisper_lora.records import Segment, Transcript, Word, join_segments
 
 SECONDS = 10.0
@@ -90,3 +90,16 @@ def test_words_decoded_again_at_the_start_of_the_rest_are_not_repeated(speech_un
 def test_the_longest_repeated_run_at_the_start_of_the_rest_is_dropped(said, rest, spaces, kept):
     segments = [Segment(float(i), float(i + 1), text) for i, text in enumerate(rest)]
     assert [s.text for s in coverage.drop_repeated_start(said, segments, spaces)] == kept
+
+
+def test_an_empty_transcript_over_speech_is_flagged_and_one_over_silence_is_not(speech_until):
+    speech_until(9.8)
+    over_speech, failed, said = Transcript("a.wav"), Transcript("b.wav", error="unreadable"), Transcript("c.wav", "x")
+    said.segments = [Segment(0.0, 9.5, "x")]
+    for transcript in (over_speech, failed, said):
+        flag_unheard(transcript, AUDIO)
+    assert "9.8 s" in over_speech.unheard and failed.unheard is None and said.unheard is None
+    speech_until(0.5)  # a cough: less than a second
+    quiet = Transcript("d.wav")
+    flag_unheard(quiet, AUDIO)
+    assert quiet.unheard is None

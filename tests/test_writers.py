@@ -45,6 +45,7 @@ def test_json_says_why_a_file_was_decoded_again_and_only_then():
     redone = dataclasses.replace(DONE, redecoded="the text ended at 1.5 s but the speech goes on to 9.8 s")
     records = json.loads(get_writer("json").render([DONE, redone], timestamps=False))
     assert "redecoded" not in records[0] and records[1]["redecoded"].startswith("the text ended at 1.5 s")
+    assert "unheard" not in records[0] and "unheard" not in records[1]
 
 
 def test_the_run_summary_counts_files_decoded_again(capsys):
@@ -56,6 +57,8 @@ def test_the_run_summary_counts_files_decoded_again(capsys):
     assert capsys.readouterr().err == ""
     _report_redecoded([DONE, dataclasses.replace(DONE, path="b.wav", redecoded="the text ended early")])
     assert "1 of 2 files were decoded again" in capsys.readouterr().err
+    _report_redecoded([DONE, dataclasses.replace(DONE, path="c.wav", unheard="no text, though ... up to 3.0 s")])
+    assert "1 of 2 files have no text though speech was detected" in capsys.readouterr().err
 
 
 def test_writing_an_srt_and_loading_the_server_and_cli_modules_do_not_import_torch():

@@ -242,12 +242,20 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _report_redecoded(transcripts: list) -> None:
-    """Say how many files were decoded again because their first text stopped before their speech did."""
+    """Say how many files were decoded again because their first text stopped before their speech did, and how many
+    have no text over speech."""
     redone = [t for t in transcripts if t.redecoded]
     if redone:
         print(
             f"{len(redone)} of {len(transcripts)} files were decoded again: their first text stopped before "
             f"the speech did (first: {redone[0].path}: {redone[0].redecoded})",
+            file=sys.stderr,
+        )
+    unheard = [t for t in transcripts if t.unheard]
+    if unheard:
+        print(
+            f"{len(unheard)} of {len(transcripts)} files have no text though speech was detected; check their language "
+            f"or --no_speech_threshold (first: {unheard[0].path}: {unheard[0].unheard})",
             file=sys.stderr,
         )
 

@@ -58,6 +58,15 @@ def decode_rest(transcript, samples: np.ndarray, decode: Callable, join: Callabl
     transcript.redecoded = reason
 
 
+def flag_unheard(transcript, samples: np.ndarray) -> None:
+    """Say in `unheard` when a transcript has no text although its audio holds more than a second of speech."""
+    if transcript.segments or transcript.error:
+        return
+    end = speech_end(samples)
+    if end > SHORTFALL_SECONDS:
+        transcript.unheard = f"no text, though the voice detector hears speech up to {end:.1f} s"
+
+
 def _folded(text: str) -> str:
     return "".join(ch for ch in text.casefold() if not unicodedata.category(ch).startswith(("P", "S", "Z")))
 

@@ -129,6 +129,7 @@ class Transcript:
     duration: float = 0.0
     error: str | None = None
     redecoded: str | None = None  # why the first decoding fell short of the speech and was decoded again
+    unheard: str | None = None  # set when the text is empty though the voice detector hears speech
 
 
 @dataclass

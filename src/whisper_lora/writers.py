@@ -24,8 +24,9 @@ class JsonWriter:
     def render(self, transcripts: list[Transcript], timestamps: bool) -> str:
         records = [asdict(t) for t in transcripts]
         for record in records:
-            if record["redecoded"] is None:
-                record.pop("redecoded")
+            for note in ("redecoded", "unheard"):
+                if record[note] is None:
+                    record.pop(note)
             if not timestamps:
                 record.pop("segments")
             for segment in record.get("segments", []):

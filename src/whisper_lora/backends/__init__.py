@@ -130,8 +130,9 @@ class Transcriber:
             raise UserError(reason)
 
     def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
-        """Transcripts of decoded clips, in order; a text that stops clearly before the speech does is decoded on, and none runs past the audio."""
-        from ..coverage import decode_rest, keep_within_audio
+        """Transcripts of decoded clips, in order: a text that stops before the speech is decoded on, none runs past
+        the audio, and an empty one over speech says so in `unheard`."""
+        from ..coverage import decode_rest, flag_unheard, keep_within_audio
 
         self.check(options)
         transcripts = self.engine.transcribe(clips, options)
@@ -139,6 +140,7 @@ class Transcriber:
             alone = lambda rest, name=clip.name: self.engine.transcribe_alone(rest, options, name)  # noqa: E731
             decode_rest(transcript, clip.samples, alone, join_segments)
             keep_within_audio(transcript, join_segments)
+            flag_unheard(transcript, clip.samples)
         return transcripts
 
     def segments(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
