@@ -244,20 +244,14 @@ def _transcribe(args: argparse.Namespace) -> int:
 def _report_redecoded(transcripts: list) -> None:
     """Say how many files were decoded again because their first text stopped before their speech did, and how many
     have no text over speech."""
-    redone = [t for t in transcripts if t.redecoded]
-    if redone:
-        print(
-            f"{len(redone)} of {len(transcripts)} files were decoded again: their first text stopped before "
-            f"the speech did (first: {redone[0].path}: {redone[0].redecoded})",
-            file=sys.stderr,
-        )
-    unheard = [t for t in transcripts if t.unheard]
-    if unheard:
-        print(
-            f"{len(unheard)} of {len(transcripts)} files have no text though speech was detected; check their language "
-            f"or --no_speech_threshold (first: {unheard[0].path}: {unheard[0].unheard})",
-            file=sys.stderr,
-        )
+    for note, what in (
+        ("redecoded", "were decoded again: their first text stopped before the speech did"),
+        ("unheard", "have no text though speech was detected; check their language or --no_speech_threshold"),
+    ):
+        noted = [t for t in transcripts if getattr(t, note)]
+        if noted:
+            first = f"{noted[0].path}: {getattr(noted[0], note)}"
+            print(f"{len(noted)} of {len(transcripts)} files {what} (first: {first})", file=sys.stderr)
 
 
 def _positive_int(text: str) -> int:

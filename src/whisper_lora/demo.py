@@ -17,7 +17,7 @@ from typing import Any
 from .backends import Transcriber
 from .data import read_manifest
 from .errors import UserError
-from .evaluate import ModelScorer, indices_by, load_test_rows, score_by_language
+from .evaluate import ModelScorer, load_test_rows, score_by_language, transcribe_by_language
 from .files import write_json_atomic
 from .metrics import default_metric, error_rate
 from .progress import Progress
@@ -209,15 +209,9 @@ def score_sets(model_path: str | None, test_sets, log=print) -> dict:
     scores = {}
     for name, manifest in test_sets:
         rows, clips = load_test_rows([str(manifest)], log=log)
-        languages, texts = [row.language for row in rows], [""] * len(rows)
-        with Progress(len(rows), "scoring", "row", write=log) as progress:
-            for language, indices in indices_by(languages).items():
-                for first in range(0, len(indices), SCORING_CHUNK):
-                    chunk = indices[first : first + SCORING_CHUNK]
-                    decoded = transcriber.clips([clips[i] for i in chunk], TranscribeOptions(language=language))
-                    for index, transcript in zip(chunk, decoded):
-                        texts[index] = transcript.text
-                    progress.update(len(chunk))
+        languages = [row.language for row in rows]
+        options = lambda language: TranscribeOptions(language=language)  # noqa: E731
+        texts = transcribe_by_language(transcriber, languages, clips.__getitem__, options, SCORING_CHUNK, log)
         scores[name] = score_by_language([row.text for row in rows], texts, languages)
     return scores
 

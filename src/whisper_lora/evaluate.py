@@ -7,7 +7,7 @@ import io
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .audio import SAMPLE_RATE, decode_audio
 from .backends import Clip, Transcriber
@@ -115,6 +115,27 @@ def score(rows: list[Row], hypotheses: list[str], language: str | None, metric: 
     return errors
 
 
+def transcribe_by_language(
+    transcriber: Transcriber,
+    languages: list[str | None],
+    clip_at: Callable[[int], Clip],
+    options_for: Callable[[str | None], TranscribeOptions],
+    chunk: int,
+    log=None,
+) -> list[str]:
+    """Each row's text, rows grouped by language and decoded `chunk` at a time, with progress between chunks."""
+    texts = [""] * len(languages)
+    with Progress(len(languages), "scoring", "row", write=log) as progress:
+        for language, indices in indices_by(languages).items():
+            options = options_for(language)
+            for first in range(0, len(indices), chunk):
+                batch = indices[first : first + chunk]
+                for index, transcript in zip(batch, transcriber.clips([clip_at(i) for i in batch], options)):
+                    texts[index] = transcript.text
+                progress.update(len(batch))
+    return texts
+
+
 class ModelScorer:
     """Scores a model in memory on manifest rows as `evaluate --backend transformers --temperature 0` would.
 
@@ -134,24 +155,19 @@ class ModelScorer:
     def transcripts(self, model) -> list[str]:
         """Each row's text, decoded batch_size rows at a time; the model is left in the mode it was in."""
         transcriber = Transcriber.wrap(model, self.processor, self.batch_size)
-        texts = [""] * len(self.rows)
         was_training = model.training
         model.eval()
-        progress = Progress(len(self.rows), "scoring", "row")
         try:
-            for language, indices in indices_by(self.languages).items():
+            return transcribe_by_language(
+                transcriber,
+                self.languages,
+                lambda i: Clip(self.rows[i].audio_path, self._samples(i)),
                 # greedy, no fallback: a looping zero-shot clip stops at its token budget, once
-                options = TranscribeOptions(language=language, task=self.task, temperature=[0.0])
-                for first in range(0, len(indices), self.batch_size):
-                    batch = indices[first : first + self.batch_size]
-                    clips = [Clip(self.rows[i].audio_path, self._samples(i)) for i in batch]
-                    for index, transcript in zip(batch, transcriber.clips(clips, options)):
-                        texts[index] = transcript.text
-                    progress.update(len(batch))
+                lambda language: TranscribeOptions(language=language, task=self.task, temperature=[0.0]),
+                self.batch_size,
+            )
         finally:
-            progress.close()
             model.train(was_training)
-        return texts
 
     def _samples(self, index: int):
         row = self.rows[index]
