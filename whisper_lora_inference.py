@@ -2,6 +2,6 @@
 
 import sys
 
-from whisper_lora.cli import main
+from whisper_lora.cli.main import main
 
 sys.exit(main(["transcribe", *sys.argv[1:]]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from results import write_result
 
-from whisper_lora.demo import run_demo
+from whisper_lora.demo.run import run_demo
 
 NOTES = (
     "A fresh workdir and, with WHISPER_LORA_HOME pointing at an empty folder, a fresh model cache, as on a new machine."

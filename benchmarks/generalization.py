@@ -3,8 +3,8 @@
 Each run fine-tunes the embedded whisper-base twice, each time in a fresh process:
 - "voices": the demo's espeak-ng corpus (Mandarin and English, varied speed and pitch). Scored on held-out
   corpus rows (in-domain) and on sentences written apart from the corpus's templates, in the same voices
-  (out-of-domain, `whisper_lora.sentences`).
-- "recordings": recorded human speech (Debian's asterisk-core-sounds, `whisper_lora.realspeech`), Spanish
+  (out-of-domain, `whisper_lora.data.sentences`).
+- "recordings": recorded human speech (Debian's asterisk-core-sounds, `whisper_lora.data.realspeech`), Spanish
   and French training prompts; scored on the test prompts, which no training row shares.
 Both adapters also decode real English recordings, a language neither trained on, against the base model
 (forgetting). Samples/s is end to end: training rows x epochs over the wall time from model load to the
@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 from results import write_result
 
-from whisper_lora.data import read_manifest
-from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
-from whisper_lora.files import write_json_atomic
-from whisper_lora.models import load_whisper
-from whisper_lora.realspeech import write_manifests
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core.files import write_json_atomic
+from whisper_lora.data.manifests import read_manifest
+from whisper_lora.data.realspeech import write_manifests
+from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain
 
 TASKS = ("voices", "recordings")
 SCALES = {  # corpus rows (zh and en, train and test), out-of-domain sentences, and the corpus seed
@@ -77,7 +77,7 @@ class RecipeDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, index):
-        from whisper_lora.audio import decode_audio
+        from whisper_lora.audio.decode import decode_audio
 
         row = self.rows[index]
         self.processor.tokenizer.set_prefix_tokens(language=row.language, task="transcribe")
@@ -139,7 +139,7 @@ def train_recipe(manifest: Path, epochs: float, output_dir: Path):
 
 def train_ours(manifest: Path, epochs: float, output_dir: Path, overrides: dict):
     """whisper-lora's train() with its defaults, or with overrides for a variant."""
-    from whisper_lora.train import TrainConfig, train
+    from whisper_lora.train.trainer import TrainConfig, train
 
     config = TrainConfig(
         train_file=[str(manifest)],
@@ -167,7 +167,7 @@ RECIPE_EPOCHS = 2.0  # the textbook recipe as the issue defines it, whatever --e
 
 def epochs_of(args, run: str) -> float | None:
     """The epochs a run trains for: the recipe's own, else --epochs, else TrainConfig's default."""
-    from whisper_lora.train import TrainConfig
+    from whisper_lora.train.trainer import TrainConfig
 
     if run == "base":
         return None

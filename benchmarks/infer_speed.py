@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from results import write_result
 
-from whisper_lora.audio import SAMPLE_RATE, decode_audio
-from whisper_lora.backends import Clip, Transcriber
-from whisper_lora.backends.ct2 import ct2_folder
-from whisper_lora.data import Row
-from whisper_lora.evaluate import load_test_rows, run_model, score
-from whisper_lora.realspeech import prompts
-from whisper_lora.records import join_segments
+from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.core.records import join_segments
+from whisper_lora.data.manifests import Row
+from whisper_lora.data.realspeech import prompts
+from whisper_lora.infer.backends.ct2 import ct2_folder
+from whisper_lora.infer.evaluate import load_test_rows, run_model, score
+from whisper_lora.infer.transcriber import Clip, Transcriber
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Rows without speech: does training on them make held-out noise come out empty, and is speech left alone?
 
 Three models decode the same held-out clips: the embedded whisper-base zero-shot, our defaults fine-tuned on
-recorded Spanish prompts (Debian's asterisk-core-sounds, `whisper_lora.realspeech`), and the same run with
+recorded Spanish prompts (Debian's asterisk-core-sounds, `whisper_lora.data.realspeech`), and the same run with
 rows without speech added as a tenth of the training rows ("no_speech": true: noise, tone melodies, near
 silence). Scored on the Spanish test prompts (WER) and on non-speech clips made with other seeds, lengths and
 levels, one kind of them (chords) never seen in training. Decoded the way users decode: whisper-lora's
@@ -21,11 +21,11 @@ from pathlib import Path
 
 from results import write_result
 
-from whisper_lora.files import write_json_atomic
-from whisper_lora.metrics import error_rate
-from whisper_lora.models import cache_root
-from whisper_lora.noise import KINDS, non_speech, write_wav
-from whisper_lora.realspeech import write_manifests
+from whisper_lora.audio.noise import KINDS, non_speech, write_wav
+from whisper_lora.core.files import write_json_atomic
+from whisper_lora.core.metrics import error_rate
+from whisper_lora.core.models import cache_root
+from whisper_lora.data.realspeech import write_manifests
 
 TRAIN_KINDS = KINDS[:4]
 HELD_OUT_KINDS = KINDS  # chords are never trained on
@@ -61,7 +61,7 @@ def datasets(workdir: Path, speech_rows: int) -> dict:
 
 def train_run(manifest: Path, output_dir: Path, epochs: float) -> tuple[str, float | None]:
     """Our defaults on the manifest; the model folder and the training time in seconds (None: kept from before)."""
-    from whisper_lora.train import TrainConfig, train
+    from whisper_lora.train.trainer import TrainConfig, train
 
     started = time.perf_counter()
     if (output_dir / "adapter_config.json").is_file():
@@ -80,8 +80,8 @@ def train_run(manifest: Path, output_dir: Path, epochs: float) -> tuple[str, flo
 
 def decode(model: str, rows: list[dict], batch_size: int) -> list[str]:
     """Each row's text through whisper-lora's default backend, every clip in one list as a user would pass it."""
-    from whisper_lora.backends import Transcriber
-    from whisper_lora.records import TranscribeOptions
+    from whisper_lora.core.records import TranscribeOptions
+    from whisper_lora.infer.transcriber import Transcriber
 
     transcriber = Transcriber(model, batch_size=batch_size)
     return [t.text for t in transcriber.files([row["audio_path"] for row in rows], TranscribeOptions(language="es"))]

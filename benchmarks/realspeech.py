@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from whisper_lora.realspeech import LANGUAGES, default_root, prompts, write_manifests
+from whisper_lora.data.realspeech import LANGUAGES, default_root, prompts, write_manifests
 
 
 def main() -> None:

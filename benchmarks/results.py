@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from whisper_lora.files import write_json_atomic
+from whisper_lora.core.files import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,14 +24,14 @@ import httpx
 import psutil
 from results import write_result
 
-from whisper_lora.demo import speak
+from whisper_lora.demo.run import speak
 
 KEY = "load-test-key"
 
 
 def start_server(port: int, extra: list[str]) -> subprocess.Popen:
     """The server as a child process, once /health says ready."""
-    command = [sys.executable, "-m", "whisper_lora.cli", "serve", "--port", str(port), "--api_key", KEY, *extra]
+    command = [sys.executable, "-m", "whisper_lora.cli.main", "serve", "--port", str(port), "--api_key", KEY, *extra]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
         try:

@@ -1,8 +1,8 @@
 """Live transcription on this machine: word-end-to-commit latency, streamed against offline WER, live sessions, memory.
 
-Long files are recorded test prompts (Debian's asterisk-core-sounds, `whisper_lora.realspeech`) laid end to end with
+Long files are recorded test prompts (Debian's asterisk-core-sounds, `whisper_lora.data.realspeech`) laid end to end with
 0.3 to 1.5 s pauses, as benchmarks/timestamps.py builds them. Each is transcribed offline, then streamed at real
-speed through `whisper_lora.stream` (what `whisper-lora stream` runs), on the same model and compute type. Then
+speed through `whisper_lora.infer.stream` (what `whisper-lora stream` runs), on the same model and compute type. Then
 N clients stream a file at once into `whisper-lora serve`'s /v1/realtime, for each N asked for. Last, one session
 runs as fast as it decodes over a file looped to --memory_minutes, and its RSS is read after 1 minute and at the end.
 
@@ -27,14 +27,14 @@ import numpy as np
 from results import write_result
 from timestamps import long_files  # benchmarks/ is on the path when a script in it runs
 
-from whisper_lora.audio import SAMPLE_RATE, decode_audio
-from whisper_lora.backends import Transcriber
-from whisper_lora.metrics import error_rate
-from whisper_lora.models import cache_root
-from whisper_lora.realspeech import prompts
-from whisper_lora.records import Clip, Runtime, TranscribeOptions
-from whisper_lora.serve import _rss_mb as rss_mb  # the RSS that serve logs per loaded model
-from whisper_lora.stream import LiveTranscriber, join_words, play
+from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.core.metrics import error_rate
+from whisper_lora.core.models import cache_root
+from whisper_lora.core.records import Clip, Runtime, TranscribeOptions
+from whisper_lora.data.realspeech import prompts
+from whisper_lora.infer.stream import LiveTranscriber, join_words, play
+from whisper_lora.infer.transcriber import Transcriber
+from whisper_lora.serve.app import _rss_mb as rss_mb  # the RSS that serve logs per loaded model
 
 
 def build_files(folder: Path, language: str, count: int, seconds: float) -> list[dict]:
@@ -86,7 +86,7 @@ def start_server(model: str | None, compute_type: str | None, max_streams: int) 
     command = [
         sys.executable,
         "-m",
-        "whisper_lora.cli",
+        "whisper_lora.cli.main",
         "serve",
         "--port",
         str(port),

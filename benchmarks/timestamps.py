@@ -1,6 +1,6 @@
 """Segment timestamps on long recordings: the base model, a fine-tune on single-prompt rows, one on subtitled windows.
 
-Recorded Spanish prompts (Debian's asterisk-core-sounds, `whisper_lora.realspeech`) are laid end to end with
+Recorded Spanish prompts (Debian's asterisk-core-sounds, `whisper_lora.data.realspeech`) are laid end to end with
 0.3 to 1.5 s of silence between them into long files whose cue bounds are known: each prompt's speech,
 trimmed of its leading and trailing silence (10 ms frames 35 dB under the prompt's peak). Training prompts
 make the training files, test prompts (which no training file holds) the held-out ones. Two fine-tunes with
@@ -24,14 +24,14 @@ import numpy as np
 from no_speech import train_run  # benchmarks/ is on the path when a script in it runs
 from results import write_result
 
-from whisper_lora.audio import SAMPLE_RATE, decode_audio
-from whisper_lora.files import write_json_atomic, write_text_atomic
-from whisper_lora.metrics import error_rate
-from whisper_lora.models import cache_root
-from whisper_lora.noise import write_wav
-from whisper_lora.realspeech import Prompt, prompts
-from whisper_lora.records import Segment, TranscribeOptions, Transcript
-from whisper_lora.writers import SrtWriter
+from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.noise import write_wav
+from whisper_lora.core.files import write_json_atomic, write_text_atomic
+from whisper_lora.core.metrics import error_rate
+from whisper_lora.core.models import cache_root
+from whisper_lora.core.records import Segment, TranscribeOptions, Transcript
+from whisper_lora.data.realspeech import Prompt, prompts
+from whisper_lora.infer.writers import SrtWriter
 
 FRAME = SAMPLE_RATE // 100
 TEST_FILES, TEST_SECONDS = 4, 75.0
@@ -118,7 +118,7 @@ def nearest(reference: list[float], predicted: list[float]) -> list[float]:
 
 def score(model: str, backend: str, rows: list[dict], folder: Path) -> dict:
     """Start and end errors over every reference cue, segments per cue, and WER."""
-    from whisper_lora.backends import Transcriber
+    from whisper_lora.infer.transcriber import Transcriber
 
     transcriber = Transcriber(model, backend=backend, batch_size=1)
     options = TranscribeOptions(language="es", return_timestamps=True)

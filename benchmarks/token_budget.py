@@ -21,14 +21,15 @@ from pathlib import Path
 
 from results import write_result
 
-from whisper_lora import budget
-from whisper_lora.audio import decode_audio
-from whisper_lora.backends import Clip, Transcriber, ct2, hf
-from whisper_lora.demo import build_corpus, build_out_of_domain
-from whisper_lora.metrics import default_metric, error_rate
-from whisper_lora.models import cache_root
-from whisper_lora.realspeech import write_manifests
-from whisper_lora.records import TranscribeOptions
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.core import budget
+from whisper_lora.core.metrics import default_metric, error_rate
+from whisper_lora.core.models import cache_root
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.data.realspeech import write_manifests
+from whisper_lora.demo.run import build_corpus, build_out_of_domain
+from whisper_lora.infer.backends import ct2, hf
+from whisper_lora.infer.transcriber import Clip, Transcriber
 
 
 def uncapped(seconds: float, language: str | None, prompt_tokens: int = budget.START_TOKENS, limit: int = 448) -> int:

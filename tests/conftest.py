@@ -12,8 +12,9 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers import sine, tiny_whisper, write_audio  # noqa: E402
-from whisper_lora.convert_ct2 import generation_config, load_ct2_whisper  # noqa: E402
-from whisper_lora.models import embedded_ct2_dir, load_tokenizer  # noqa: E402
+from whisper_lora.convert.ct2 import generation_config, load_ct2_whisper  # noqa: E402
+from whisper_lora.convert.hf import load_tokenizer
+from whisper_lora.core.models import embedded_ct2_dir  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -31,7 +32,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def base():
     """The embedded whisper-base and its processor, loaded once for the whole run."""
-    from whisper_lora.models import load_whisper
+    from whisper_lora.convert.hf import load_whisper
 
     return load_whisper("base")
 

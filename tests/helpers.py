@@ -16,8 +16,8 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from whisper_lora.records import Segment, Transcript, Word
-from whisper_lora.stream import TimedWord
+from whisper_lora.core.records import Segment, Transcript, Word
+from whisper_lora.infer.stream import TimedWord
 
 # container suffix -> (PyAV format name, codec, sample format the encoder takes)
 CODECS = {
@@ -68,9 +68,9 @@ def espeak(text: str, path: Path, voice: str = "en", speed: int = 150, pitch: in
 
 
 def real_speech(language: str, split: str = "test") -> list:
-    """Recorded prompts of one language and split (whisper_lora.realspeech), fetched once into the user's cache."""
-    from whisper_lora.errors import UserError
-    from whisper_lora.realspeech import prompts
+    """Recorded prompts of one language and split (whisper_lora.data.realspeech), fetched once into the user's cache."""
+    from whisper_lora.core.errors import UserError
+    from whisper_lora.data.realspeech import prompts
 
     try:
         return [p for p in prompts(language) if p.split == split]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import CODECS, espeak, have_espeak, sine, write_audio
-from whisper_lora.audio import SAMPLE_RATE, AudioError, decode_audio
+from whisper_lora.audio.decode import SAMPLE_RATE, AudioError, decode_audio
 
 
 def dominant_hz(samples: np.ndarray) -> float:

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from helpers import run_inference, sine, write_audio
-from whisper_lora.backends import Transcriber
-from whisper_lora.budget import max_new_tokens
-from whisper_lora.file_jobs import transcribe_many
-from whisper_lora.records import TranscribeOptions, Transcript, join_segments
+from whisper_lora.core.budget import max_new_tokens
+from whisper_lora.core.records import TranscribeOptions, Transcript, join_segments
+from whisper_lora.infer.file_jobs import transcribe_many
+from whisper_lora.infer.transcriber import Transcriber
 
 SECONDS = (0.7, 1.5, 3.0)
 # A random model never says end-of-text, so each decoding runs to its token limit: one temperature, and a short limit.
@@ -63,7 +63,7 @@ def test_a_short_clip_that_fails_the_thresholds_is_decoded_again_at_the_next_tem
 
 
 def test_word_timestamps_are_refused_on_transformers_before_any_decoding(tiny_model_dir, tone_paths):
-    from whisper_lora.errors import UserError
+    from whisper_lora.core.errors import UserError
 
     with pytest.raises(UserError, match="need --backend ct2"):
         Transcriber(str(tiny_model_dir), "transformers", "cpu").files(
@@ -125,8 +125,8 @@ def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tm
 
 
 def test_text_past_the_audio_is_dropped_and_times_are_clamped_to_its_end():
-    from whisper_lora.coverage import keep_within_audio
-    from whisper_lora.records import Segment, Word
+    from whisper_lora.core.records import Segment, Word
+    from whisper_lora.infer.coverage import keep_within_audio
 
     words = [Word(0.2, 0.9, " near", 0.9), Word(1.0, 1.6, " end", 0.9), Word(2.1, 2.4, " after", 0.5)]
     segments = [Segment(0.0, 0.8, "start"), Segment(0.9, 2.5, "near end after", words), Segment(3.0, 9.0, "ghost")]
@@ -185,7 +185,7 @@ def test_faster_whisper_gets_the_budget_and_the_compression_threshold(tiny_model
 def test_an_english_only_model_refuses_what_it_would_silently_ignore(
     tiny_model_dir, tone_paths, backend, options, refused, monkeypatch
 ):
-    from whisper_lora.errors import UserError
+    from whisper_lora.core.errors import UserError
 
     transcriber = Transcriber(str(tiny_model_dir), backend, "cpu")
     monkeypatch.setattr(transcriber.engine, "multilingual", False)
@@ -215,7 +215,7 @@ def replace_temperature(options: TranscribeOptions) -> TranscribeOptions:
 def test_clips_decoded_with_thresholds_the_user_set_take_the_path_that_honours_them(
     tiny_model_dir, tone_paths, monkeypatch, changed, packed
 ):
-    from whisper_lora.backends import ct2
+    from whisper_lora.infer.backends import ct2
 
     windows, decode_window = [], ct2._decode_window
     monkeypatch.setattr(ct2, "_decode_window", lambda *a: windows.append(1) or decode_window(*a))

@@ -1,6 +1,6 @@
 """The token budget: a decode of short audio stops at what the audio can hold, on every backend."""
 
-from whisper_lora.budget import MAX_TARGET_POSITIONS, max_new_tokens
+from whisper_lora.core.budget import MAX_TARGET_POSITIONS, max_new_tokens
 
 
 def test_the_budget_grows_with_the_audio_and_stays_inside_the_decoder():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import sine, write_audio
-from whisper_lora.cli import COMMANDS, main
+from whisper_lora.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def test_every_subcommand_has_help(command, capsys):
 def test_train_has_a_flag_and_a_dashed_alias_for_every_training_option(capsys):
     import dataclasses
 
-    from whisper_lora.train import TrainConfig
+    from whisper_lora.train.trainer import TrainConfig
 
     with pytest.raises(SystemExit):
         main(["train", "-h"])
@@ -34,7 +34,7 @@ def test_train_has_a_flag_and_a_dashed_alias_for_every_training_option(capsys):
 
 
 def test_train_flags_parse_as_typed_fields():
-    from whisper_lora.cli import build_parser
+    from whisper_lora.cli.main import build_parser
 
     args = build_parser().parse_args(
         ["train", "--train_file", "a.json", "b.json", "--lora-r", "8", "--fp16", "--encoder_layers", "3"]
@@ -120,8 +120,8 @@ def test_help_lists_every_earlier_flag_and_the_model_alias(command, capsys):
 def test_each_decoding_option_is_one_field_that_transcribe_and_evaluate_both_take(capsys):
     import dataclasses
 
-    from whisper_lora.cli import build_parser, from_args
-    from whisper_lora.records import TranscribeOptions
+    from whisper_lora.cli.main import build_parser, from_args
+    from whisper_lora.core.records import TranscribeOptions
 
     for command in ("transcribe", "evaluate"):
         shown = help_flags(command, capsys)
@@ -139,7 +139,7 @@ def test_each_decoding_option_is_one_field_that_transcribe_and_evaluate_both_tak
 
 
 def test_a_model_named_by_either_flag_reaches_the_runtime():
-    from whisper_lora.cli import build_parser, runtime
+    from whisper_lora.cli.main import build_parser, runtime
 
     for spelling in ("--model_path", "--model_name_or_path", "--model-path"):
         args = build_parser().parse_args(["serve", spelling, "./output"])
@@ -149,7 +149,7 @@ def test_a_model_named_by_either_flag_reaches_the_runtime():
 
 
 def test_check_data_decode_threads_keep_their_first_name():
-    from whisper_lora.cli import build_parser
+    from whisper_lora.cli.main import build_parser
 
     for flag in ("--decode_threads", "--workers"):
         assert build_parser().parse_args(["check-data", "m.json", flag, "3"]).decode_threads == 3

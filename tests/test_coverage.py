@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from whisper_lora import coverage
-from whisper_lora.coverage import decode_rest, falls_short, flag_unheard, speech_end
-from whisper_lora.records import Segment, Transcript, Word, join_segments
+from whisper_lora.core.records import Segment, Transcript, Word, join_segments
+from whisper_lora.infer import coverage
+from whisper_lora.infer.coverage import decode_rest, falls_short, flag_unheard, speech_end
 
 SECONDS = 10.0
 AUDIO = np.zeros(int(SECONDS * 16000), np.float32)

@@ -8,7 +8,7 @@ from transformers import WhisperForConditionalGeneration
 
 from conftest import convert_to_ct2, save_hf
 from helpers import tiny_whisper
-from whisper_lora.convert_ct2 import CT2FormatError, load_ct2_whisper, read_model_bin
+from whisper_lora.convert.ct2 import CT2FormatError, load_ct2_whisper, read_model_bin
 
 PROMPT = torch.tensor([[50258, 50259, 50359, 50363, 440, 1702]])
 

@@ -6,7 +6,7 @@ import wave
 import pytest
 
 from helpers import sine, write_audio
-from whisper_lora.data import (
+from whisper_lora.data.manifests import (
     DataError,
     ManifestError,
     Report,

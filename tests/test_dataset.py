@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from helpers import sine, write_audio
-from whisper_lora.data import Row
-from whisper_lora.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, encode_example
+from whisper_lora.data.manifests import Row
+from whisper_lora.train.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, encode_example
 
 
 def names(tokenizer, ids):
@@ -85,7 +85,7 @@ def test_stem_cache_matches_the_encoder_and_decodes_each_row_once(rows, tokenize
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
     from helpers import tiny_whisper
-    from whisper_lora.dataset import EncoderStemCache, encoder_top
+    from whisper_lora.train.dataset import EncoderStemCache, encoder_top
 
     model = tiny_whisper()
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer)
@@ -110,7 +110,7 @@ def test_encoder_cache_respects_its_budget(rows, tokenizer):
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
     from helpers import tiny_whisper
-    from whisper_lora.dataset import EncoderStemCache
+    from whisper_lora.train.dataset import EncoderStemCache
 
     cache = EncoderStemCache(tiny_whisper().model.encoder, 1, budget_bytes=2 * 1500 * 64 * 2)  # room for two outputs
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer)
@@ -121,7 +121,7 @@ def test_encoder_cache_respects_its_budget(rows, tokenizer):
 
 
 def test_packing_groups_rows_of_one_language_within_the_window_and_the_row_limit(tokenizer):
-    from whisper_lora.dataset import PACK_GAP, PACK_SECONDS, pack_rows
+    from whisper_lora.train.dataset import PACK_GAP, PACK_SECONDS, pack_rows
 
     rows = [Row("m.json", i + 1, f"{i}.wav", f"row {i}", language="en" if i % 3 else "fr") for i in range(30)]
     seconds = [2.0 + (i % 5) for i in range(30)]
@@ -138,7 +138,7 @@ def test_packing_groups_rows_of_one_language_within_the_window_and_the_row_limit
 def test_a_packed_window_transcribes_its_rows_in_order_between_their_timestamps(rows, tokenizer):
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-    from whisper_lora.dataset import PACK_GAP
+    from whisper_lora.train.dataset import PACK_GAP
 
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer)
     dataset = SpeechDataset(rows, processor, LabelOptions(timestamp_fraction=1.0), windows=[[2, 0, 1], [3]])
@@ -169,8 +169,8 @@ def test_korean_labels_lead_with_a_space_as_whisper_writes_them(tokenizer):
 
 
 def test_one_language_table_joins_scores_and_labels_alike():
-    from whisper_lora.metrics import default_metric
-    from whisper_lora.records import Segment, join_segments
+    from whisper_lora.core.metrics import default_metric
+    from whisper_lora.core.records import Segment, join_segments
 
     segments = [Segment(0.0, 1.0, "안녕하세요"), Segment(1.0, 2.0, "여러분")]
     assert join_segments(segments, "ko") == "안녕하세요 여러분" and default_metric("ko") == "cer"
@@ -190,7 +190,7 @@ def test_a_row_without_speech_is_whispers_empty_transcript(tokenizer):
 
 
 def test_audio_without_speech_in_a_packed_window_is_a_gap_between_segments(tokenizer):
-    from whisper_lora.dataset import encode_window
+    from whisper_lora.train.dataset import encode_window
 
     example = encode_window(tokenizer, ["one", "", "three"], "en", LabelOptions(), [(0.0, 1.0), (2.0, 5.0), (6.0, 7.0)])
     labels = names(tokenizer, example["labels"])

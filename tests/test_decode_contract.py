@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import sine, write_audio
-from whisper_lora.backends import Transcriber
-from whisper_lora.errors import UserError
-from whisper_lora.records import TranscribeOptions
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.infer.transcriber import Transcriber
 
 # field -> (a value other than the default, what faster-whisper's transcribe() gets, what transformers' generate() gets)
 # None for transformers: the option is honoured another way, checked below; "refused": a UserError names it.

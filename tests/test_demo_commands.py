@@ -10,8 +10,8 @@ from pathlib import Path
 
 from test_train import config
 
-from whisper_lora.demo import _next_steps
-from whisper_lora.train import train
+from whisper_lora.demo.run import _next_steps
+from whisper_lora.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = "whisper_lora_env/bin/"

@@ -4,8 +4,8 @@ import json
 import random
 
 from helpers import sine, write_audio
-from whisper_lora import demo
-from whisper_lora.sentences import ENGLISH, MANDARIN
+from whisper_lora.data.sentences import ENGLISH, MANDARIN
+from whisper_lora.demo import run as demo
 
 
 def quiet_speak(spoken: list):

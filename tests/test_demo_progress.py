@@ -5,7 +5,8 @@ import re
 
 from test_demo_corpus import quiet_speak
 
-from whisper_lora import demo, progress
+from whisper_lora.core import progress
+from whisper_lora.demo import run as demo
 
 
 def test_every_phase_of_the_demo_prints_progress_lines_to_a_log(short_model_dir, tmp_path, monkeypatch, capsys):

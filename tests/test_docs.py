@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from whisper_lora.cli import build_parser
+from whisper_lora.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -7,10 +7,11 @@ import torch
 from faster_whisper import WhisperModel
 
 from helpers import espeak, have_espeak
-from whisper_lora.audio import decode_audio
-from whisper_lora.backends.hf import transcribe_clip
-from whisper_lora.metrics import default_metric, error_rate, normalize_text
-from whisper_lora.models import embedded_ct2_dir, load_whisper
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core.metrics import default_metric, error_rate, normalize_text
+from whisper_lora.core.models import embedded_ct2_dir
+from whisper_lora.infer.backends.hf import transcribe_clip
 
 pytestmark = [
     pytest.mark.integration,

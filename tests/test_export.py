@@ -7,11 +7,11 @@ import torch
 from faster_whisper import WhisperModel
 from test_train import config
 
-from whisper_lora.convert_ct2 import load_ct2_whisper
-from whisper_lora.errors import UserError
-from whisper_lora.export import export_model
-from whisper_lora.models import load_whisper
-from whisper_lora.train import train
+from whisper_lora.convert.ct2 import load_ct2_whisper
+from whisper_lora.convert.export import export_model
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core.errors import UserError
+from whisper_lora.train.trainer import train
 
 PROMPT = torch.tensor([[50258, 50259, 50359, 50363]])
 
@@ -55,9 +55,9 @@ def test_export_refuses_a_non_empty_folder(adapter, tmp_path):
 
 
 def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monkeypatch, capsys):
-    from whisper_lora import export
-    from whisper_lora.backends import ct2 as fast
-    from whisper_lora.cli import _log_to_stderr
+    from whisper_lora.cli.main import _log_to_stderr
+    from whisper_lora.convert import export
+    from whisper_lora.infer.backends import ct2 as fast
 
     _log_to_stderr()
     folder = fast.ct2_folder(str(adapter))
@@ -72,8 +72,8 @@ def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monk
 def test_parity_decodes_both_exports_through_the_transcriber(adapter, tones, tmp_path, monkeypatch):
     import json
 
-    from whisper_lora import export
-    from whisper_lora.backends import Transcriber
+    from whisper_lora.infer import parity as export
+    from whisper_lora.infer.transcriber import Transcriber
 
     paths = export_model(str(adapter), tmp_path / "exported", "both", "float32")
     used = []

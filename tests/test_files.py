@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from whisper_lora.files import publish_folder, write_atomic, write_json_atomic, write_text_atomic
+from whisper_lora.core.files import publish_folder, write_atomic, write_json_atomic, write_text_atomic
 
 
 def test_json_is_written_whole_and_leaves_no_temporary_file(tmp_path):
@@ -57,7 +57,7 @@ def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path):
 
 
 def test_written_files_and_folders_get_the_usual_permissions_not_private_ones(tmp_path):
-    from whisper_lora.files import UMASK
+    from whisper_lora.core.files import UMASK
 
     written = write_json_atomic(tmp_path / "out.json", {"a": 1})
     folder = publish_folder(tmp_path / "model", lambda staging: staging)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from helpers import sine, tiny_whisper
-from whisper_lora.convert_ggml import MAGIC, QUANTIZED_FILE, _payload, ggml_name, write_ggml
-from whisper_lora.errors import UserError
+from whisper_lora.convert.ggml import MAGIC, QUANTIZED_FILE, _payload, ggml_name, write_ggml
+from whisper_lora.core.errors import UserError
 
 pytest.importorskip("pywhispercpp")  # a failure under CI=true (conftest.py)
 
@@ -30,7 +30,7 @@ def test_names_follow_whisper_cpp():
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0", "q5_0"])
 def test_whisper_cpp_loads_and_runs_every_type(kind, processor, tmp_path):
-    from whisper_lora.backends.whispercpp import WhisperCpp
+    from whisper_lora.infer.backends.whispercpp import WhisperCpp
 
     # whisper.cpp checks every tensor's name, shape, type and byte count as it loads, and fails on a missing one.
     path = write_ggml(tiny_whisper(ffn_dim=256), processor, tmp_path / f"{kind}.bin", kind)

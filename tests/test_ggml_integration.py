@@ -5,10 +5,11 @@ import time
 import pytest
 
 from helpers import have_espeak, real_speech
-from whisper_lora.demo import speak
-from whisper_lora.export import export_model, greedy_reader, whispercpp_reader
-from whisper_lora.metrics import error_rate
-from whisper_lora.sentences import ENGLISH
+from whisper_lora.convert.export import export_model
+from whisper_lora.core.metrics import error_rate
+from whisper_lora.data.sentences import ENGLISH
+from whisper_lora.demo.run import speak
+from whisper_lora.infer.parity import greedy_reader, whispercpp_reader
 
 pytestmark = [
     pytest.mark.integration,

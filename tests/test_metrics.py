@@ -2,7 +2,7 @@
 
 import pytest
 
-from whisper_lora.metrics import default_metric, error_rate, normalize_text
+from whisper_lora.core.metrics import default_metric, error_rate, normalize_text
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,12 @@ def test_wer():
 
 def test_default_metric():
     assert [default_metric(x) for x in ("zh", "ja", "en", None)] == ["cer", "cer", "wer", "wer"]
+
+
+def test_the_language_table_is_whispers():
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    from whisper_lora.core.languages import CODES, NAMES, normalize_language
+
+    assert NAMES == LANGUAGES and CODES == TO_LANGUAGE_CODE
+    assert [normalize_language(x) for x in ("zh", "Chinese", " Mandarin ", "klingon")] == ["zh", "zh", "zh", None]

@@ -6,8 +6,10 @@ import shutil
 import pytest
 import torch
 
-from whisper_lora import models
-from whisper_lora.models import EmbeddedModel, ModelError, cache_root, load_whisper, resolve_model
+from whisper_lora.convert import hf as hf_loading
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core import models
+from whisper_lora.core.models import EmbeddedModel, ModelError, cache_root, resolve_model
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,7 @@ def test_embedded_model_is_joined_checked_and_converted_once(tmp_path, fake_embe
     assert model.config.d_model == 64
     folders = sorted(p.name for p in (tmp_path / "home" / "models").iterdir())
     assert len(folders) == 1 and folders[0].startswith("whisper-fake-")
-    monkeypatch.setattr(models.convert_ct2, "load_ct2_whisper", lambda *a, **k: pytest.fail("converted twice"))
+    monkeypatch.setattr(hf_loading.convert_ct2, "load_ct2_whisper", lambda *a, **k: pytest.fail("converted twice"))
     again, _ = load_whisper("base")
     assert torch.equal(again.proj_out.weight, model.proj_out.weight)
 

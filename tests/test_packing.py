@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from whisper_lora.backends.packing import (
+from whisper_lora.infer.backends.packing import (
     GAP_SECONDS,
     MAX_CLIP_SECONDS,
     WINDOW_SECONDS,

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from helpers import sine, write_audio
-from whisper_lora.cli import main
-from whisper_lora.data import check_manifests, read_manifest
-from whisper_lora.errors import UserError
-from whisper_lora.prepare import LayoutError, import_corpus, portable, write_manifest
+from whisper_lora.cli.main import main
+from whisper_lora.core.errors import UserError
+from whisper_lora.data.manifests import check_manifests, read_manifest
+from whisper_lora.data.prepare import LayoutError, import_corpus, portable, write_manifest
 
 BOM, CRLF = "\ufeff", "\r\n"
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from helpers import real_speech
-from whisper_lora.audio import decode_audio
-from whisper_lora.backends import Clip, Transcriber
-from whisper_lora.coverage import falls_short
-from whisper_lora.metrics import error_rate
-from whisper_lora.records import TranscribeOptions
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.core.metrics import error_rate
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.infer.coverage import falls_short
+from whisper_lora.infer.transcriber import Clip, Transcriber
 
 pytestmark = pytest.mark.integration
 ENGLISH = TranscribeOptions(language="en")
@@ -44,7 +44,7 @@ def test_one_at_a_time_is_accurate_on_real_speech(prompts, one_at_a_time):
 
 
 def test_packing_itself_reads_every_sentence_of_multi_sentence_clips(prompts, clips):
-    from whisper_lora.backends.ct2 import transcribe_clips_ct2
+    from whisper_lora.infer.backends.ct2 import transcribe_clips_ct2
 
     transcriber = Transcriber("base")
     packed = transcribe_clips_ct2(transcriber.engine.model, clips, ENGLISH, batch_size=8)  # no guard behind it

@@ -11,8 +11,8 @@ pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from whisper_lora.serve import ServeSettings, create_app  # noqa: E402
-from whisper_lora.stream import join_words  # noqa: E402
+from whisper_lora.infer.stream import join_words  # noqa: E402
+from whisper_lora.serve.app import ServeSettings, create_app  # noqa: E402
 
 PCM16 = {"input_audio_format": "pcm16", "input_audio_sample_rate": 16000, "turn_detection": None}
 
@@ -147,7 +147,7 @@ def test_audio_over_the_message_and_minute_limits_is_refused():
 
 
 def test_24_khz_audio_is_resampled_to_the_models_16_khz():
-    from whisper_lora.realtime import PCMDecoder
+    from whisper_lora.serve.realtime import PCMDecoder
 
     decode = PCMDecoder(24000)
     tone = np.sin(2 * np.pi * 440 * np.arange(24000) / 24000).astype(np.float32)
@@ -159,7 +159,7 @@ def test_24_khz_audio_is_resampled_to_the_models_16_khz():
 
 
 def test_a_turn_ends_halfway_into_the_first_pause_long_enough():
-    from whisper_lora.realtime import turn_cut
+    from whisper_lora.serve.realtime import turn_cut
 
     ms = 16  # samples per millisecond
     spans = [(100 * ms, 900 * ms), (1200 * ms, 2000 * ms), (3000 * ms, 3500 * ms)]

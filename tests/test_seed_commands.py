@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from whisper_lora.cli import main
+from whisper_lora.cli.main import main
 
 SEED_BASIC = """--model_name_or_path MODEL --train_file TRAIN --validation_file DEV --output_dir OUT
     --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 2 --learning_rate 5e-4

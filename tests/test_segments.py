@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from helpers import sine, write_audio
-from whisper_lora.cli import main
-from whisper_lora.data import DataError, check_manifests, format_report, usable_rows
-from whisper_lora.segments import Cue, SubtitleError, plan_windows, read_subtitles, sentence_cues
+from whisper_lora.cli.main import main
+from whisper_lora.data.manifests import DataError, check_manifests, format_report, usable_rows
+from whisper_lora.data.segments import Cue, SubtitleError, plan_windows, read_subtitles, sentence_cues
 
 
 def srt_time(seconds: float) -> str:
@@ -160,7 +160,7 @@ def test_check_data_plans_a_recording_into_windows_and_names_each_bad_cue(tmp_pa
 def test_a_window_decodes_only_its_span_and_labels_each_segment_between_timestamps(tmp_path, tokenizer):
     from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-    from whisper_lora.dataset import LabelOptions, SpeechDataset
+    from whisper_lora.train.dataset import LabelOptions, SpeechDataset
 
     audio, cues = recording(tmp_path, 70.0)
     write_srt(tmp_path / "talk.srt", cues)
@@ -183,7 +183,7 @@ def test_a_window_decodes_only_its_span_and_labels_each_segment_between_timestam
 
 
 def test_a_ten_minute_recording_with_subtitles_trains_end_to_end_on_cached_stems(short_model_dir, tmp_path, capsys):
-    from whisper_lora.train import TrainConfig, train
+    from whisper_lora.train.trainer import TrainConfig, train
 
     audio, cues = recording(tmp_path, 600.0)
     write_srt(tmp_path / "talk.srt", cues)

@@ -10,9 +10,9 @@ from helpers import sine, write_audio
 pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from whisper_lora.backends import Transcriber  # noqa: E402
-from whisper_lora.records import Runtime, Segment, Transcript, Word  # noqa: E402
-from whisper_lora.serve import ServeSettings, create_app  # noqa: E402
+from whisper_lora.core.records import Runtime, Segment, Transcript, Word  # noqa: E402
+from whisper_lora.infer.transcriber import Transcriber  # noqa: E402
+from whisper_lora.serve.app import ServeSettings, create_app  # noqa: E402
 
 
 class StandIn(Transcriber):
@@ -197,7 +197,7 @@ def test_loading_model_answers_503():
 
 
 def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
-    from whisper_lora import serve
+    from whisper_lora.serve import app as serve
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA driver too old")
@@ -217,7 +217,7 @@ def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
 def test_api_key_is_compared_in_constant_time(monkeypatch):
     import hmac
 
-    from whisper_lora import serve
+    from whisper_lora.serve import app as serve
 
     compared, original = [], hmac.compare_digest
     monkeypatch.setattr(serve.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or original(a, b))
@@ -285,8 +285,8 @@ def test_a_model_that_fails_to_load_gets_503_with_the_reason_and_the_others_stil
 
 
 def test_serve_flags_name_the_models_in_order_after_model_path():
-    from whisper_lora.cli import build_parser, named_models, runtime
-    from whisper_lora.errors import UserError
+    from whisper_lora.cli.main import build_parser, named_models, runtime
+    from whisper_lora.core.errors import UserError
 
     args = build_parser().parse_args(["serve", "--model_path", "./out", "--model", "zh=./zh", "--model", "en=tiny.en"])
     settings = ServeSettings(runtime(args), models=named_models(args.model))
@@ -355,7 +355,7 @@ def test_stream_refuses_timed_formats_and_bad_audio_before_streaming(wav):
 
 
 def test_ctranslate2_runs_as_many_decodings_at_once_as_serve_has_workers(tiny_model_dir):
-    from whisper_lora.serve import ModelPool
+    from whisper_lora.serve.app import ModelPool
 
     settings = ServeSettings(Runtime(model_path=str(tiny_model_dir), backend="ct2"), workers=2)
     transcriber = ModelPool(settings).load(str(tiny_model_dir))

@@ -38,7 +38,7 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def multi_sentence(tmp_path_factory):
     """A recorded prompt of several sentences, 8 to 20 s long, as a WAV file, and its transcript."""
-    from whisper_lora.audio import decode_audio
+    from whisper_lora.audio.decode import decode_audio
 
     prompt = next(p for p in real_speech("en") if p.sentences >= 3 and 8 <= p.seconds <= 20)
     path = tmp_path_factory.mktemp("real") / "prompt.wav"
@@ -65,7 +65,7 @@ def test_openai_client_transcribes_with_words_and_segments(server, clip):
 
 
 def test_a_real_multi_sentence_recording_comes_back_whole(server, multi_sentence):
-    from whisper_lora.metrics import error_rate
+    from whisper_lora.core.metrics import error_rate
 
     path, reference = multi_sentence
     with open(path, "rb") as audio:
@@ -229,7 +229,7 @@ def long_recording(tmp_path_factory):
     """About 25 s of recorded English: test prompts end to end with pauses of 0.8 s (under the 1 MB upload limit)."""
     import numpy as np
 
-    from whisper_lora.audio import decode_audio
+    from whisper_lora.audio.decode import decode_audio
 
     chosen, total = [], 0.0
     for prompt in real_speech("en"):
@@ -243,7 +243,7 @@ def long_recording(tmp_path_factory):
 
 
 def test_stream_true_sends_text_as_it_is_decoded_with_the_openai_client(server, long_recording):
-    from whisper_lora.metrics import error_rate
+    from whisper_lora.core.metrics import error_rate
 
     path, reference, _ = long_recording
     api = client(server[0])
@@ -259,8 +259,8 @@ def test_stream_true_sends_text_as_it_is_decoded_with_the_openai_client(server, 
 
 
 def test_realtime_websocket_cuts_turns_by_server_vad_and_commits_as_audio_arrives(server, long_recording):
-    from whisper_lora.audio import decode_audio
-    from whisper_lora.metrics import error_rate
+    from whisper_lora.audio.decode import decode_audio
+    from whisper_lora.core.metrics import error_rate
 
     path, reference, prompts = long_recording
     samples = decode_audio(path)
@@ -277,7 +277,7 @@ def test_realtime_websocket_cuts_turns_by_server_vad_and_commits_as_audio_arrive
 def test_whisper_lora_stream_prints_committed_text_and_logs_when_each_word_came(long_recording, tmp_path):
     import json
 
-    from whisper_lora.metrics import error_rate
+    from whisper_lora.core.metrics import error_rate
 
     path, reference, _ = long_recording
     log = tmp_path / "log.json"
@@ -314,7 +314,7 @@ def test_whisper_lora_stream_prints_committed_text_and_logs_when_each_word_came(
 
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_web_page_live_transcribes_the_microphone_while_it_speaks(server, long_recording):
-    from whisper_lora.metrics import error_rate
+    from whisper_lora.core.metrics import error_rate
 
     playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
     path, reference, _ = long_recording

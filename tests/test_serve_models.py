@@ -9,9 +9,9 @@ from test_demo_commands import wait_until_ready
 from test_train import config
 
 from helpers import free_port
-from whisper_lora.backends import Transcriber
-from whisper_lora.records import TranscribeOptions
-from whisper_lora.train import train
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.infer.transcriber import Transcriber
+from whisper_lora.train.trainer import train
 
 openai = pytest.importorskip("openai", reason="the dev extra (openai) is not installed")
 

@@ -3,8 +3,8 @@
 import pytest
 
 from helpers import ScriptedModel, clock_audio, script
-from whisper_lora.errors import UserError
-from whisper_lora.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
+from whisper_lora.core.errors import UserError
+from whisper_lora.infer.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
 
 
 def test_two_agreeing_hypotheses_commit_their_common_prefix_and_never_take_it_back():

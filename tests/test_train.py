@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from whisper_lora import progress
-from whisper_lora.backends import Transcriber
-from whisper_lora.errors import UserError
-from whisper_lora.evaluate import load_test_rows, run_model
-from whisper_lora.models import load_whisper
-from whisper_lora.records import TranscribeOptions
-from whisper_lora.train import TrainConfig, train
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core import progress
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.infer.evaluate import load_test_rows, run_model
+from whisper_lora.infer.transcriber import Transcriber
+from whisper_lora.train.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,8 +177,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint(short_model_dir, tones, tmp_path):
 
 
 def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch):
-    from whisper_lora import models
-    from whisper_lora.cli import main
+    from whisper_lora.cli.main import main
+    from whisper_lora.convert import hf as models
 
     manifest = tmp_path / "bad.json"
     manifest.write_text(json.dumps([{"audio_path": "missing.wav", "text": "x"}]))
@@ -245,14 +245,14 @@ def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_p
 
 
 def test_forgetting_guard_warns_past_one_point(caplog):
-    from whisper_lora.train import ForgettingGuard
+    from whisper_lora.train.trainer import ForgettingGuard
 
     results = iter([0.10, 0.105, 0.125])
     scorer = type(
         "Scorer", (), {"by_language": lambda self, model: {"en": {"metric": "wer", "score": next(results)}}}
     )()
     guard = ForgettingGuard(scorer)
-    with caplog.at_level("WARNING", logger="whisper_lora.train"):
+    with caplog.at_level("WARNING", logger="whisper_lora.train.trainer"):
         assert guard.measure(None) == {"regression_en_wer": 0.10}
         guard.measure(None)
         assert not caplog.records
@@ -263,7 +263,7 @@ def test_forgetting_guard_warns_past_one_point(caplog):
 def test_default_targets_name_the_encoder_layers_and_the_decoders_cross_attention():
     import re
 
-    from whisper_lora.train import target_modules
+    from whisper_lora.train.trainer import target_modules
 
     pattern = re.compile(target_modules("default", encoder_layers=2, total_encoder_layers=6))
     assert pattern.fullmatch("model.encoder.layers.4.self_attn.q_proj") and pattern.fullmatch(
@@ -282,7 +282,7 @@ def test_default_targets_name_the_encoder_layers_and_the_decoders_cross_attentio
 
 
 def test_bad_precision_is_refused(tones):
-    from whisper_lora.errors import UserError
+    from whisper_lora.core.errors import UserError
 
     with pytest.raises(UserError, match="--precision must be auto, fp32 or bf16"):
         TrainConfig(train_file=[str(tones[0])], precision="fp8")
@@ -292,8 +292,8 @@ def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(short_m
     import torch
 
     from helpers import tiny_whisper
-    from whisper_lora.errors import UserError
-    from whisper_lora.train import _enable_spec_augment
+    from whisper_lora.core.errors import UserError
+    from whisper_lora.train.trainer import _enable_spec_augment
 
     model = tiny_whisper()
     model.get_base_model = lambda: model
@@ -317,8 +317,8 @@ PINNED_LABEL_TOKENS, PINNED_LOSS = 28, 12.11018
 
 
 def test_training_labels_are_pinned_by_the_tiny_models_loss(short_model_dir, tones):
-    from whisper_lora.data import usable_report
-    from whisper_lora.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, pack_rows
+    from whisper_lora.data.manifests import usable_report
+    from whisper_lora.train.dataset import IGNORE_INDEX, LabelOptions, SpeechCollator, SpeechDataset, pack_rows
 
     model, processor = load_whisper(str(short_model_dir))
     rows, seconds = zip(
@@ -337,8 +337,8 @@ def test_training_labels_are_pinned_by_the_tiny_models_loss(short_model_dir, ton
 
 @pytest.mark.parametrize("task, language", [("translate", "xx"), ("summarise", "zh"), ("summarise", "xx")])
 def test_training_and_decoding_refuse_a_bad_task_or_language_in_the_same_words(task, language):
-    from whisper_lora.errors import UserError
-    from whisper_lora.records import TranscribeOptions
+    from whisper_lora.core.errors import UserError
+    from whisper_lora.core.records import TranscribeOptions
 
     with pytest.raises(UserError) as decoding:
         TranscribeOptions(language=language, task=task)
@@ -348,7 +348,7 @@ def test_training_and_decoding_refuse_a_bad_task_or_language_in_the_same_words(t
 
 
 def test_replay_rows_take_the_base_models_transcripts_and_leave_out_empty_ones(tones, monkeypatch, capsys):
-    from whisper_lora import train as training
+    from whisper_lora.train import trainer as training
 
     said = iter(["one two", "", "three", "four five", "six"])
     monkeypatch.setattr(training.ModelScorer, "transcripts", lambda self, model: [next(said) for _ in self.rows])
@@ -369,7 +369,7 @@ def test_replay_fraction_must_be_positive(tones):
 
 
 def test_replay_rows_are_trained_beside_the_training_rows(short_model_dir, tones, tmp_path, monkeypatch, capsys):
-    from whisper_lora import train as training
+    from whisper_lora.train import trainer as training
 
     monkeypatch.setattr(training.ModelScorer, "transcripts", lambda self, model: ["tone"] * len(self.rows))
     metrics = train(

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from helpers import have_espeak
-from whisper_lora.audio import decode_audio
-from whisper_lora.backends import Transcriber
-from whisper_lora.demo import _scorer, build_corpus, build_out_of_domain
-from whisper_lora.evaluate import load_test_rows, run_model
-from whisper_lora.models import load_whisper
-from whisper_lora.noise import KINDS, non_speech, write_wav
-from whisper_lora.records import TranscribeOptions
-from whisper_lora.train import TrainConfig, train
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.audio.noise import KINDS, non_speech, write_wav
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain
+from whisper_lora.infer.evaluate import load_test_rows, run_model
+from whisper_lora.infer.transcriber import Transcriber
+from whisper_lora.train.trainer import TrainConfig, train
 
 pytestmark = [
     pytest.mark.integration,
@@ -116,7 +116,7 @@ def test_the_ct2_export_scores_as_the_transformers_model_does(tuned):
 
 
 def test_fine_tuned_model_still_detects_the_language(tuned):
-    from whisper_lora.backends.hf import first_steps
+    from whisper_lora.infer.backends.hf import first_steps
 
     _, _, model, processor, test_manifest, _ = tuned
     rows, clips = load_test_rows([str(test_manifest)])

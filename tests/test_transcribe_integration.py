@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from helpers import espeak, have_espeak, run_inference
-from whisper_lora.audio import decode_audio
-from whisper_lora.backends.hf import transcribe_samples
-from whisper_lora.metrics import error_rate, normalize_text
-from whisper_lora.records import TranscribeOptions
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.core.metrics import error_rate, normalize_text
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.infer.backends.hf import transcribe_samples
 
 pytestmark = [
     pytest.mark.integration,
@@ -73,7 +73,7 @@ def missing_in_order(sentences: list[str], words: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("backend", ["transformers", "ct2"])
 def test_multi_minute_audio_keeps_every_sentence_in_order(base, speech, backend):
-    from whisper_lora.backends import Clip, Transcriber
+    from whisper_lora.infer.transcriber import Clip, Transcriber
 
     pause = np.zeros(24000, np.float32)
     audio = np.concatenate([part for wav in speech for part in (decode_audio(wav), pause)])
@@ -247,13 +247,13 @@ def test_evaluate_compares_two_models_and_writes_a_csv(speech, tmp_path):
 
 
 def test_transformers_batches_give_the_same_text_as_one_at_a_time(base, speech):
-    from whisper_lora.backends import Clip
+    from whisper_lora.infer.transcriber import Clip
 
     clips = [Clip(str(p), decode_audio(p)) for p in speech[:4]] + [Clip("silence", np.zeros(32000, np.float32))]
     # languages detected per clip; greedy, as a fallback window is sampled and differs from draw to draw
     options = TranscribeOptions(return_timestamps=True, temperature=[0.0])
     one_by_one = [transcribe_samples(*base, c.samples, options, c.name) for c in clips]
-    from whisper_lora.backends.hf import transcribe_batch
+    from whisper_lora.infer.backends.hf import transcribe_batch
 
     together = transcribe_batch(*base, [c.samples for c in clips], options, [c.name for c in clips])
     assert [t.text for t in together] == [t.text for t in one_by_one]

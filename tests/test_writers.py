@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from whisper_lora.records import Segment, Transcript
-from whisper_lora.writers import get_writer
+from whisper_lora.core.records import Segment, Transcript
+from whisper_lora.infer.writers import get_writer
 
 DONE = Transcript(
     "a.wav",
@@ -51,7 +51,7 @@ def test_json_says_why_a_file_was_decoded_again_and_only_then():
 def test_the_run_summary_counts_files_decoded_again(capsys):
     import dataclasses
 
-    from whisper_lora.cli import _report_redecoded
+    from whisper_lora.cli.main import _report_redecoded
 
     _report_redecoded([DONE, DONE])
     assert capsys.readouterr().err == ""
@@ -64,9 +64,9 @@ def test_the_run_summary_counts_files_decoded_again(capsys):
 def test_writing_an_srt_and_loading_the_server_and_cli_modules_do_not_import_torch():
     code = (
         "import json, sys\n"
-        "from whisper_lora import backends, cli, evaluate, serve\n"
-        "from whisper_lora.records import Segment, TranscribeOptions, Transcript\n"
-        "from whisper_lora.writers import get_writer\n"
+        "import whisper_lora.cli.main, whisper_lora.infer.evaluate, whisper_lora.infer.transcriber, whisper_lora.serve.app\n"
+        "from whisper_lora.core.records import Segment, TranscribeOptions, Transcript\n"
+        "from whisper_lora.infer.writers import get_writer\n"
         "TranscribeOptions(language='zh')\n"
         "get_writer('srt').render([Transcript('a.wav', 'hi', [Segment(0.0, 1.0, 'hi')])])\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))\n"

@@ -1,0 +1,108 @@
+"""Decode any audio container with PyAV into 16 kHz mono float32 samples."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import av
+import numpy as np
+
+from whisper_lora.core.errors import UserError
+
+SAMPLE_RATE = 16000  # Hz, what Whisper's feature extractor expects
+CHUNK_SECONDS = 30  # Whisper's input window
+CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
+# A decode that yields less than this share of the duration the container declares is a truncated file.
+_TRUNCATED_SHARE = 0.9
+
+
+class AudioError(UserError):
+    """An audio file that cannot be used, naming the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def _check_wav_length(path: Path) -> None:
+    """ffmpeg clamps a WAV's duration to the bytes present, so compare the RIFF data chunk with the file size."""
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                return
+            size = struct.unpack("<I", chunk[4:])[0]
+            if chunk[:4] == b"data":
+                present = path.stat().st_size - handle.tell()
+                if size not in (0, 0xFFFFFFFF) and present < _TRUNCATED_SHARE * size:
+                    raise AudioError(path, f"truncated: the WAV header declares {size} data bytes but {present} follow")
+                return
+            handle.seek(size + size % 2, 1)
+
+
+def _declared_seconds(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _decode_stream(container, stream, start: float, end: float | None, sample_rate: int) -> tuple[np.ndarray, float]:
+    """Resampled samples from the first decoded frame at or before `start`, and that frame's time."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    if start > 0:
+        container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+    pieces: list[np.ndarray] = []
+    first_time = None
+    for frame in container.decode(stream):
+        if first_time is None:
+            first_time = float(frame.time) if frame.time is not None else 0.0
+        if end is not None and frame.time is not None and frame.time > end:
+            break
+        pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+    pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return samples.astype(np.float32, copy=False), first_time or 0.0
+
+
+def decode_audio(
+    path: str | Path, start: float | None = None, end: float | None = None, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """Decode a file (any container PyAV reads) to mono float32 at `sample_rate`, optionally only [start, end) s."""
+    path = Path(path)
+    _check_file(path)
+    start = start or 0.0
+    _check_wav_length(path)
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(path, "no audio stream in the file")
+            stream = container.streams.audio[0]
+            samples, first_time = _decode_stream(container, stream, start, end, sample_rate)
+            declared = _declared_seconds(container, stream)
+    except av.error.FFmpegError as error:
+        raise AudioError(path, f"cannot decode as audio ({error.strerror or error})") from None
+    offset = max(0, round((start - first_time) * sample_rate))
+    stop = None if end is None else max(offset, round((end - first_time) * sample_rate))
+    if end is None and start == 0 and declared and len(samples) < _TRUNCATED_SHARE * declared * sample_rate:
+        got = len(samples) / sample_rate
+        raise AudioError(path, f"truncated: the header declares {declared:.2f} s but only {got:.2f} s decode")
+    return samples[offset:stop]
+
+
+def duration_seconds(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Length of decoded samples in seconds."""
+    return len(samples) / sample_rate

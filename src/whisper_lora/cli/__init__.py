@@ -1,0 +1,1 @@
+"""The whisper-lora command line."""

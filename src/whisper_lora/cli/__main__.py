@@ -1,0 +1,5 @@
+"""python -m whisper_lora.cli: the whisper-lora command."""
+
+from whisper_lora.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Model formats: loading transformers Whisper and adapters, CTranslate2 and GGML conversion, export."""

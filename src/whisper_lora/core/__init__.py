@@ -1,0 +1,1 @@
+"""Shared vocabulary with no heavy dependencies: errors, languages, files, options and records, model names."""

@@ -1,0 +1,1 @@
+"""Training data: manifests and their checks, subtitles and windows, importers, real-speech sets."""

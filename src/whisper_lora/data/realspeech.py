@@ -1,0 +1,132 @@
+"""Recorded human speech with transcripts, built from Debian's asterisk-core-sounds packages and cached outside the repo.
+
+Each language has one professional speaker reading telephone prompts; many prompts hold several
+sentences. The vendor's transcripts come from the plain package, the 16 kHz G.722 audio from its
+``-g722`` twin. Prompts are split into train and test by name, so a test prompt never appears in training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.files import write_json_atomic
+
+LANGUAGES = ("en", "es", "fr", "it")
+PACKAGE = "asterisk-core-sounds-{language}"
+TEST_SHARE = 4  # one prompt in four goes to the test split
+MAX_SECONDS = 30.0
+_SENTENCE_END = re.compile(r"[.!?]+")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One recorded prompt: its name in the package, the vendor's transcript and the audio file."""
+
+    name: str
+    text: str
+    audio_path: str
+    language: str
+    seconds: float
+
+    @property
+    def split(self) -> str:
+        """'test' or 'train', fixed by the prompt's name."""
+        return "test" if zlib.crc32(self.name.encode()) % TEST_SHARE == 0 else "train"
+
+    @property
+    def sentences(self) -> int:
+        """How many sentences the transcript holds."""
+        return len([part for part in _SENTENCE_END.split(self.text) if part.strip()])
+
+
+def default_root() -> Path:
+    """Where the packages are downloaded and unpacked: the whisper-lora cache's realspeech folder."""
+    from whisper_lora.core.models import cache_root
+
+    return cache_root() / "realspeech"
+
+
+def fetch(language: str, root: Path | None = None) -> Path:
+    """Download and unpack one language's transcript and audio packages once; return the unpacked tree."""
+    if language not in LANGUAGES:
+        raise UserError(f"real speech: no recordings for {language!r}; choose from {', '.join(LANGUAGES)}")
+    root = Path(root or default_root())
+    tree = root / "tree" / language
+    if (tree / ".complete").is_file():
+        return tree
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise UserError("real speech needs Debian's apt-get and dpkg-deb to download asterisk-core-sounds packages")
+    debs = root / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    package = PACKAGE.format(language=language)
+    for name in (package, f"{package}-g722"):
+        if not list(debs.glob(f"{name}_*.deb")):
+            _download(name, debs)
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    for deb in [*debs.glob(f"{package}_*.deb"), *debs.glob(f"{package}-g722_*.deb")]:
+        _run(["dpkg-deb", "-x", str(deb), str(tree)], debs, f"dpkg-deb -x {deb.name}")
+    (tree / ".complete").touch()
+    return tree
+
+
+def _download(name: str, debs: Path) -> None:
+    """apt-get download, refreshing the package lists once when the package is not found (a fresh machine)."""
+    if subprocess.run(["apt-get", "download", name], cwd=debs, capture_output=True).returncode == 0:
+        return
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+    _run(["apt-get", "download", name], debs, f"apt-get download {name} (as root, run 'apt-get update' first)")
+
+
+def _run(command: list[str], cwd: Path, what: str) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UserError(f"real speech: {what} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
+def prompts(language: str, root: Path | None = None) -> list[Prompt]:
+    """The language's usable prompts, sorted by name.
+
+    Kept: transcripts of two words or more that have audio of at most 30 s. Left out: bracketed
+    sound descriptions ("[beep]"), and transcripts with digits, which the speaker reads as words.
+    """
+    tree = fetch(language, root)
+    transcript = tree / "usr/share/doc" / PACKAGE.format(language=language) / f"core-sounds-{language}.txt.gz"
+    voices = sorted((tree / "usr/share/asterisk/sounds").glob(f"{language}_*"))
+    if not transcript.is_file() or not voices:
+        raise UserError(f"real speech: {tree} lacks the transcript or the audio folder for {language}")
+    found = []
+    for line in gzip.open(transcript, "rt", encoding="utf-8"):
+        name, _, text = line.strip().partition(": ")
+        audio = voices[0] / f"{name}.g722"
+        if line.startswith(";") or "[" in text or re.search(r"\d", text) or len(text.split()) < 2:
+            continue
+        if audio.is_file() and 0 < (seconds := len(decode_audio(str(audio))) / SAMPLE_RATE) <= MAX_SECONDS:
+            found.append(Prompt(name, text.strip(), str(audio), language, round(seconds, 2)))
+    return sorted(found, key=lambda p: p.name)
+
+
+def write_manifests(
+    languages: tuple[str, ...] = LANGUAGES, out_dir: Path | None = None, root: Path | None = None
+) -> dict[str, Path]:
+    """Write {language}_{split}.json manifests (audio_path, text, language) and return them by that name."""
+    out_dir = Path(out_dir or default_root() / "manifests")
+    written = {}
+    for language in languages:
+        found = prompts(language, root)
+        for split in ("train", "test"):
+            rows = [
+                {"audio_path": p.audio_path, "text": p.text, "language": p.language} for p in found if p.split == split
+            ]
+            written[f"{language}_{split}"] = write_json_atomic(out_dir / f"{language}_{split}.json", rows)
+    return written

@@ -1,0 +1,213 @@
+"""Transcribe through CTranslate2 with faster-whisper: the fast path for exported, CT2 and embedded models."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from whisper_lora.audio.decode import SAMPLE_RATE
+from whisper_lora.core.budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.records import Segment, TranscribeOptions, Transcript, Word, join_segments
+from whisper_lora.infer.coverage import falls_short
+
+log = logging.getLogger(__name__)
+
+
+def ct2_folder(model_path: str | None) -> Path | None:
+    """A CTranslate2 folder for the model, exporting a trained adapter once (kept beside it); None for hub ids."""
+    from whisper_lora.convert.export import export_model
+    from whisper_lora.core.models import cache_root, embedded_ct2_dir, resolve_model
+
+    source = resolve_model(model_path)
+    if source.kind == "embedded":
+        return embedded_ct2_dir(source.location)
+    if source.kind == "ct2_dir":
+        return Path(source.location)
+    if source.kind == "adapter":
+        target = Path(source.location) / "ct2"
+    elif source.kind == "hf_dir":
+        key = hashlib.sha1(str(Path(source.location).resolve()).encode()).hexdigest()[:16]
+        target = cache_root() / "exports" / key
+    else:
+        return None
+    stamp = Path(source.location) / ("adapter_model.safetensors" if source.kind == "adapter" else "config.json")
+    if not (target / "model.bin").is_file() or target.stat().st_mtime < stamp.stat().st_mtime:
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        log.info(
+            "exporting %s to CTranslate2 once, into %s (about a minute for whisper-base on 2 cores)",
+            source.location,
+            target,
+        )
+        started = time.perf_counter()
+        export_model(source.location, target, fmt="ct2", quantization="float16")
+        log.info("exported in %.0f s; later starts reuse it", time.perf_counter() - started)
+    return target
+
+
+def load_faster_whisper(model_path: str | None, device: str, compute_type: str | None, workers: int = 1):
+    """A faster_whisper.WhisperModel running `workers` decodings at once, or a UserError naming why it cannot load."""
+    from faster_whisper import WhisperModel
+
+    folder = ct2_folder(model_path)
+    if folder is None:
+        raise UserError(f"{model_path}: hub models have no CTranslate2 folder here; use --backend transformers")
+    compute_type = compute_type or ("float16" if device == "cuda" else "int8")
+    return WhisperModel(str(folder), device=device, compute_type=compute_type, num_workers=workers)
+
+
+class CT2Backend:
+    """faster-whisper on the model's CTranslate2 folder; short clips of one language are packed into shared windows."""
+
+    def __init__(self, model, batch_size: int = 8):
+        self.model, self.batch_size = model, batch_size
+        self.multilingual = bool(model.model.is_multilingual)
+
+    @classmethod
+    def load(
+        cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int = 8, workers: int = 1
+    ) -> CT2Backend:
+        """The backend for a model name or folder, exporting a trained adapter once."""
+        return cls(load_faster_whisper(model_path, device, compute_type, workers), batch_size)
+
+    @classmethod
+    def supports(cls, options: TranscribeOptions) -> str | None:
+        """faster-whisper honours every option."""
+        return None
+
+    def transcribe(self, clips: list, options: TranscribeOptions) -> list[Transcript]:
+        """Transcripts of the clips, packed where transcribe_clips_ct2 can."""
+        return transcribe_clips_ct2(self.model, clips, options, self.batch_size)
+
+    def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
+        """One clip with faster-whisper's own long-form decoding and fallbacks."""
+        return transcribe_samples_ct2(self.model, samples, options, name)
+
+    def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language, and the segments as faster-whisper decodes them, window by window."""
+        segments, info = self.model.transcribe(samples, **_decode_options(options, len(samples)))
+        return info.language, (_segment(s) for s in segments if s.text.strip())
+
+
+def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
+    """Transcribe 16 kHz mono samples of any length with faster-whisper."""
+    segments, info = model.transcribe(samples, **_decode_options(options, len(samples)))
+    ours = [_segment(s) for s in segments if s.text.strip()]
+    probability = None if options.language else round(float(info.language_probability), 4)
+    return _transcript(path, ours, info.language, probability, len(samples))
+
+
+def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_size: int) -> list[Transcript]:
+    """Transcribe Clips; with a known language, up to batch_size short ones share each encoder pass.
+
+    A packed clip whose text does not reach the end of its speech is decoded again on its own, and
+    its transcript says why in `redecoded`.
+    """
+    from whisper_lora.infer.backends.packing import plan_windows
+
+    results: dict[int, Transcript] = {}
+    alone: dict[int, str | None] = dict.fromkeys(range(len(clips)))
+    if _can_pack(options) and batch_size > 1 and len(clips) > 1:
+        windows, unpacked = plan_windows([c.samples for c in clips], batch_size)
+        alone = dict.fromkeys(unpacked)
+        for window in windows:
+            for k, segments in _decode_window(model, window, options).items():
+                if segments is None:
+                    alone[k] = "the packed decoding did not fit the clip"
+                elif reason := falls_short(segments, clips[k].samples):
+                    alone[k] = reason  # decoded again the ordinary way, with every fallback
+                else:
+                    results[k] = _transcript(clips[k].name, segments, options.language, None, len(clips[k].samples))
+    for k, reason in sorted(alone.items()):
+        results[k] = transcribe_samples_ct2(model, clips[k].samples, options, clips[k].name)
+        results[k].redecoded = reason
+    return [results[k] for k in range(len(clips))]
+
+
+# Packed windows are decoded once, greedily or by beam; a clip that falls short of its speech is decoded
+# again alone with every fallback. Thresholds and temperatures the user changed apply per window, so
+# clips decoded with them take faster-whisper's own path, as with --batch_size 1.
+UNPACKED_WHEN_SET = ("temperature", "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold")
+
+
+def _can_pack(options: TranscribeOptions) -> bool:
+    # Packing needs the language up front, and gives segment times without word times or VAD.
+    if not options.language or options.word_timestamps or options.vad_filter:
+        return False
+    defaults = TranscribeOptions()
+    return all(getattr(options, name) == getattr(defaults, name) for name in UNPACKED_WHEN_SET)
+
+
+def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[Segment] | None]:
+    """Each member's segments, in its own time, from one encoder pass over the window; None where it did not fit."""
+    import ctranslate2
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    from whisper_lora.infer.backends.packing import clip_prompts, following_starts, read_clip, token_budget
+
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, options.task, options.language)
+    prompt = list(tokenizer.sot_sequence)
+    if options.initial_prompt:
+        prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + options.initial_prompt.strip())[-223:], *prompt]
+    features = pad_or_trim(model.feature_extractor(window.audio)).astype(np.float32)
+    encoded = np.array(model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=True))
+    shared = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(window.members), axis=0)))
+    decoded = model.model.generate(
+        shared,
+        clip_prompts(window, prompt, tokenizer.timestamp_begin),
+        beam_size=options.beam_size,
+        max_length=token_budget(window),
+        suppress_blank=False,
+    )
+    found = {}
+    for k, span, following, result in zip(window.members, window.spans, following_starts(window), decoded):
+        read = read_clip(result.sequences_ids[0], span, following, tokenizer.timestamp_begin, tokenizer.eot) or []
+        segments = [Segment(s.start, s.end, text) for s in read if (text := tokenizer.decode(s.tokens).strip())]
+        found[k] = segments or None
+    return found
+
+
+# faster-whisper's gzip ratio of the text: openai/whisper's 2.4 where our option's token-id measure gives 1.35
+TEXT_RATIO_PER_TOKEN_RATIO = 2.4 / 1.35
+
+
+def _decode_options(options: TranscribeOptions, samples: int) -> dict:
+    """faster-whisper's arguments for a clip of that many samples: every option, and the token budget per window."""
+    # Any window after the first may be prompted with the previous text; faster-whisper refuses a budget
+    # that does not fit beside it, and a window cut short by the budget is decoded on from its last timestamp.
+    prompt = CONDITIONED_PROMPT if options.condition_on_previous_text or options.initial_prompt else START_TOKENS
+    return dict(
+        max_new_tokens=max_new_tokens(samples / SAMPLE_RATE, options.language, prompt),
+        compression_ratio_threshold=options.compression_ratio_threshold * TEXT_RATIO_PER_TOKEN_RATIO,
+        language=options.language,
+        task=options.task,
+        beam_size=options.beam_size,
+        temperature=list(options.temperature),
+        condition_on_previous_text=options.condition_on_previous_text,
+        initial_prompt=options.initial_prompt,
+        log_prob_threshold=options.logprob_threshold,
+        no_speech_threshold=options.no_speech_threshold,
+        word_timestamps=options.word_timestamps,
+        vad_filter=options.vad_filter,
+        without_timestamps=False,  # as accurate on short clips, and the coverage guard needs the times
+    )
+
+
+def _transcript(path, segments: list[Segment], language, probability, samples: int) -> Transcript:
+    return Transcript(
+        str(path), join_segments(segments, language), segments, language, probability, round(samples / SAMPLE_RATE, 3)
+    )
+
+
+def _segment(segment) -> Segment:
+    words = [Word(round(w.start, 2), round(w.end, 2), w.word, round(w.probability, 3)) for w in segment.words or []]
+    return Segment(round(segment.start, 2), round(segment.end, 2), segment.text.strip(), words or None)

@@ -1,0 +1,164 @@
+"""Decoding backends behind one protocol, and the Transcriber over them: CTranslate2 (faster-whisper) or transformers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from whisper_lora.audio.decode import SAMPLE_RATE
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
+
+
+def pick_device(name: str) -> str:
+    """'cuda' or 'cpu' for --device auto|cuda|cpu, refusing cuda when there is none."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return name
+
+
+def pick_backend(model_path: str | None, backend: str) -> str:
+    """'ct2' or 'transformers'; auto takes CTranslate2 for everything but hub ids."""
+    from whisper_lora.core.models import resolve_model
+
+    if backend == "auto":
+        return "transformers" if resolve_model(model_path).kind == "hub" else "ct2"
+    return backend
+
+
+def english_only_refusal(options: TranscribeOptions) -> str | None:
+    """Why an English-only model cannot honour the options: it neither translates nor hears other languages."""
+    if options.task != "transcribe":
+        return f"--task {options.task}: this model is English-only; translation needs a multilingual model"
+    if options.language and options.language.lower() not in ("en", "english"):
+        return f"--language {options.language}: this model is English-only; use --language en or a multilingual model"
+    return None
+
+
+class Backend(Protocol):
+    """One way to run a Whisper model. Strategies such as packing live behind transcribe()."""
+
+    multilingual: bool  # False for English-only models such as tiny.en
+
+    @classmethod
+    def load(
+        cls, model_path: str | None, device: str, compute_type: str | None, batch_size: int, workers: int = 1
+    ) -> Backend:
+        """The backend with the model loaded on device, able to run `workers` decodings at once."""
+        ...
+
+    @classmethod
+    def supports(cls, options: TranscribeOptions) -> str | None:
+        """None when this backend can honour the options, else why it cannot."""
+        ...
+
+    def transcribe(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
+        """One transcript per clip, in order, by this backend's fastest path."""
+        ...
+
+    def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:
+        """One clip of any length the full way, with every fallback."""
+        ...
+
+    def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language, and one clip's segments as they are decoded."""
+        ...
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The Backend class for 'ct2' or 'transformers' (imported only when asked for)."""
+    if name == "ct2":
+        from whisper_lora.infer.backends.ct2 import CT2Backend
+
+        return CT2Backend
+    from whisper_lora.infer.backends.hf import HFBackend
+
+    return HFBackend
+
+
+class Transcriber:
+    """A loaded model that transcribes clips or files, batch_size at a time, with per-call options.
+
+    It picks the backend and the device, checks options before any work, and puts every backend's
+    transcripts through the same guards: text that stops before the speech is decoded on, and no
+    segment runs past the audio.
+    """
+
+    def __init__(
+        self,
+        model_path: str | None,
+        backend: str = "auto",
+        device: str = "auto",
+        compute_type: str | None = None,
+        batch_size: int = 8,
+        workers: int = 1,
+    ):
+        self.model_path, self.batch_size = model_path, batch_size
+        self.backend, self.device = pick_backend(model_path, backend), pick_device(device)
+        engine = backend_class(self.backend).load(model_path, self.device, compute_type, batch_size, workers)
+        self.engine: Backend = engine
+
+    @classmethod
+    def run(cls, runtime: Runtime, batch_size: int = 8, workers: int = 1) -> Transcriber:
+        """A transcriber for the command line's --model_path, --backend, --device and --compute_type."""
+        return cls(runtime.model_path, runtime.backend, runtime.device, runtime.compute_type, batch_size, workers)
+
+    @classmethod
+    def wrap(cls, model, processor, batch_size: int = 8) -> Transcriber:
+        """A transformers-backend transcriber over a model already in memory, such as one being trained."""
+        from whisper_lora.infer.backends.hf import HFBackend
+
+        transcriber = cls.__new__(cls)
+        transcriber.model_path, transcriber.batch_size = None, batch_size
+        transcriber.backend, transcriber.device = "transformers", str(model.device)
+        transcriber.engine = HFBackend(model, processor, batch_size)
+        return transcriber
+
+    def check(self, options: TranscribeOptions) -> None:
+        """Refuse options this backend cannot honour, before any work is done."""
+        reason = backend_class(self.backend).supports(options)
+        if not reason and not self.engine.multilingual:
+            reason = english_only_refusal(options)
+        if reason:
+            raise UserError(reason)
+
+    def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
+        """Transcripts of decoded clips, in order: a text that stops before the speech is decoded on, none runs past
+        the audio, and an empty one over speech says so in `unheard`."""
+        from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
+
+        self.check(options)
+        transcripts = self.engine.transcribe(clips, options)
+        for clip, transcript in zip(clips, transcripts):
+            alone = lambda rest, name=clip.name: self.engine.transcribe_alone(rest, options, name)  # noqa: E731
+            decode_rest(transcript, clip.samples, alone, join_segments)
+            keep_within_audio(transcript, join_segments)
+            flag_unheard(transcript, clip.samples)
+        return transcripts
+
+    def segments(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
+        """The language, and one clip's segments as they are decoded (window by window on ct2); none runs past the audio."""
+        self.check(options)
+        language, segments = self.engine.stream(samples, options)
+        seconds = len(samples) / SAMPLE_RATE
+        return language, (replace(s, end=min(s.end, seconds)) for s in segments if s.start < seconds)
+
+    def files(self, paths: list[str], options: TranscribeOptions) -> list[Transcript]:
+        """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error."""
+        from whisper_lora.audio.decode import AudioError, decode_audio
+
+        clips, failed = [], {}
+        for path in paths:
+            try:
+                clips.append(Clip(str(path), decode_audio(path)))
+            except AudioError as error:
+                failed[str(path)] = Transcript(path=str(path), error=error.reason)
+        done = {t.path: t for t in self.clips(clips, options)} | failed
+        return [done[str(path)] for path in paths]

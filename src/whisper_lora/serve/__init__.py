@@ -1,0 +1,1 @@
+"""The HTTP server: OpenAI-compatible routes, the realtime socket and the live page."""

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning: training examples, the collator and the trainer."""
