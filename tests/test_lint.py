@@ -30,3 +30,8 @@ def test_ruff_format():
 def test_mypy():
     result = tool("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_layers():
+    result = tool("lint-imports")
+    assert result.returncode == 0, result.stdout + result.stderr
