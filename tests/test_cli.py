@@ -155,3 +155,42 @@ def test_check_data_decode_threads_keep_their_first_name():
         assert build_parser().parse_args(["check-data", "m.json", flag, "3"]).decode_threads == 3
     with pytest.raises(SystemExit):
         build_parser().parse_args(["check-data", "m.json", "--decode_threads", "0"])
+
+
+def _actions(parser) -> dict:
+    return {
+        option: (a.dest, a.default, a.nargs, a.const, a.choices, a.required, a.help, getattr(a.type, "__name__", None))
+        for option, a in parser._option_string_actions.items()
+    }
+
+
+@pytest.mark.parametrize("name", ["Runtime", "TranscribeOptions", "TrainConfig"])
+def test_dataclass_flags_match_transformers_argument_parser(name):
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    from whisper_lora.cli import flags
+    from whisper_lora.core import records
+    from whisper_lora.train import trainer
+
+    cls = getattr(records, name, None) or getattr(trainer, name)
+    ours = argparse.ArgumentParser(add_help=False)
+    flags.add_dataclass(ours, cls)
+    assert _actions(ours) == _actions(HfArgumentParser(cls, add_help=False))
+    with pytest.raises(SystemExit):
+        ours.parse_args(["--return_timestamps" if name == "TranscribeOptions" else "--fp16", "maybe"])
+
+
+def test_transcribing_on_ctranslate2_imports_no_training_stack(tiny_ct2_dir, tmp_path):
+    clip = write_audio(tmp_path / "a.wav", sine(1.0, 16000), 16000)
+    script = (
+        "import sys; from whisper_lora.cli.main import main; "
+        f"code = main(['transcribe', '--model_path', {str(tiny_ct2_dir)!r}, '--audio_path', {str(clip)!r}, "
+        "'--language', 'en', '--temperature', '0']); "
+        "print('heavy:', sorted(m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules)); "
+        "sys.exit(code)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "heavy: []" in result.stdout

@@ -1,11 +1,13 @@
 """The code passes ruff's linter, is as ruff's formatter writes it, and type-checks (pyproject.toml's [tool.ruff], [tool.mypy])."""
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +37,15 @@ def test_mypy():
 def test_import_layers():
     result = tool("lint-imports")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_architecture_page_names_every_subpackage_in_the_contract_order():
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    contract = [name.removeprefix("whisper_lora.") for layer in layers for name in layer.split(" | ")]
+    page = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    diagram = re.findall(r"^(\w+)/ ", page.split("```")[1], re.M)
+    packages = sorted(p.parent.name for p in (ROOT / "src" / "whisper_lora").glob("*/__init__.py"))
+    assert diagram == contract and sorted(diagram) == packages
+    named = set(re.findall(r"`((?:\w+/)+\w+\.py)`", page))
+    missing = [p for p in named if not (ROOT / "src" / "whisper_lora" / p).is_file() and not (ROOT / p).is_file()]
+    assert len(named) > 10 and not missing, missing

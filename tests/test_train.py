@@ -178,11 +178,11 @@ def test_ctrl_c_saves_a_resumable_checkpoint(short_model_dir, tones, tmp_path):
 
 def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch):
     from whisper_lora.cli.main import main
-    from whisper_lora.convert import hf as models
+    from whisper_lora.train import trainer
 
     manifest = tmp_path / "bad.json"
     manifest.write_text(json.dumps([{"audio_path": "missing.wav", "text": "x"}]))
-    monkeypatch.setattr(models, "load_whisper", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(trainer, "load_whisper", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["train", "--train_file", str(manifest)]) == 2
     assert "no usable rows" in capsys.readouterr().err
 

@@ -4,21 +4,50 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib.util
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
+from huggingface_hub.utils import disable_progress_bars
+
 from whisper_lora import __version__
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.cli import flags
 from whisper_lora.core.errors import TrainingInterrupted, UserError
+from whisper_lora.core.files import write_json_atomic, write_text_atomic
+from whisper_lora.core.formats import EXPORT_FORMATS, GGML_TYPES, QUANTIZATIONS
+from whisper_lora.core.models import EMBEDDED, EMBEDDED_ALIASES, cache_root
+from whisper_lora.core.records import Runtime, TranscribeOptions
+from whisper_lora.data import prepare
+from whisper_lora.data.manifests import check_manifests, format_report
+from whisper_lora.data.prepare import import_corpus, portable, write_manifest
+from whisper_lora.infer import writers
+from whisper_lora.infer.evaluate import (
+    format_summary,
+    format_utterances,
+    load_test_rows,
+    run_model,
+    utterance_table,
+    write_csv,
+)
+from whisper_lora.infer.file_jobs import read_audio_list, transcribe_many
+from whisper_lora.infer.parity import agreement, greedy_reader, parity, whispercpp_reader
+from whisper_lora.infer.stream import CommitPrinter, LiveTranscriber, join_words, pcm_chunks, play, play_chunks
+from whisper_lora.infer.transcriber import Transcriber
+from whisper_lora.infer.writers import get_writer
 
 EXIT_BAD_INPUT = 2
 
 
 def _check_data(args: argparse.Namespace) -> int:
     from whisper_lora.convert.hf import load_tokenizer
-    from whisper_lora.data.manifests import check_manifests, format_report
 
     tokenizer = load_tokenizer(args.model_name_or_path, cache_dir=args.cache_dir)
     report = check_manifests(
@@ -30,10 +59,6 @@ def _check_data(args: argparse.Namespace) -> int:
     )
     print(format_report(report, windows=args.windows))
     if args.json:
-        from dataclasses import asdict
-
-        from whisper_lora.core.files import write_json_atomic
-
         write_json_atomic(
             args.json,
             {
@@ -83,8 +108,6 @@ def _add_check_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from whisper_lora.data.prepare import import_corpus, portable, write_manifest
-
     options = {"language": args.language, "text_column": args.text_column, "allow_empty_text": args.allow_empty_text}
     found = import_corpus(args.format, args.source, split=args.split, **options)
     write_manifest(portable(found.rows, Path(args.output), args.lowercase), args.output)
@@ -105,10 +128,8 @@ def args_for_check(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _add_prepare(parser: argparse.ArgumentParser) -> None:
-    from whisper_lora.data.prepare import FORMATS
-
     parser.add_argument("source", help="the corpus folder")
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="the corpus layout")
+    parser.add_argument("--format", required=True, choices=sorted(prepare.FORMATS), help="the corpus layout")
     parser.add_argument("--output", required=True, help="the manifest to write (.json, or .jsonl for JSON Lines)")
     parser.add_argument(
         "--split", default="train", help="commonvoice: SPLIT.tsv; aishell: wav/SPLIT; audiofolder: SPLIT/ (train)"
@@ -124,7 +145,6 @@ def _add_prepare(parser: argparse.ArgumentParser) -> None:
 
 def _models(args: argparse.Namespace) -> int:
     from whisper_lora.convert.hf import embedded_hf_dir
-    from whisper_lora.core.models import EMBEDDED, EMBEDDED_ALIASES, cache_root
 
     print(f"cache: {cache_root()}  (set WHISPER_LORA_HOME to move it)")
     for short, embedded in EMBEDDED.items():
@@ -175,20 +195,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _output_formats(args: argparse.Namespace) -> list[str]:
-    from whisper_lora.infer.writers import FORMATS
-
     if args.output_format == "all":
-        return list(FORMATS)
+        return list(writers.FORMATS)
     if args.output_format:
         return [args.output_format]
     suffix = Path(args.output_file).suffix.lstrip(".").lower() if args.output_file else ""
-    return [suffix if suffix in FORMATS else "json"]
+    return [suffix if suffix in writers.FORMATS else "json"]
 
 
 def _write_outputs(args: argparse.Namespace, transcripts: list) -> None:
-    from whisper_lora.core.files import write_text_atomic
-    from whisper_lora.infer.writers import get_writer
-
     formats = _output_formats(args)
     for output_format in formats:
         target = Path(args.output_file)
@@ -200,8 +215,6 @@ def _write_outputs(args: argparse.Namespace, transcripts: list) -> None:
 
 
 def _print_transcript(transcript, timestamps: bool) -> None:
-    from whisper_lora.infer.writers import get_writer
-
     if transcript.error:
         print(f"{transcript.path}: error: {transcript.error}", file=sys.stderr)
         return
@@ -214,10 +227,6 @@ def _print_transcript(transcript, timestamps: bool) -> None:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from whisper_lora.core.records import TranscribeOptions
-    from whisper_lora.infer.file_jobs import read_audio_list, transcribe_many
-    from whisper_lora.infer.transcriber import Transcriber
-
     if bool(args.audio_path) == bool(args.audio_list):
         raise UserError("give exactly one of --audio_path or --audio_list")
     options = from_args(TranscribeOptions, args)
@@ -291,12 +300,6 @@ def _add_transcribe(parser: argparse.ArgumentParser) -> None:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from whisper_lora.audio.decode import decode_audio
-    from whisper_lora.core.files import write_json_atomic
-    from whisper_lora.core.records import TranscribeOptions
-    from whisper_lora.infer.stream import CommitPrinter, LiveTranscriber, join_words, pcm_chunks, play, play_chunks
-    from whisper_lora.infer.transcriber import Transcriber
-
     options = from_args(TranscribeOptions, args)
     live = LiveTranscriber(Transcriber.run(runtime(args), batch_size=1), options)
     if args.audio == "-":
@@ -325,17 +328,6 @@ def _add_stream(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from whisper_lora.core.records import TranscribeOptions
-    from whisper_lora.infer.evaluate import (
-        format_summary,
-        format_utterances,
-        load_test_rows,
-        run_model,
-        utterance_table,
-        write_csv,
-    )
-    from whisper_lora.infer.transcriber import Transcriber
-
     options = from_args(TranscribeOptions, args)  # refuses a bad language before any decoding
     rows, clips = load_test_rows(args.test_file, strict=args.strict)
     runs = []
@@ -445,13 +437,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _export_parity(model_path: str, paths: dict) -> None:
     """Print how often each export reads the smoke clips as the merged transformers model does."""
-    import functools
-    import importlib.util
-    import shutil
-    import tempfile
 
     from whisper_lora.demo.run import SMOKE_SENTENCES, speak
-    from whisper_lora.infer.parity import agreement, greedy_reader, parity, whispercpp_reader
 
     ggml = {kind: path for kind, path in paths.items() if kind.startswith("ggml")}
     if ggml and importlib.util.find_spec("pywhispercpp") is None:
@@ -476,14 +463,12 @@ def _export_parity(model_path: str, paths: dict) -> None:
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    from whisper_lora.convert.export import FORMATS, GGML_TYPES, QUANTIZATIONS
-
     parser.add_argument("model_path", help="training output_dir (adapter), or any model name")
     parser.add_argument("--output_dir", required=True, help="new folder for the exported model(s)")
     parser.add_argument(
         "--format",
         default="both",
-        choices=FORMATS,
+        choices=EXPORT_FORMATS,
         help="hf, ct2, both (hf/ and ct2/ subfolders), or ggml (whisper.cpp files)",
     )
     parser.add_argument("--quantization", default="int8", choices=QUANTIZATIONS, help="CTranslate2 weight type")
@@ -526,14 +511,10 @@ COMMANDS = {
 
 
 def _runtime() -> tuple[type, ...]:
-    from whisper_lora.core.records import Runtime
-
     return (Runtime,)
 
 
 def _decoding() -> tuple[type, ...]:
-    from whisper_lora.core.records import Runtime, TranscribeOptions
-
     return Runtime, TranscribeOptions
 
 
@@ -550,38 +531,42 @@ def from_args(cls, args: argparse.Namespace):
 
 def runtime(args: argparse.Namespace):
     """The records.Runtime (--model_path, --backend, --device, --compute_type) the command line asked for."""
-    from whisper_lora.core.records import Runtime
 
     return from_args(Runtime, args)
 
 
-# Commands whose flags are dataclasses' fields, each defined there once and parsed by transformers'
-# HfArgumentParser (typed and helped by each field); the classes are imported only when the parser is built.
+# Commands whose flags are dataclasses' fields, each defined there once; the classes are imported only
+# for the command that runs, so that transcribing on CTranslate2 never imports the training stack.
 PARENTS = {"train": _training, "transcribe": _decoding, "evaluate": _decoding, "stream": _decoding, "serve": _runtime}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one subparser per entry of COMMANDS."""
-    from transformers import HfArgumentParser
-
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with a subparser per entry of COMMANDS; only `command`'s gets its flags (all when None)."""
     parser = argparse.ArgumentParser(prog="whisper-lora", description="Fine-tune Whisper with LoRA and use the result.")
     parser.add_argument("--version", action="version", version=f"whisper-lora {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, run, help_text) in COMMANDS.items():
-        parents = [HfArgumentParser(PARENTS[name](), add_help=False)] if name in PARENTS else []
-        sub = subparsers.add_parser(name, help=help_text, description=help_text, parents=parents)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        if command not in (None, name):
+            continue
+        for cls in PARENTS.get(name, lambda: ())():
+            flags.add_dataclass(sub, cls)
         if add_arguments is not None:
             add_arguments(sub)
-        sub.set_defaults(run=run)
     return parser
 
 
 def _quiet_transformers() -> None:
     # Weight-loading bars and transformers' notes about its own internals are noise on our command line.
-    from transformers.utils import logging
+    # The variable reaches transformers when it is first imported; the hub's bars are switched off here.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    disable_progress_bars()
+    if "transformers" in sys.modules:  # imported already (the train command's flags need it)
+        from transformers.utils import logging as transformers_logging
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
@@ -613,7 +598,9 @@ def _log_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; known bad input becomes one 'error:' line and exit status 2, never a traceback."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else ""  # without one, argparse only prints help or refuses
+    args = build_parser(command).parse_args(argv)
     _quiet_transformers()
     _log_to_stderr()
     try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ctranslate2.converters import TransformersConverter
+
+from whisper_lora.convert.ggml import write_ggml
+from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import publish_folder
+from whisper_lora.core.formats import EXPORT_FORMATS, GGML_TYPES, QUANTIZATIONS
 
-FORMATS = ("hf", "ct2", "both", "ggml")
-GGML_TYPES = ("f16", "q8_0", "q5_0")
-QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int16", "float16", "bfloat16", "float32")
+FORMATS = EXPORT_FORMATS
 
 
 def _save_hf(model, processor, folder: Path) -> None:
@@ -19,8 +22,6 @@ def _save_hf(model, processor, folder: Path) -> None:
 
 
 def _convert_ct2(hf_folder: Path, folder: Path, quantization: str) -> None:
-    from ctranslate2.converters import TransformersConverter
-
     converter = TransformersConverter(str(hf_folder), copy_files=["tokenizer.json", "preprocessor_config.json"])
     converter.convert(str(folder), quantization=quantization, force=True)
 
@@ -31,8 +32,6 @@ def ggml_file(folder: Path, kind: str) -> Path:
 
 
 def _write_ggml(model, processor, folder: Path, kinds: tuple[str, ...]) -> None:
-    from whisper_lora.convert.ggml import write_ggml
-
     folder.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
         write_ggml(model, processor, ggml_file(folder, kind), kind)
@@ -49,8 +48,6 @@ def export_model(
 
     With fmt "ggml", output_dir holds one whisper.cpp file per GGML type, keyed "ggml f16" and so on.
     """
-    from whisper_lora.convert.hf import load_whisper
-
     unknown = [kind for kind in ggml_types if kind not in GGML_TYPES]
     if unknown or not ggml_types:
         raise UserError(f"--ggml_types takes one or more of {', '.join(GGML_TYPES)}, not {','.join(unknown)!r}")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.extras import require
 from whisper_lora.core.files import write_atomic
 
 MAGIC = 0x67676D6C  # "ggml"
@@ -68,7 +69,6 @@ def check_shape(config) -> None:
 
 def byte_tokens(tokenizer) -> list[bytes]:
     """The tokenizer's byte-level BPE vocabulary (no special tokens) as raw bytes, in id order."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     decode = {char: byte for byte, char in bytes_to_unicode().items()}
     vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
@@ -109,10 +109,8 @@ def _payload(name: str, data: np.ndarray, kind: str) -> tuple[int, bytes]:
         return 1, data.astype("<f2").tobytes()
     if data.shape[-1] % block:
         raise UserError(f"{kind} needs rows a multiple of {block} values; {name} has rows of {data.shape[-1]}")
-    from gguf import GGMLQuantizationType  # checked by write_ggml before any writing
-    from gguf.quants import quantize
-
-    return tensor_type, quantize(data.astype(np.float32), GGMLQuantizationType[kind.upper()]).tobytes()
+    gguf = require("gguf.quants", f"GGML {kind}")
+    return tensor_type, gguf.quantize(data.astype(np.float32), gguf.GGMLQuantizationType[kind.upper()]).tobytes()
 
 
 def _tensors(out: BinaryIO, state: dict, kind: str) -> None:
@@ -134,8 +132,8 @@ def write_ggml(model, processor, path: str | Path, kind: str = "f16") -> Path:
     if kind not in TYPES:
         raise UserError(f"GGML type must be one of {', '.join(TYPES)}, not {kind!r}")
     check_shape(model.config)
-    if kind != "f16" and importlib.util.find_spec("gguf") is None:
-        raise UserError(f"GGML {kind} needs the gguf package: pip install 'whisper-lora[ggml]' (f16 needs nothing)")
+    if kind != "f16":
+        require("gguf.quants", f"GGML {kind} (f16 needs nothing)")  # before any writing
     file_type = TYPES[kind][1] + (QUANTIZED_FILE if kind != "f16" else 0)
     filters = np.asarray(processor.feature_extractor.mel_filters).T  # (n_mels, n_fft // 2 + 1), as whisper.cpp reads it
     tokens = byte_tokens(processor.tokenizer)

@@ -7,6 +7,7 @@ import unicodedata
 import warnings
 from functools import lru_cache
 
+import cn2an
 import jiwer
 import opencc
 
@@ -22,8 +23,6 @@ def _to_simplified() -> opencc.OpenCC:
 
 def chinese_numerals_to_digits(text: str) -> str:
     """Numbers written in Chinese characters as Arabic digits (二十三度 -> 23度, 一九五八年 -> 1958年), by cn2an."""
-    import cn2an
-
     with warnings.catch_warnings():  # cn2an warns about each run of numerals it leaves as it is
         warnings.simplefilter("ignore")
         return cn2an.transform(text, "cn2an")

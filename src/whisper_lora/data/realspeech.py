@@ -19,6 +19,7 @@ from pathlib import Path
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_json_atomic
+from whisper_lora.core.models import cache_root
 
 LANGUAGES = ("en", "es", "fr", "it")
 PACKAGE = "asterisk-core-sounds-{language}"
@@ -50,8 +51,6 @@ class Prompt:
 
 def default_root() -> Path:
     """Where the packages are downloaded and unpacked: the whisper-lora cache's realspeech folder."""
-    from whisper_lora.core.models import cache_root
-
     return cache_root() / "realspeech"
 
 

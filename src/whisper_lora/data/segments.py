@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import srt
+import webvtt
+from webvtt.errors import MalformedFileError
+
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.files import decode_utf8
 
 MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # SRT markup: HTML-like tags, ASS overrides such as {\an8}
 MARGIN = 0.5  # seconds of audio kept before a window's first segment and after its last, when no cue is there
@@ -46,8 +51,6 @@ class Window:
 
 def read_subtitles(path: Path, error_class: type[UserError] = SubtitleError) -> list[Cue]:
     """Every cue of an SRT or WebVTT file (by suffix), markup removed and whitespace folded; error_class if unreadable."""
-    from whisper_lora.core.files import decode_utf8
-
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -60,8 +63,6 @@ def read_subtitles(path: Path, error_class: type[UserError] = SubtitleError) -> 
 
 
 def _srt(text: str, path: Path, error_class: type[UserError]) -> list[tuple[int, float, float, str]]:
-    import srt
-
     try:
         return [(cue.index, cue.start.total_seconds(), cue.end.total_seconds(), cue.content) for cue in srt.parse(text)]
     except srt.SRTParseError as error:
@@ -69,9 +70,6 @@ def _srt(text: str, path: Path, error_class: type[UserError]) -> list[tuple[int,
 
 
 def _vtt(text: str, path: Path, error_class: type[UserError]) -> list[tuple[int, float, float, str]]:
-    import webvtt
-    from webvtt.errors import MalformedFileError
-
     try:
         captions = webvtt.WebVTT.from_buffer(io.StringIO(text)).captions
     except MalformedFileError as error:

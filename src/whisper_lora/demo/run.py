@@ -14,12 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_json_atomic
 from whisper_lora.core.metrics import default_metric, error_rate
 from whisper_lora.core.progress import Progress
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.data.manifests import read_manifest
+from whisper_lora.data.sentences import ENGLISH, MANDARIN
+from whisper_lora.infer.backends.hf import transcribe_clip
 from whisper_lora.infer.evaluate import ModelScorer, load_test_rows, score_by_language, transcribe_by_language
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.train.trainer import TrainConfig, train
@@ -82,9 +85,6 @@ def speak(text: str, path: Path, voice: str, speed: int = 150, pitch: int = 50) 
 
 def run_smoke(model_name: str | None = None, log=print) -> list[dict]:
     """Transcribe one spoken sentence per language with the model and report its error rate."""
-    from whisper_lora.convert.hf import load_whisper
-    from whisper_lora.infer.backends.hf import transcribe_clip
-
     started = time.perf_counter()
     model, processor = load_whisper(model_name)
     log(f"model loaded in {time.perf_counter() - started:.1f} s")
@@ -171,8 +171,6 @@ def build_out_of_domain(
     They share no template with the corpus, so they measure what a fine-tune learnt about the voices
     rather than about its training sentences. An existing set is reused.
     """
-    from whisper_lora.data.sentences import ENGLISH, MANDARIN
-
     folder = Path(folder)
     manifest = folder / "test_out_of_domain.json"
     if manifest.is_file():

@@ -7,6 +7,7 @@ import unicodedata
 from typing import Callable
 
 import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.languages import traits
@@ -17,8 +18,6 @@ RESUME_BACKOFF_SECONDS = 0.2  # decode the rest from a little before the last se
 
 def speech_end(samples: np.ndarray) -> float:
     """Where the last speech in 16 kHz samples ends, in seconds, by faster-whisper's Silero VAD; 0.0 for none."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
     if len(samples) == 0:
         return 0.0
     spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=300, speech_pad_ms=0))

@@ -6,28 +6,37 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Protocol
 
+import ctranslate2
 import numpy as np
 
-from whisper_lora.audio.decode import SAMPLE_RATE
+from whisper_lora.audio.decode import SAMPLE_RATE, AudioError, decode_audio
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.models import resolve_model
 from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
+from whisper_lora.infer.backends.ct2 import CT2Backend
+from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
 
 
-def pick_device(name: str) -> str:
-    """'cuda' or 'cpu' for --device auto|cuda|cpu, refusing cuda when there is none."""
+def cuda_available(backend: str) -> bool:
+    """Whether the backend's own runtime sees a CUDA device (CTranslate2 answers without loading torch)."""
+    if backend == "ct2":
+        return ctranslate2.get_cuda_device_count() > 0
     import torch
 
+    return torch.cuda.is_available()
+
+
+def pick_device(name: str, backend: str = "ct2") -> str:
+    """'cuda' or 'cpu' for --device auto|cuda|cpu, refusing cuda when the backend sees none."""
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+        return "cuda" if cuda_available(backend) else "cpu"
+    if name == "cuda" and not cuda_available(backend):
         raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     return name
 
 
 def pick_backend(model_path: str | None, backend: str) -> str:
     """'ct2' or 'transformers'; auto takes CTranslate2 for everything but hub ids."""
-    from whisper_lora.core.models import resolve_model
-
     if backend == "auto":
         return "transformers" if resolve_model(model_path).kind == "hub" else "ct2"
     return backend
@@ -75,8 +84,6 @@ class Backend(Protocol):
 def backend_class(name: str) -> type[Backend]:
     """The Backend class for 'ct2' or 'transformers' (imported only when asked for)."""
     if name == "ct2":
-        from whisper_lora.infer.backends.ct2 import CT2Backend
-
         return CT2Backend
     from whisper_lora.infer.backends.hf import HFBackend
 
@@ -101,7 +108,8 @@ class Transcriber:
         workers: int = 1,
     ):
         self.model_path, self.batch_size = model_path, batch_size
-        self.backend, self.device = pick_backend(model_path, backend), pick_device(device)
+        self.backend = pick_backend(model_path, backend)
+        self.device = pick_device(device, self.backend)
         engine = backend_class(self.backend).load(model_path, self.device, compute_type, batch_size, workers)
         self.engine: Backend = engine
 
@@ -132,8 +140,6 @@ class Transcriber:
     def clips(self, clips: list[Clip], options: TranscribeOptions) -> list[Transcript]:
         """Transcripts of decoded clips, in order: a text that stops before the speech is decoded on, none runs past
         the audio, and an empty one over speech says so in `unheard`."""
-        from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
-
         self.check(options)
         transcripts = self.engine.transcribe(clips, options)
         for clip, transcript in zip(clips, transcripts):
@@ -152,8 +158,6 @@ class Transcriber:
 
     def files(self, paths: list[str], options: TranscribeOptions) -> list[Transcript]:
         """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error."""
-        from whisper_lora.audio.decode import AudioError, decode_audio
-
         clips, failed = [], {}
         for path in paths:
             try:

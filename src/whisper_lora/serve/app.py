@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import uvicorn
 from fastapi import FastAPI, Form, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
@@ -34,8 +35,10 @@ from whisper_lora.core.records import (
     Transcript,
     join_segments,
 )
+from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.infer.transcriber import Clip, Transcriber
 from whisper_lora.infer.writers import get_writer
+from whisper_lora.serve.realtime import RealtimeSession, SessionConfig, dump
 
 log = logging.getLogger("whisper_lora.serve.app")
 
@@ -463,8 +466,6 @@ def create_app(
         await live_session(websocket, model)
 
     async def live_session(websocket: WebSocket, model: str | None) -> None:
-        from whisper_lora.serve.realtime import RealtimeSession, SessionConfig, dump
-
         offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         if not _realtime_key_ok(settings.api_key, websocket.headers.get("authorization", ""), offered):
             await websocket.close(code=1008, reason="missing or wrong API key")
@@ -508,8 +509,6 @@ def create_app(
             live["open"] -= 1
 
     def make_live(config):
-        from whisper_lora.infer.stream import LiveTranscriber
-
         transcriber = models.get(models.name(config.model))
         return LiveTranscriber(transcriber, TranscribeOptions(language=config.language, initial_prompt=config.prompt))
 
@@ -584,7 +583,5 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the server until interrupted."""
-    import uvicorn
-
     settings.api_key = settings.api_key or os.environ.get(API_KEY_VARIABLE) or None
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import av
 import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.errors import UserError
@@ -106,8 +108,6 @@ class PCMDecoder:
     """Base64 PCM16 mono at the session's rate into 16 kHz float samples, with PyAV's resampler keeping its state."""
 
     def __init__(self, rate: int):
-        import av
-
         self.rate = rate
         self.resampler = (
             av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if rate != SAMPLE_RATE else None
@@ -117,8 +117,6 @@ class PCMDecoder:
         samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
         if self.resampler is None:
             return samples.astype(np.float32) / 32768.0
-        import av
-
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.rate
         return np.concatenate(
@@ -128,8 +126,6 @@ class PCMDecoder:
 
 def speech_spans(tail: np.ndarray, threshold: float, silence_ms: int) -> list[tuple[int, int]]:
     """Speech in the tail as (start, end) samples, pauses shorter than silence_ms merged, by Silero VAD (faster-whisper's)."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
     options = VadOptions(threshold=threshold, min_silence_duration_ms=silence_ms, speech_pad_ms=30)
     return [(span["start"], span["end"]) for span in get_speech_timestamps(tail, options)]
 

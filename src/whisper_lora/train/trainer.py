@@ -13,12 +13,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
+from peft import LoraConfig, get_peft_model
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
 
+from whisper_lora.convert.hf import load_tokenizer, load_whisper
 from whisper_lora.core.errors import TrainingInterrupted, UserError
+from whisper_lora.core.extras import require
 from whisper_lora.core.files import write_atomic, write_json_atomic
 from whisper_lora.core.languages import normalize_language
 from whisper_lora.core.metrics import default_metric
+from whisper_lora.core.models import ADAPTER_INFO, resolve_model
 from whisper_lora.core.progress import Progress
 from whisper_lora.core.records import task_and_language_problems
 from whisper_lora.data.manifests import MAX_AUDIO_SECONDS, Row, usable_report
@@ -409,10 +414,7 @@ def _resume_path(config: TrainConfig) -> str | None:
 def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrainingArguments:
     reporters = config.reporters()
     if "wandb" in reporters:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise UserError("--use_wandb needs Weights & Biases: pip install 'whisper-lora[wandb]'") from None
+        require("wandb", "--use_wandb")
         os.environ.setdefault("WANDB_PROJECT", config.wandb_project)
     evaluation = (
         dict(
@@ -459,7 +461,6 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
 
 
 def _apply_lora(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
         r=config.lora_r,
@@ -512,8 +513,6 @@ def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
 
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
-    from whisper_lora.convert.hf import load_tokenizer, load_whisper
-    from whisper_lora.core.models import resolve_model
 
     set_seed(config.seed)
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
@@ -628,7 +627,6 @@ def _save_outputs(
     seconds: float,
     guard: ForgettingGuard | None,
 ) -> dict:
-    from whisper_lora.core.models import ADAPTER_INFO
 
     out = Path(config.output_dir)
     trainer.model.save_pretrained(out)
@@ -673,12 +671,8 @@ def _rows_per_second(trainer, result) -> float | None:
 
 
 def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    loss_axis, metric_axis = figure.subplots(1, 2)
     losses = [(e["step"], e["loss"]) for e in history if "loss" in e]
     series = {f"validation {metric.upper()}": f"eval_{metric}"}
     series.update(
@@ -702,4 +696,3 @@ def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
         metric_axis.legend()
     figure.tight_layout()
     write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
-    plt.close(figure)

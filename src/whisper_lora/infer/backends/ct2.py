@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
 
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.models import cache_root, embedded_ct2_dir, resolve_model
 from whisper_lora.core.records import Segment, TranscribeOptions, Transcript, Word, join_segments
+from whisper_lora.infer.backends.packing import clip_prompts, following_starts, plan_windows, read_clip, token_budget
 from whisper_lora.infer.coverage import falls_short
 
 log = logging.getLogger(__name__)
@@ -21,9 +28,6 @@ log = logging.getLogger(__name__)
 
 def ct2_folder(model_path: str | None) -> Path | None:
     """A CTranslate2 folder for the model, exporting a trained adapter once (kept beside it); None for hub ids."""
-    from whisper_lora.convert.export import export_model
-    from whisper_lora.core.models import cache_root, embedded_ct2_dir, resolve_model
-
     source = resolve_model(model_path)
     if source.kind == "embedded":
         return embedded_ct2_dir(source.location)
@@ -39,14 +43,14 @@ def ct2_folder(model_path: str | None) -> Path | None:
     stamp = Path(source.location) / ("adapter_model.safetensors" if source.kind == "adapter" else "config.json")
     if not (target / "model.bin").is_file() or target.stat().st_mtime < stamp.stat().st_mtime:
         if target.exists():
-            import shutil
-
             shutil.rmtree(target)
         log.info(
             "exporting %s to CTranslate2 once, into %s (about a minute for whisper-base on 2 cores)",
             source.location,
             target,
         )
+        from whisper_lora.convert.export import export_model  # torch and transformers, for this one step
+
         started = time.perf_counter()
         export_model(source.location, target, fmt="ct2", quantization="float16")
         log.info("exported in %.0f s; later starts reuse it", time.perf_counter() - started)
@@ -55,8 +59,6 @@ def ct2_folder(model_path: str | None) -> Path | None:
 
 def load_faster_whisper(model_path: str | None, device: str, compute_type: str | None, workers: int = 1):
     """A faster_whisper.WhisperModel running `workers` decodings at once, or a UserError naming why it cannot load."""
-    from faster_whisper import WhisperModel
-
     folder = ct2_folder(model_path)
     if folder is None:
         raise UserError(f"{model_path}: hub models have no CTranslate2 folder here; use --backend transformers")
@@ -111,8 +113,6 @@ def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_s
     A packed clip whose text does not reach the end of its speech is decoded again on its own, and
     its transcript says why in `redecoded`.
     """
-    from whisper_lora.infer.backends.packing import plan_windows
-
     results: dict[int, Transcript] = {}
     alone: dict[int, str | None] = dict.fromkeys(range(len(clips)))
     if _can_pack(options) and batch_size > 1 and len(clips) > 1:
@@ -148,12 +148,6 @@ def _can_pack(options: TranscribeOptions) -> bool:
 
 def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[Segment] | None]:
     """Each member's segments, in its own time, from one encoder pass over the window; None where it did not fit."""
-    import ctranslate2
-    from faster_whisper.audio import pad_or_trim
-    from faster_whisper.tokenizer import Tokenizer
-
-    from whisper_lora.infer.backends.packing import clip_prompts, following_starts, read_clip, token_budget
-
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, options.task, options.language)
     prompt = list(tokenizer.sot_sequence)
     if options.initial_prompt:

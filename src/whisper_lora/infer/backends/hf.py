@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from whisper_lora.audio.decode import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE, decode_audio
-from whisper_lora.convert.hf import no_speech_token
+from whisper_lora.convert.hf import load_whisper, no_speech_token
 from whisper_lora.core.budget import MAX_TARGET_POSITIONS, START_TOKENS, max_new_tokens
 from whisper_lora.core.languages import normalize_language
 from whisper_lora.core.records import Segment, TranscribeOptions, Transcript, join_segments
@@ -186,8 +186,6 @@ class HFBackend:
         cls, model_path: str | None, device: str, compute_type: str | None = None, batch_size: int = 8, workers: int = 1
     ) -> HFBackend:
         """The backend for a model name, folder or hub id; compute_type is CTranslate2's, and threads share the model."""
-        from whisper_lora.convert.hf import load_whisper
-
         return cls(*load_whisper(model_path, device=device), batch_size)
 
     @classmethod

@@ -9,18 +9,14 @@ import numpy as np
 
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.budget import max_new_tokens
-from whisper_lora.core.errors import UserError
+from whisper_lora.core.extras import require
 
 
 class WhisperCpp:
     """A whisper.cpp model file loaded once, decoding 16 kHz clips greedily with no fallback and no context."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        try:
-            from pywhispercpp.model import Model
-        except ImportError as error:
-            raise UserError("checking a GGML file needs pywhispercpp: pip install 'whisper-lora[ggml]'") from error
-        self.model = Model(
+        self.model = require("pywhispercpp.model", "checking a GGML file").Model(
             str(path),
             redirect_whispercpp_logs_to=None,  # whisper.cpp's load log is long; errors still raise
             print_progress=False,
