@@ -124,7 +124,9 @@ def main() -> None:
                     ]
                 )
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(scratch) / "before")])
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(scratch) / "before")], check=False
+            )
     table = {
         "title": f"Cold start of `whisper-lora transcribe` on one clip, CTranslate2, embedded base (median of {args.runs})",
         "columns": ["checkout", "CLI import s", "first output s", "exit s", "imports", "transcript"],

@@ -31,7 +31,7 @@ def main() -> None:
 
     result = run_demo(args.workdir, log=log)
     ends = [seconds for _, seconds in marks[1:]] + [result["seconds"]]
-    rows = [[line, f"{end - begun:.0f} s"] for (line, begun), end in zip(marks, ends)]
+    rows = [[line, f"{end - begun:.0f} s"] for (line, begun), end in zip(marks, ends, strict=True)]
     rows.append(["total", f"{result['seconds']:.0f} s ({result['seconds'] / 60:.1f} min)"])
     for name, scores in result["before"].items():
         for language, score in scores.items():

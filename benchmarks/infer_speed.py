@@ -44,7 +44,7 @@ def real_rows(languages: list[str]) -> tuple[list[Row], list[Clip]]:
 def faster_whisper_files(model, rows: list[Row], clips: list[Clip], **options) -> tuple[list[str], float]:
     """faster-whisper called directly, one file after another, with its own defaults but for the options given."""
     started, texts = time.perf_counter(), []
-    for row, clip in zip(rows, clips):
+    for row, clip in zip(rows, clips, strict=True):
         segments, _ = model.transcribe(clip.samples, language=row.language, **options)
         texts.append(join_segments([s for s in segments], row.language))
     return texts, time.perf_counter() - started
@@ -82,7 +82,7 @@ class Table:
 
     def __init__(self, title: str, rows: list[Row], clips: list[Clip]):
         self.title, self.rows, self.reference = title, rows, None
-        self.seconds = {row.audio_path: len(clip.samples) / SAMPLE_RATE for row, clip in zip(rows, clips)}
+        self.seconds = {row.audio_path: len(clip.samples) / SAMPLE_RATE for row, clip in zip(rows, clips, strict=True)}
         audio = sum(self.seconds.values())
         print(f"\n{title}: {len(clips)} clips, {audio:.0f} s of audio, mean {audio / len(clips):.1f} s")
 

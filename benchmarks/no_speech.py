@@ -96,7 +96,7 @@ def score(model: str, data: dict, batch_size: int) -> dict:
     speech, silent = texts[: len(data["test_speech"])], texts[len(data["test_speech"]) :]
     wer = error_rate([row["text"] for row in data["test_speech"]], speech, "wer", "es")
     empty = {kind: [] for kind in HELD_OUT_KINDS}
-    for row, text in zip(data["test_non_speech"], silent):
+    for row, text in zip(data["test_non_speech"], silent, strict=True):
         empty[row["kind"]].append(not text.strip())
     said = [text.strip() for text in silent if text.strip()]
     alone = decode(model, data["test_speech"], batch_size)  # packed windows can carry noise into speech

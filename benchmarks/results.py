@@ -32,7 +32,9 @@ def commit() -> str:
     """The checked-out commit, with '+changes' when the tree differs from it."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=RESULTS.parent).stdout.strip()
+        return subprocess.run(
+            ["git", *args], check=False, capture_output=True, text=True, cwd=RESULTS.parent
+        ).stdout.strip()
 
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
     return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -50,7 +52,7 @@ def script() -> str:
 def write_result(name: str, table: dict, notes: str = "") -> Path:
     """Write benchmarks/results/NAME.json: the table (title, columns, rows) with the command that made it."""
     record = {
-        "benchmark": name.split("-")[0],
+        "benchmark": name.split("-", maxsplit=1)[0],
         "date": datetime.date.today().isoformat(),
         "commit": commit(),
         "machine": machine(),

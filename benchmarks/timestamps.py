@@ -124,7 +124,7 @@ def score(model: str, backend: str, rows: list[dict], folder: Path) -> dict:
     options = TranscribeOptions(language="es", return_timestamps=True)
     transcripts = transcriber.files([str(folder / row["audio_path"]) for row in rows], options)
     starts, ends, segments, cues = [], [], 0, 0
-    for row, transcript in zip(rows, transcripts):
+    for row, transcript in zip(rows, transcripts, strict=True):
         starts += nearest([c[0] for c in row["cues"]], [s.start for s in transcript.segments])
         ends += nearest([c[1] for c in row["cues"]], [s.end for s in transcript.segments])
         segments, cues = segments + len(transcript.segments), cues + len(row["cues"])

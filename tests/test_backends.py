@@ -34,7 +34,7 @@ def test_every_file_gets_one_transcript_in_order_with_times_inside_its_audio(
     transcripts = Transcriber(str(model), backend, "cpu", None, batch_size).files(tone_paths, QUICK)
     assert [t.path for t in transcripts] == tone_paths
     assert transcripts[-1].error == "file not found" and not transcripts[-1].segments
-    for transcript, seconds in zip(transcripts, SECONDS):
+    for transcript, seconds in zip(transcripts[:-1], SECONDS, strict=True):  # the last is the missing file
         assert transcript.error is None and transcript.duration == pytest.approx(seconds, abs=0.01)
         starts = [s.start for s in transcript.segments]
         assert starts == sorted(starts)

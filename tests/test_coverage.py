@@ -67,7 +67,7 @@ def test_words_decoded_again_at_the_start_of_the_rest_are_not_repeated(speech_un
     transcript = Transcript("clip.wav", said, [Segment(0.0, 1.5, said)], "en", None, SECONDS)
     words = [
         Word(0.1 * i, 0.1 * i + 0.1, w, 0.9)
-        for i, w in enumerate(" Our hotel room overlook 特quaya Tritle May.".split(" ")[1:])
+        for i, w in enumerate(["", "Our", "hotel", "room", "overlook", "特quaya", "Tritle", "May."][1:])
     ]
     rest = Transcript("clip.wav", "", [Segment(0.0, 3.0, "Our hotel room overlook 特quaya Tritle May.", words)])
     decode_rest(transcript, AUDIO, lambda samples: rest, join_segments)

@@ -1,5 +1,7 @@
 """Training examples: prompt tokens, masked labels, timestamps, and the collator."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -146,14 +148,16 @@ def test_a_packed_window_transcribes_its_rows_in_order_between_their_timestamps(
     example = dataset[0]
     spans = [span for _, span in dataset.pieces[0]]
     assert [round(end - start, 2) for start, end in spans] == [3.0, 1.0, 2.0]  # rows 2, 0, 1 of 3, 1 and 2 s
-    gaps = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:])]
+    gaps = [later[0] - earlier[1] for earlier, later in pairwise(spans)]
     assert all(PACK_GAP[0] <= gap <= PACK_GAP[1] for gap in gaps)
     labels = names(tokenizer, example["labels"])
     stamps = [(i, label) for i, label in enumerate(labels) if label and label.startswith("<|") and label[2].isdigit()]
     assert [float(label[2:-2]) for _, label in stamps] == pytest.approx(
         [round(x / 0.02) * 0.02 for span in spans for x in span]
     )
-    texts = [tokenizer.decode(example["labels"][a + 1 : b]) for (a, _), (b, _) in zip(stamps[::2], stamps[1::2])]
+    texts = [
+        tokenizer.decode(example["labels"][a + 1 : b]) for (a, _), (b, _) in zip(stamps[::2], stamps[1::2], strict=True)
+    ]
     assert texts == [" tone number 2", " tone number 0", " tone number 1"]
     silent = example["input_features"][:, round(spans[0][1] * 100) + 5 : round(spans[1][0] * 100) - 5]
     assert silent.max() < example["input_features"][:, : round(spans[0][1] * 100)].max()  # the gap is silence

@@ -36,7 +36,7 @@ def test_each_printed_command_runs(short_model_dir, tones, tmp_path):
     commands = printed_commands(output_dir, tones[1])
     assert [Path(c[0]).name for c in commands] == ["python", "python", "whisper-lora", "whisper-lora", "whisper-lora"]
     for command in commands[:-1]:
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (command, result.stderr[-2000:])
     serve = commands[-1]
     assert serve[1] == "serve"

@@ -19,7 +19,7 @@ def test_every_phase_of_the_demo_prints_progress_lines_to_a_log(short_model_dir,
     assert "\r" not in out  # whole lines, no bar redrawn in place
     phases = [out.index(f"[{n}/4]") for n in range(1, 5)]
     assert phases == sorted(phases), out
-    for phase, (start, end) in enumerate(zip(phases, [*phases[1:], len(out)]), 1):
+    for phase, (start, end) in enumerate(zip(phases, [*phases[1:], len(out)], strict=True), 1):
         lines = out[start:end]
         what = {1: "speaking", 2: "scoring", 3: "training", 4: "scoring"}[phase]
         assert re.search(rf"^{what}: \d+/\d+ \w+s ", lines, re.M), (phase, lines)

@@ -1,5 +1,7 @@
 """Packing short clips into one window, their prompts, and reading each clip's tokens back, without a model."""
 
+from itertools import pairwise
+
 import numpy as np
 
 from whisper_lora.infer.backends.packing import (
@@ -34,10 +36,10 @@ def test_windows_hold_at_most_max_clips_and_fit_in_30_s():
     for window in windows:
         assert len(window.members) <= 4
         assert window.spans[-1][1] <= WINDOW_SECONDS and len(window.audio) / 16000 < 30
-        for index, (start, end) in zip(window.members, window.spans):
+        for index, (start, end) in zip(window.members, window.spans, strict=True):
             placed = window.audio[int(start * 16000) : int(end * 16000)]
             assert np.array_equal(placed, clips[index])  # each span points at its own clip's samples
-        gaps = [b[0] - a[1] for a, b in zip(window.spans, window.spans[1:])]
+        gaps = [b[0] - a[1] for a, b in pairwise(window.spans)]
         assert all(abs(g - GAP_SECONDS) < 1e-6 for g in gaps)
         assert not window.audio[int(window.spans[-1][1] * 16000) :].any()  # only silence after the last clip
 

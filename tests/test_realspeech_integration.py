@@ -35,7 +35,7 @@ def one_at_a_time(clips):
 
 
 def wer(prompts, transcripts, only_multi=False) -> float:
-    pairs = [(p.text, t.text) for p, t in zip(prompts, transcripts) if p.sentences > 1 or not only_multi]
+    pairs = [(p.text, t.text) for p, t in zip(prompts, transcripts, strict=True) if p.sentences > 1 or not only_multi]
     return error_rate([r for r, _ in pairs], [h for _, h in pairs], "wer", "en")
 
 
@@ -48,17 +48,17 @@ def test_packing_itself_reads_every_sentence_of_multi_sentence_clips(prompts, cl
 
     transcriber = Transcriber("base")
     packed = transcribe_clips_ct2(transcriber.engine.model, clips, ENGLISH, batch_size=8)  # no guard behind it
-    kept = [(p, t) for p, t in zip(prompts, packed) if not t.redecoded]
+    kept = [(p, t) for p, t in zip(prompts, packed, strict=True) if not t.redecoded]
     assert len(kept) >= 0.75 * len(clips)
     assert sum(p.sentences > 1 for p, _ in kept) >= 6, [t.redecoded for t in packed]
-    assert wer(*zip(*kept), only_multi=True) < 0.08, [(p.text, t.text) for p, t in kept if p.sentences > 1]
+    assert wer(*zip(*kept, strict=True), only_multi=True) < 0.08, [(p.text, t.text) for p, t in kept if p.sentences > 1]
 
 
 def test_the_default_packed_path_is_as_accurate_as_one_at_a_time(prompts, clips, one_at_a_time):
     packed = Transcriber("base", batch_size=8).clips(clips, ENGLISH)
     assert wer(prompts, packed, only_multi=True) < 0.08
     assert wer(prompts, packed) <= wer(prompts, one_at_a_time) + 0.005
-    for clip, transcript in zip(clips, packed):
+    for clip, transcript in zip(clips, packed, strict=True):
         assert falls_short(transcript.segments, clip.samples) is None, transcript
         times = [x for s in transcript.segments for x in (s.start, s.end)]
         assert times == sorted(times) and times[-1] <= transcript.duration
@@ -69,7 +69,7 @@ def test_transformers_batches_keep_every_sentence(prompts, clips, one_at_a_time)
     batched = Transcriber("base", backend="transformers", batch_size=8).clips([clips[k] for k in multi], ENGLISH)
     chosen = [prompts[k] for k in multi]
     assert wer(chosen, batched) <= wer(chosen, [one_at_a_time[k] for k in multi]) + 0.02
-    assert all(falls_short(t.segments, clips[k].samples) is None for k, t in zip(multi, batched))
+    assert all(falls_short(t.segments, clips[k].samples) is None for k, t in zip(multi, batched, strict=True))
 
 
 @pytest.mark.parametrize("backend", ["ct2", "transformers"])

@@ -121,9 +121,8 @@ def test_sessions_past_max_streams_are_refused_with_a_reason():
 
 def test_the_api_key_comes_from_the_header_or_the_browser_subprotocol():
     with client_for(api_key="k") as client:
-        with pytest.raises(WebSocketDisconnect):
-            with client.websocket_connect("/v1/realtime") as ws:
-                ws.receive_json()
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect("/v1/realtime") as ws:
+            ws.receive_json()
         with client.websocket_connect("/v1/realtime", headers={"Authorization": "Bearer k"}) as ws:
             assert ws.receive_json()["type"] == "session.created"
         with client.websocket_connect("/v1/realtime", subprotocols=["realtime", "openai-insecure-api-key.k"]) as ws:

@@ -2,6 +2,7 @@
 
 import json
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_windows_hold_whole_consecutive_cues_timed_from_their_own_start():
     assert skipped == {}
     assert [cue.number for window in windows for cue in window.cues] == list(range(1, 121))  # each once, in order
     assert len(windows) == 20  # six 3.5 s cues 5 s apart fill 29 s, a window's share with its margins
-    for window, after in zip(windows, windows[1:] + [None]):
+    for window, after in zip(windows, windows[1:] + [None], strict=True):
         assert window.end - window.start <= 30.0
         first, last = window.cues[0], window.cues[-1]
         assert first.start == pytest.approx(0.5) and last.end == pytest.approx(window.end - window.start - 0.5)
@@ -128,7 +129,7 @@ def test_check_data_plans_a_recording_into_windows_and_names_each_bad_cue(tmp_pa
     assert len(windows) >= 2 and all(0 < row.end - row.start <= 30 for row in windows)
     assert [cue.number for row in windows for cue in row.segments] == list(range(1, len(cues)))  # the last overlaps
     assert windows[0].text == " ".join(cue.text for cue in windows[0].segments)
-    for window, after in zip(windows, windows[1:]):  # margins stop at a neighbour's speech
+    for window, after in pairwise(windows):  # margins stop at a neighbour's speech
         assert (
             window.start + window.segments[-1].end <= after.start
             and window.end <= after.start + after.segments[0].start

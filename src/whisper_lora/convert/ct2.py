@@ -123,7 +123,7 @@ def _attention(variables: dict, ct2: str, hf: str, fused: list[str]) -> dict[str
     weight = _weight(variables, ct2)
     bias = _bias(variables, ct2, weight.shape[0])
     out = {}
-    for proj, w, b in zip(fused, np.split(weight, len(fused)), np.split(bias, len(fused))):
+    for proj, w, b in zip(fused, np.split(weight, len(fused)), np.split(bias, len(fused)), strict=True):
         out[f"{hf}.{proj}.weight"] = w
         if proj != "k_proj":
             out[f"{hf}.{proj}.bias"] = b

@@ -16,4 +16,6 @@ def require(module: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         extra = EXTRAS[module]
-        raise UserError(f"{feature} needs {module.split('.')[0]}: pip install 'whisper-lora[{extra}]'") from None
+        raise UserError(
+            f"{feature} needs {module.split('.', maxsplit=1)[0]}: pip install 'whisper-lora[{extra}]'"
+        ) from None

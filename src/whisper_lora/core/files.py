@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from whisper_lora.core.errors import UserError
 

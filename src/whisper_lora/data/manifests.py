@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from whisper_lora.audio.decode import AudioError, decode_audio, duration_seconds
 from whisper_lora.core.errors import UserError
@@ -344,12 +346,11 @@ def check_rows(
     first_seen: dict[tuple, Row] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         audio = pool.map(lambda row: _audio_problem(row, max_seconds), rows)
-        for row, (seconds, problem) in zip(rows, audio):
+        for row, (seconds, audio_problem) in zip(rows, audio, strict=True):
             key = (row.audio_path, row.start, row.end)
             earlier = first_seen.setdefault(key, row)
-            if earlier is not row:
-                problem = ("duplicate", f"same audio as {earlier.where()}")
-            problem = problem or _text_problem(row, tokenizer, allow_empty_text)
+            duplicate = ("duplicate", f"same audio as {earlier.where()}") if earlier is not row else None
+            problem = duplicate or audio_problem or _text_problem(row, tokenizer, allow_empty_text)
             if problem:
                 report.problems.append(Problem(row.manifest, row.number, row.audio_path, *problem))
             elif row.segments is not None:
@@ -416,13 +417,16 @@ def usable_report(
 
 def histogram(values: list[float], edges: tuple, unit: str, width: int = 40) -> list[str]:
     """Text histogram lines, one per bin between consecutive edges plus one open bin above the last."""
-    labels = [f"{lo:g}-{hi:g} {unit}" for lo, hi in zip(edges, edges[1:])] + [f">={edges[-1]:g} {unit}"]
+    labels = [f"{lo:g}-{hi:g} {unit}" for lo, hi in pairwise(edges)] + [f">={edges[-1]:g} {unit}"]
     counts = [0] * len(labels)
     for value in values:
         counts[sum(value >= edge for edge in edges[1:])] += 1
     peak = max(counts) or 1
     pad = max(map(len, labels))
-    return [f"  {label:>{pad}} | {'#' * round(width * n / peak):<{width}} {n}" for label, n in zip(labels, counts)]
+    return [
+        f"  {label:>{pad}} | {'#' * round(width * n / peak):<{width}} {n}"
+        for label, n in zip(labels, counts, strict=True)
+    ]
 
 
 def format_report(report: Report, windows: bool = False) -> str:

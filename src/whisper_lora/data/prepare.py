@@ -7,9 +7,9 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import decode_utf8, write_text_atomic

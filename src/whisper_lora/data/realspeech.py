@@ -80,15 +80,15 @@ def fetch(language: str, root: Path | None = None) -> Path:
 
 def _download(name: str, debs: Path) -> None:
     """apt-get download, refreshing the package lists once when the package is not found (a fresh machine)."""
-    if subprocess.run(["apt-get", "download", name], cwd=debs, capture_output=True).returncode == 0:
+    if subprocess.run(["apt-get", "download", name], cwd=debs, check=False, capture_output=True).returncode == 0:
         return
     if os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
     _run(["apt-get", "download", name], debs, f"apt-get download {name} (as root, run 'apt-get update' first)")
 
 
 def _run(command: list[str], cwd: Path, what: str) -> None:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise UserError(f"real speech: {what} failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
@@ -104,15 +104,19 @@ def prompts(language: str, root: Path | None = None) -> list[Prompt]:
     voices = sorted((tree / "usr/share/asterisk/sounds").glob(f"{language}_*"))
     if not transcript.is_file() or not voices:
         raise UserError(f"real speech: {tree} lacks the transcript or the audio folder for {language}")
-    found = []
-    for line in gzip.open(transcript, "rt", encoding="utf-8"):
-        name, _, text = line.strip().partition(": ")
-        audio = voices[0] / f"{name}.g722"
-        if line.startswith(";") or "[" in text or re.search(r"\d", text) or len(text.split()) < 2:
-            continue
-        if audio.is_file() and 0 < (seconds := len(decode_audio(str(audio))) / SAMPLE_RATE) <= MAX_SECONDS:
-            found.append(Prompt(name, text.strip(), str(audio), language, round(seconds, 2)))
+    with gzip.open(transcript, "rt", encoding="utf-8") as lines:
+        found = [prompt for line in lines if (prompt := _prompt(line, voices[0], language))]
     return sorted(found, key=lambda p: p.name)
+
+
+def _prompt(line: str, voice: Path, language: str) -> Prompt | None:
+    name, _, text = line.strip().partition(": ")
+    audio = voice / f"{name}.g722"
+    if line.startswith(";") or "[" in text or re.search(r"\d", text) or len(text.split()) < 2:
+        return None
+    if audio.is_file() and 0 < (seconds := len(decode_audio(str(audio))) / SAMPLE_RATE) <= MAX_SECONDS:
+        return Prompt(name, text.strip(), str(audio), language, round(seconds, 2))
+    return None
 
 
 def write_manifests(

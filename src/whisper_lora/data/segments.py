@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Callable
 
 import srt
 import webvtt
@@ -117,7 +118,7 @@ def cue_problems(
         elif PROMPT_TOKENS + count_tokens(cue.text) + 2 > WINDOW_TOKENS:
             problems[cue.number] = f"its text is over the {WINDOW_TOKENS} tokens a window's label may hold"
     timed = sorted((cue for cue in cues if cue.end > cue.start), key=lambda cue: (cue.start, cue.end))
-    for before, cue in zip(timed, timed[1:]):
+    for before, cue in pairwise(timed):
         if cue.start < before.end:
             problems.setdefault(
                 cue.number, f"overlaps {name} {before.number} (starts at {cue.start:.2f} s, before it ends)"

@@ -77,7 +77,7 @@ def speak(text: str, path: Path, voice: str, speed: int = 150, pitch: int = 50) 
     if shutil.which("espeak-ng") is None:
         raise DemoError("espeak-ng is not installed; on Debian or Ubuntu: sudo apt-get install espeak-ng")
     command = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise DemoError(f"espeak-ng failed for voice {voice!r}: {result.stderr.strip()}")
     return path
@@ -139,9 +139,9 @@ def build_corpus(
     stamp = folder / "corpus.json"
     words = json.dumps([MANDARIN_PARTS, ENGLISH_PARTS], ensure_ascii=False).encode()
     wanted = {"zh": list(zh), "en": list(en), "seed": seed, "parts": hashlib.sha256(words).hexdigest()[:16]}
-    if stamp.is_file() and train_path.is_file() and test_path.is_file():
-        if json.loads(stamp.read_text(encoding="utf-8")) == wanted:
-            return train_path, test_path
+    ready = stamp.is_file() and train_path.is_file() and test_path.is_file()
+    if ready and json.loads(stamp.read_text(encoding="utf-8")) == wanted:
+        return train_path, test_path
     rng = random.Random(seed)
     plan = []  # (split, language, voice, text)
     for language, voice, parts, joiner, (n_train, n_test) in (
@@ -157,7 +157,7 @@ def build_corpus(
     ]
     rows = _speak_all(folder, named, rng, log)
     for path, wanted_split in ((train_path, "train"), (test_path, "test")):
-        write_json_atomic(path, [row for row, (split, *_) in zip(rows, plan) if split == wanted_split])
+        write_json_atomic(path, [row for row, (split, *_) in zip(rows, plan, strict=True) if split == wanted_split])
     write_json_atomic(stamp, wanted)
     return train_path, test_path
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps

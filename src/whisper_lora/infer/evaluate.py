@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
 from whisper_lora.core.files import write_text_atomic
@@ -84,7 +85,9 @@ def run_model(
     started = time.perf_counter()
     for group_language, indices in language_groups(rows, options.language).items():
         group_options = replace(options, language=group_language)
-        for index, transcript in zip(indices, transcriber.clips([clips[i] for i in indices], group_options)):
+        for index, transcript in zip(
+            indices, transcriber.clips([clips[i] for i in indices], group_options), strict=True
+        ):
             transcripts[index] = transcript
     run = ModelRun(str(transcriber.model_path or "base"), transcripts, wall_seconds=time.perf_counter() - started)
     run.audio_seconds = sum(len(c.samples) for c in clips) / SAMPLE_RATE
@@ -130,7 +133,9 @@ def transcribe_by_language(
             options = options_for(language)
             for first in range(0, len(indices), chunk):
                 batch = indices[first : first + chunk]
-                for index, transcript in zip(batch, transcriber.clips([clip_at(i) for i in batch], options)):
+                for index, transcript in zip(
+                    batch, transcriber.clips([clip_at(i) for i in batch], options), strict=True
+                ):
                     texts[index] = transcript.text
                 progress.update(len(batch))
     return texts

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from whisper_lora.audio.decode import decode_audio
 from whisper_lora.core.metrics import normalize_text

@@ -142,7 +142,7 @@ class Transcriber:
         the audio, and an empty one over speech says so in `unheard`."""
         self.check(options)
         transcripts = self.engine.transcribe(clips, options)
-        for clip, transcript in zip(clips, transcripts):
+        for clip, transcript in zip(clips, transcripts, strict=True):
             alone = lambda rest, name=clip.name: self.engine.transcribe_alone(rest, options, name)  # noqa: E731
             decode_rest(transcript, clip.samples, alone, join_segments)
             keep_within_audio(transcript, join_segments)

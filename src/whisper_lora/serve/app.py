@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -12,10 +13,11 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Form, Request, UploadFile, WebSocket
@@ -340,7 +342,7 @@ def text_events(transcriber: Transcriber, samples, options: TranscribeOptions, s
     yield {"type": "transcript.text.done", "text": join_segments(said, language or options.language)}
 
 
-def create_app(
+def create_app(  # noqa: C901, PLR0915 (to be split into routers)
     settings: ServeSettings,
     transcriber: Transcriber | None = None,
     load: Callable[[str | None], Transcriber] | None = None,
@@ -362,10 +364,8 @@ def create_app(
             gate["error"] = models.errors[settings.model_id]
             return
         for name in list(models.paths)[1:] if settings.preload else []:
-            try:
+            with contextlib.suppress(ModelUnavailable):  # /health shows it, and its requests get 503 with the reason
                 models.get(name)
-            except ModelUnavailable:
-                pass  # /health shows it, and its requests get 503 with the reason
 
     async def lifespan(app):
         threading.Thread(target=start, daemon=True).start()
@@ -484,7 +484,7 @@ def create_app(
         session = RealtimeSession(
             send=lambda event: websocket.send_text(dump(event)),
             run=lambda work: loop.run_in_executor(pool, work),
-            make_live=lambda config: make_live(config),
+            make_live=make_live,
             config=SessionConfig(model=model),
             message_limit=limit,
             minute_limit=limit,

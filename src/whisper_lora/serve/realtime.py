@@ -133,7 +133,9 @@ def speech_spans(tail: np.ndarray, threshold: float, silence_ms: int) -> list[tu
 def turn_cut(spans: list[tuple[int, int]], length: int, silence_ms: int) -> int | None:
     """Where a turn ends in audio of this length: halfway into the first pause of silence_ms after speech, if any."""
     silence = silence_ms * SAMPLE_RATE // 1000
-    for (_, end), following in zip(spans, [start for start, _ in spans[1:]] + [length]):
+    if not spans:
+        return None
+    for (_, end), following in zip(spans, [start for start, _ in spans[1:]] + [length], strict=True):
         if following - end >= silence:
             return end + min(following - end, silence) // 2
     return None

@@ -74,7 +74,7 @@ def encode_window(
         tokens = forced + [token for piece in pieces for token in piece] + [ids("<|endoftext|>")]
     else:
         forced, tokens = prompt, list(prompt)
-        for piece, (start, end) in zip(pieces, spans):
+        for piece, (start, end) in zip(pieces, spans, strict=True):
             if piece:  # audio without speech is a gap between segments, as in Whisper's own labels
                 tokens += [timestamp_token(tokenizer, start), *piece, timestamp_token(tokenizer, end)]
         tokens.append(ids("<|endoftext|>"))

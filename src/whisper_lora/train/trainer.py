@@ -686,9 +686,9 @@ def _plot_curves(history: list[dict], metric: str, path: Path) -> None:
     for label, key in series.items():
         points = [(e.get("step", 0), e[key]) for e in history if key in e]
         if points:
-            metric_axis.plot(*zip(*points), marker="o", label=label)
+            metric_axis.plot(*zip(*points, strict=True), marker="o", label=label)
     if losses:
-        loss_axis.plot(*zip(*losses), marker="o")
+        loss_axis.plot(*zip(*losses, strict=True), marker="o")
     for axis, title in ((loss_axis, "training loss"), (metric_axis, "error rate")):
         axis.set_xlabel("step")
         axis.set_title(title)

@@ -163,7 +163,7 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[
         suppress_blank=False,
     )
     found = {}
-    for k, span, following, result in zip(window.members, window.spans, following_starts(window), decoded):
+    for k, span, following, result in zip(window.members, window.spans, following_starts(window), decoded, strict=True):
         read = read_clip(result.sequences_ids[0], span, following, tokenizer.timestamp_begin, tokenizer.eot) or []
         segments = [Segment(s.start, s.end, text) for s in read if (text := tokenizer.decode(s.tokens).strip())]
         found[k] = segments or None

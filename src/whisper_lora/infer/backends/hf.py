@@ -134,8 +134,8 @@ def transcribe_batch(
     for row, (detected, probability, no_speech) in enumerate(first_steps(model, processor, features)):
         i = live[row]
         language = normalize_language(options.language) if options.language else detected
-        probability = None if options.language else probability
-        results[i] = Transcript(names[i], "", [], language or "en", probability, round(len(clips[i]) / SAMPLE_RATE, 3))
+        guessed = None if options.language else probability
+        results[i] = Transcript(names[i], "", [], language or "en", guessed, round(len(clips[i]) / SAMPLE_RATE, 3))
         if no_speech <= options.no_speech_threshold:  # above it: silence or noise, left empty
             groups.setdefault(language, []).append(row)
     for language, rows in groups.items():
@@ -208,7 +208,7 @@ class HFBackend:
             found = transcribe_batch(
                 self.model, self.processor, [clips[k].samples for k in batch], options, [clips[k].name for k in batch]
             )
-            results.update(zip(batch, found))
+            results.update(zip(batch, found, strict=True))
         return [results[k] for k in range(len(clips))]
 
     def transcribe_alone(self, samples: np.ndarray, options: TranscribeOptions, name: str) -> Transcript:

@@ -105,7 +105,7 @@ def read_clip(
     segments: list[ClipSegment] = []
     opening: float | None = start
     text: list[int] = []
-    for token, at in zip(tokens, seconds):
+    for token, at in zip(tokens, seconds, strict=True):
         if token == eot:
             if text:
                 if opening is None:  # text after a closed segment, with no timestamp to open it
