@@ -34,7 +34,7 @@ from whisper_lora.core.records import Clip, Runtime, TranscribeOptions
 from whisper_lora.data.realspeech import prompts
 from whisper_lora.infer.stream import LiveTranscriber, join_words, play
 from whisper_lora.infer.transcriber import Transcriber
-from whisper_lora.serve.app import _rss_mb as rss_mb  # the RSS that serve logs per loaded model
+from whisper_lora.serve.state import rss_mb  # the RSS that serve logs per loaded model
 
 
 def build_files(folder: Path, language: str, count: int, seconds: float) -> list[dict]:

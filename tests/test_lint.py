@@ -49,3 +49,15 @@ def test_architecture_page_names_every_subpackage_in_the_contract_order():
     named = set(re.findall(r"`((?:\w+/)+\w+\.py)`", page))
     missing = [p for p in named if not (ROOT / "src" / "whisper_lora" / p).is_file() and not (ROOT / p).is_file()]
     assert len(named) > 10 and not missing, missing
+
+
+def test_no_function_is_longer_than_60_lines():
+    import ast
+
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted((ROOT / "src").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60
+    ]
+    assert not long, long

@@ -197,12 +197,10 @@ def test_loading_model_answers_503():
 
 
 def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
-    from whisper_lora.serve import app as serve
-
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA driver too old")
 
-    monkeypatch.setattr(serve.Transcriber, "__init__", broken)
+    monkeypatch.setattr(Transcriber, "__init__", broken)
     with TestClient(create_app(ServeSettings(Runtime(model_path="demo_output/model")))) as client:
         for _ in range(100):
             health = client.get("/health")
@@ -217,10 +215,8 @@ def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
 def test_api_key_is_compared_in_constant_time(monkeypatch):
     import hmac
 
-    from whisper_lora.serve import app as serve
-
     compared, original = [], hmac.compare_digest
-    monkeypatch.setattr(serve.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or original(a, b))
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((a, b)) or original(a, b))
     with client_for(api_key="secret") as client:
         assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
     assert compared == [(b"Bearer secret", b"Bearer secret")]
@@ -355,7 +351,7 @@ def test_stream_refuses_timed_formats_and_bad_audio_before_streaming(wav):
 
 
 def test_ctranslate2_runs_as_many_decodings_at_once_as_serve_has_workers(tiny_model_dir):
-    from whisper_lora.serve.app import ModelPool
+    from whisper_lora.serve.state import ModelPool
 
     settings = ServeSettings(Runtime(model_path=str(tiny_model_dir), backend="ct2"), workers=2)
     transcriber = ModelPool(settings).load(str(tiny_model_dir))

@@ -513,19 +513,10 @@ def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
 
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
-
     set_seed(config.seed)
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
-    train_rows, seconds = _rows(config.train_file, tokenizer, config, config.max_train_samples, "train")
-    eval_rows = (
-        _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")[0]
-        if config.validation_file
-        else []
-    )
-    languages = {row.language or config.language for row in train_rows + eval_rows}
-    metric = config.metric or default_metric(config.language or (languages.pop() if len(languages) == 1 else None))
-
+    train_rows, seconds, eval_rows, metric = _read_rows(config, tokenizer)
     model, processor = load_whisper(config.model_name_or_path, cache_dir=config.cache_dir)
     model = _apply_lora(model, config)
     replay, replay_seconds = _replay_rows(config, tokenizer, processor, model, len(train_rows))
@@ -563,18 +554,37 @@ def train(config: TrainConfig) -> dict:
         guard=guard,
     )
     started = time.perf_counter()
+    result, final = _fit(trainer, config, interrupt, guard, bool(eval_rows))
+    if trainer.is_world_process_zero():
+        return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started, guard)
+    return {}
+
+
+def _read_rows(config: TrainConfig, tokenizer) -> tuple[list[Row], list[float], list[Row], str]:
+    """The usable training rows and their seconds, the validation rows, and the metric they are scored by."""
+    train_rows, seconds = _rows(config.train_file, tokenizer, config, config.max_train_samples, "train")
+    eval_rows = (
+        _rows(config.validation_file, tokenizer, config, config.max_eval_samples, "validation")[0]
+        if config.validation_file
+        else []
+    )
+    languages = {row.language or config.language for row in train_rows + eval_rows}
+    metric = config.metric or default_metric(config.language or (languages.pop() if len(languages) == 1 else None))
+    return train_rows, seconds, eval_rows, metric
+
+
+def _fit(trainer, config: TrainConfig, interrupt, guard: ForgettingGuard | None, has_eval: bool) -> tuple:
+    """Train (resuming when asked), then the final validation scores; TrainingInterrupted on Ctrl-C or SIGTERM."""
     result = trainer.train(resume_from_checkpoint=_resume_path(config))
     if interrupt.requested:
         raise TrainingInterrupted(
             f"stopped at step {trainer.state.global_step}; the checkpoint is in {config.output_dir}. "
             "Resume with --resume_from_checkpoint auto"
         )
-    final = _final_evaluation(trainer) if eval_rows else {}
-    if guard is not None and not eval_rows:
+    final = _final_evaluation(trainer) if has_eval else {}
+    if guard is not None and not has_eval:
         trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
-    if trainer.is_world_process_zero():
-        return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started, guard)
-    return {}
+    return result, final
 
 
 def _guard(config: TrainConfig, tokenizer, processor, model) -> ForgettingGuard | None:

@@ -1,0 +1,110 @@
+"""The /v1/realtime WebSocket route: key and session checks, then the realtime protocol over a live engine."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.infer.stream import LiveTranscriber
+from whisper_lora.serve.realtime import RealtimeSession, SessionConfig, dump
+from whisper_lora.serve.state import ServerState, error_body, failure
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket, model: str | None = None):
+    state: ServerState = websocket.app.state.server
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if not _realtime_key_ok(state.settings.api_key, websocket.headers.get("authorization", ""), offered):
+        await websocket.close(code=1008, reason="missing or wrong API key")
+        return
+    await websocket.accept(subprotocol=_subprotocol(offered))
+    if state.live_sessions >= state.settings.max_streams:
+        limit = state.settings.max_streams
+        body = error_body(f"the server keeps {limit} live sessions at once; retry later", "server_error")
+        await websocket.send_text(dump({"type": "error", **body}))
+        await websocket.close(code=1013)
+        return
+    state.live_sessions += 1
+    try:
+        await live_session(state, websocket, model)
+    finally:
+        state.live_sessions -= 1
+
+
+async def live_session(state: ServerState, websocket: WebSocket, model: str | None) -> None:
+    """Run one accepted session: client events in, the engine's events out, until either side ends it."""
+    limit = int(state.settings.max_upload_mb * 2**20)
+
+    def make_live(config):
+        transcriber = state.models.get(state.models.name(config.model))
+        return LiveTranscriber(transcriber, TranscribeOptions(language=config.language, initial_prompt=config.prompt))
+
+    session = RealtimeSession(
+        send=lambda event: websocket.send_text(dump(event)),
+        run=state.run,
+        make_live=make_live,
+        config=SessionConfig(model=model),
+        message_limit=limit,
+        minute_limit=limit,
+    )
+    worker = asyncio.create_task(_work(session, websocket))
+    try:
+        await session.start()
+        while not worker.done():
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is None:
+                await session.error("send events as JSON text frames")
+            elif not await session.handle(message["text"]):
+                await websocket.close(code=1008)
+                break
+    except (RuntimeError, WebSocketDisconnect):
+        pass  # the client went away
+    finally:
+        session.close()
+        worker.cancel()
+
+
+async def _work(session, websocket) -> None:
+    """The session's engine loop; a failure becomes an error event and ends the session."""
+    try:
+        await session.work()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # a model that fails to load, an unknown model, a decoding failure
+        log.exception("live session failed")
+        try:
+            await session.error(failure(error), code="server_error")
+            await websocket.close(code=1011)
+        except Exception:
+            pass  # the client is gone already
+
+
+def _realtime_key_ok(key: str | None, authorization: str, offered: list[str]) -> bool:
+    """The API key from the Authorization header, or from a browser's openai-insecure-api-key.KEY subprotocol."""
+    if not key:
+        return True
+    sent = [authorization] + [
+        f"Bearer {p.removeprefix('openai-insecure-api-key.')}"
+        for p in offered
+        if p.startswith("openai-insecure-api-key.")
+    ]
+    return any(hmac.compare_digest(value.encode(), f"Bearer {key}".encode()) for value in sent)
+
+
+def _subprotocol(offered: list[str]) -> str | None:
+    # A browser that offers subprotocols drops the connection unless the server picks one of them.
+    plain = [p for p in offered if not p.startswith("openai-insecure-api-key.")]
+    if "realtime" in offered:
+        return "realtime"
+    return (plain or offered)[0] if offered else None

@@ -1,0 +1,191 @@
+"""The server's shared state: its settings, the served models, the admission gate and the worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from fastapi import Request
+
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.records import Runtime
+from whisper_lora.infer.transcriber import Transcriber
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAMES = ("whisper-1", "")  # what OpenAI's clients send when they name none of ours: the default model
+
+
+@dataclass
+class ServeSettings:
+    """What the server loads and the limits it keeps."""
+
+    runtime: Runtime = field(default_factory=Runtime)  # how models run; its model_path is served first, by its path
+    max_upload_mb: float = 25.0
+    api_key: str | None = None
+    workers: int = 1  # model calls at once; more only helps with more cores or a GPU
+    max_queue: int = 8  # requests waiting for a worker before new ones get 503
+    retry_after_s: int = 5
+    models: dict[str, str | None] = field(default_factory=dict)  # --model NAME=PATH, in order
+    preload: bool = False  # load every model at start instead of on its first request
+    max_loaded: int | None = None  # most models in memory at once; the least recently used goes first
+    max_streams: int = 1  # live /v1/realtime sessions at once; more are refused, so the others keep up
+
+    def served(self) -> dict[str, str | None]:
+        """Every model served, by the name a request's model field gives, the default first."""
+        path = self.runtime.model_path
+        first = {} if self.models and not path else {str(path or "base"): path}
+        return first | self.models
+
+    @property
+    def model_id(self) -> str:
+        """The default model's name: /health shows it, and requests naming whisper-1 get it."""
+        return next(iter(self.served()))
+
+
+class UnknownModel(Exception):
+    """A request named a model this server does not serve."""
+
+
+class ModelUnavailable(Exception):
+    """A served model failed to load; the message says why."""
+
+
+def rss_mb() -> float | None:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux
+
+
+def failure(error: Exception) -> str:
+    return str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+
+
+class ModelPool:
+    """The served models by name: each loads on its first request (or at start), at most max_loaded at once (LRU)."""
+
+    def __init__(self, settings: ServeSettings, load: Callable[[str | None], Transcriber] | None = None):
+        self.settings, self.paths = settings, settings.served()
+        self.load = load or (
+            lambda path: Transcriber.run(replace(settings.runtime, model_path=path), 1, settings.workers)
+        )
+        self.loaded: OrderedDict[str, Transcriber] = OrderedDict()
+        self.errors: dict[str, str] = {}
+        self.lock, self.loading = threading.Lock(), {name: threading.Lock() for name in self.paths}
+
+    def name(self, requested: str | None) -> str:
+        """The served name that a request's model field picks."""
+        if requested in self.paths:
+            return str(requested)
+        if requested is None or requested in DEFAULT_NAMES:
+            return self.settings.model_id
+        raise UnknownModel(f"The model {requested!r} does not exist; this server has: {', '.join(self.paths)}")
+
+    def get(self, name: str) -> Transcriber:
+        """The model, loaded first if it is not (this blocks); ModelUnavailable if it failed to load."""
+        with self.loading[name]:  # one load per model, however many requests wait for it
+            with self.lock:
+                if name in self.loaded:
+                    self.loaded.move_to_end(name)
+                    return self.loaded[name]
+            if name in self.errors:
+                raise self._unavailable(name)
+            transcriber = self._load(name)
+            with self.lock:
+                self.loaded[name] = transcriber
+                while self.settings.max_loaded and len(self.loaded) > self.settings.max_loaded:
+                    unloaded, _ = self.loaded.popitem(last=False)
+                    log.info("unloaded %s (--max_loaded %d)", unloaded, self.settings.max_loaded)
+            return transcriber
+
+    def _load(self, name: str) -> Transcriber:
+        before, started = rss_mb(), time.perf_counter()
+        try:
+            transcriber = self.load(self.paths[name])
+        except Exception as error:  # any failure must be reported, or requests would wait on it forever
+            self.errors[name] = failure(error)
+            raise self._unavailable(name) from None
+        after = rss_mb()
+        memory = f"; RSS {after:.0f} MB ({after - before:+.0f} MB)" if after and before else ""
+        log.info("loaded %s in %.1f s%s", name, time.perf_counter() - started, memory)
+        return transcriber
+
+    def _unavailable(self, name: str) -> ModelUnavailable:
+        return ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}")
+
+    def add(self, name: str, transcriber: Transcriber) -> None:
+        """Serve an already loaded model under name."""
+        self.loaded[name] = transcriber
+
+    def status(self) -> dict[str, str]:
+        """Each model's state: loaded, not loaded, or failed with the reason."""
+        return {name: self._state(name) for name in self.paths}
+
+    def _state(self, name: str) -> str:
+        if name in self.loaded:
+            return "loaded"
+        return f"failed: {self.errors[name]}" if name in self.errors else "not loaded"
+
+
+def error_body(
+    message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
+    """An error in the shape OpenAI's API (and so its client) uses."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+@dataclass
+class ServerState:
+    """What every route shares: settings, models, the admission gate (pending, ready, error) and the worker pool."""
+
+    settings: ServeSettings
+    models: ModelPool
+    pool: ThreadPoolExecutor
+    gate: dict
+    live_sessions: int = 0  # open /v1/realtime sessions
+
+    @classmethod
+    def build(
+        cls,
+        settings: ServeSettings,
+        transcriber: Transcriber | None = None,
+        load: Callable[[str | None], Transcriber] | None = None,
+    ) -> ServerState:
+        """The state of a new server; transcriber, when given, is the default model, already loaded."""
+        models = ModelPool(settings, load)
+        if transcriber is not None:
+            models.add(settings.model_id, transcriber)
+        gate = {"pending": 0, "ready": transcriber is not None, "error": None}
+        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="whisper-lora")
+        return cls(settings, models, pool, gate)
+
+    def load_models(self) -> None:
+        """Load the default model (every model with preload), recording a failure for /health."""
+        try:
+            self.models.get(self.settings.model_id)
+            self.gate["ready"] = True
+        except ModelUnavailable:
+            self.gate["error"] = self.models.errors[self.settings.model_id]
+            return
+        for name in list(self.models.paths)[1:] if self.settings.preload else []:
+            with contextlib.suppress(ModelUnavailable):  # /health shows it, and its requests get 503 with the reason
+                self.models.get(name)
+
+    async def run(self, work: Callable, *args):
+        """work(*args) on a worker thread, awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+
+
+def server_state(request: Request) -> ServerState:
+    """The app's ServerState, for routes to depend on."""
+    return request.app.state.server
