@@ -122,7 +122,8 @@ def test_help_lists_every_earlier_flag_and_the_model_alias(command, capsys):
 def test_each_decoding_option_is_one_field_that_transcribe_and_evaluate_both_take(capsys):
     import dataclasses
 
-    from whisper_lora.cli.main import build_parser, from_args
+    from whisper_lora.cli.common import from_args
+    from whisper_lora.cli.main import build_parser
     from whisper_lora.core.records import TranscribeOptions
 
     for command in ("transcribe", "evaluate"):
@@ -141,7 +142,8 @@ def test_each_decoding_option_is_one_field_that_transcribe_and_evaluate_both_tak
 
 
 def test_a_model_named_by_either_flag_reaches_the_runtime():
-    from whisper_lora.cli.main import build_parser, runtime
+    from whisper_lora.cli.common import runtime
+    from whisper_lora.cli.main import build_parser
 
     for spelling in ("--model_path", "--model_name_or_path", "--model-path"):
         args = build_parser().parse_args(["serve", spelling, "./output"])

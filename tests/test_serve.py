@@ -281,7 +281,9 @@ def test_a_model_that_fails_to_load_gets_503_with_the_reason_and_the_others_stil
 
 
 def test_serve_flags_name_the_models_in_order_after_model_path():
-    from whisper_lora.cli.main import build_parser, named_models, runtime
+    from whisper_lora.cli.common import runtime
+    from whisper_lora.cli.main import build_parser
+    from whisper_lora.cli.serve import named_models
     from whisper_lora.core.errors import UserError
 
     args = build_parser().parse_args(["serve", "--model_path", "./out", "--model", "zh=./zh", "--model", "en=tiny.en"])

@@ -85,7 +85,11 @@ def test_multi_minute_audio_keeps_every_sentence_in_order(base, speech, backend)
     ctranslate2.set_random_seed(0)  # temperature fallback samples; keep the run repeatable
     torch.manual_seed(0)
     transcriber = Transcriber("base", backend=backend)
-    result = transcriber.clips([Clip("long", audio)], TranscribeOptions(language="en", return_timestamps=True))[0]
+    # On some CPUs (an AMD EPYC here) int8 greedy decoding loops on one window of this audio, and what the
+    # sampled fallback then reads depends on the random draw; beam search reads it on every CPU tried.
+    beams = 5 if backend == "ct2" else 1
+    options = TranscribeOptions(language="en", return_timestamps=True, beam_size=beams)
+    result = transcriber.clips([Clip("long", audio)], options)[0]
     times = [t for s in result.segments for t in (s.start, s.end)]
     assert times == sorted(times) and times[-1] <= duration
     words = normalize_text(result.text).split()

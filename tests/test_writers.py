@@ -51,13 +51,13 @@ def test_json_says_why_a_file_was_decoded_again_and_only_then():
 def test_the_run_summary_counts_files_decoded_again(capsys):
     import dataclasses
 
-    from whisper_lora.cli.main import _report_redecoded
+    from whisper_lora.cli.common import report_redecoded
 
-    _report_redecoded([DONE, DONE])
+    report_redecoded([DONE, DONE])
     assert capsys.readouterr().err == ""
-    _report_redecoded([DONE, dataclasses.replace(DONE, path="b.wav", redecoded="the text ended early")])
+    report_redecoded([DONE, dataclasses.replace(DONE, path="b.wav", redecoded="the text ended early")])
     assert "1 of 2 files were decoded again" in capsys.readouterr().err
-    _report_redecoded([DONE, dataclasses.replace(DONE, path="c.wav", unheard="no text, though ... up to 3.0 s")])
+    report_redecoded([DONE, dataclasses.replace(DONE, path="c.wav", unheard="no text, though ... up to 3.0 s")])
     assert "1 of 2 files have no text though speech was detected" in capsys.readouterr().err
 
 

@@ -1,0 +1,52 @@
+"""Flags and helpers that several subcommands share, each defined once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from whisper_lora.core.records import Runtime
+
+EXIT_BAD_INPUT = 2
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch_size",
+        type=positive_int,
+        default=8,
+        help="ct2 with --language: up to N short clips packed per 30 s window; transformers: "
+        "clips of <=30 s per generate call (default 8); 1: one at a time",
+    )
+
+
+def from_args(cls, args: argparse.Namespace):
+    """The dataclass cls built from the parsed flags named after its fields."""
+    return cls(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(cls)})
+
+
+def runtime(args: argparse.Namespace):
+    """The records.Runtime (--model_path, --backend, --device, --compute_type) the command line asked for."""
+
+    return from_args(Runtime, args)
+
+
+def report_redecoded(transcripts: list) -> None:
+    """Say how many files were decoded again because their first text stopped before their speech did, and how many
+    have no text over speech."""
+    for note, what in (
+        ("redecoded", "were decoded again: their first text stopped before the speech did"),
+        ("unheard", "have no text though speech was detected; check their language or --no_speech_threshold"),
+    ):
+        noted = [t for t in transcripts if getattr(t, note)]
+        if noted:
+            first = f"{noted[0].path}: {getattr(noted[0], note)}"
+            print(f"{len(noted)} of {len(transcripts)} files {what} (first: {first})", file=sys.stderr)
