@@ -36,7 +36,12 @@ from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain
 TASKS = ("voices", "recordings")
 SCALES = {  # corpus rows (zh and en, train and test), out-of-domain sentences, and the corpus seed
     "full": {"zh": (240, 40), "en": (48, 12), "ood": {}, "seed": 0},
-    "test": {"zh": (48, 20), "en": (0, 0), "ood": {"zh": 16, "en": 0}, "seed": 3},  # tests/test_train_integration.py's
+    "test": {
+        "zh": (48, 20),
+        "en": (0, 0),
+        "ood": {"zh": 16, "en": 0},
+        "seed": 3,
+    },  # tests/integration/test_train_integration.py's
 }
 
 

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no test may reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: xdist runs a worker per core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -17,6 +19,16 @@ from whisper_lora.convert.hf import load_tokenizer
 from whisper_lora.core.models import embedded_ct2_dir  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test under tests/integration is marked integration, so `-m "not integration"` is the unit lane."""
+    for item in items:
+        if INTEGRATION in Path(item.fspath).resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.hookimpl(hookwrapper=True)

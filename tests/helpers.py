@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +20,9 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from whisper_lora.core.records import Segment, Transcript, Word
+from whisper_lora.data.segments import Cue
 from whisper_lora.infer.stream import TimedWord
+from whisper_lora.train.trainer import TrainConfig
 
 # container suffix -> (PyAV format name, codec, sample format the encoder takes)
 CODECS = {
@@ -27,6 +32,8 @@ CODECS = {
     ".m4a": ("ipod", "aac", "fltp"),
     ".ogg": ("ogg", "libopus", "flt"),
 }
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sine(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -243,3 +250,115 @@ def realtime_session(port: int, samples: np.ndarray, language: str, key: str | N
         return events, sent_at_first_delta
 
     return asyncio.run(session())
+
+
+def config(model_dir, tones, out, **overrides):
+    """A TrainConfig for the tiny model on the tones, small and fast, with overrides."""
+    options = dict(
+        train_file=[str(tones[0])],
+        validation_file=[str(tones[1])],
+        model_name_or_path=str(model_dir),
+        output_dir=str(out),
+        num_train_epochs=10,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        logging_steps=1,
+        save_steps=4,
+        lora_r=8,
+        lora_alpha=16,
+        report_to="tensorboard",
+        dataloader_num_workers=0,
+        target_modules="all",
+        pack_rows=1,
+    )
+    return TrainConfig(**{**options, **overrides})
+
+
+def run_cli(*args, **popen):
+    """whisper_lora_finetune.py with args in a new process, stdout and stderr together in its stdout."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "whisper_lora_finetune.py"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **popen,
+    )
+
+
+def cli_args(model_dir, tones, out, epochs=20):
+    """Training flags for the tiny model on the tones, saving every 2 steps."""
+    return [
+        "--train_file",
+        tones[0],
+        "--model_name_or_path",
+        model_dir,
+        "--output_dir",
+        out,
+        "--num_train_epochs",
+        epochs,
+        "--per_device_train_batch_size",
+        2,
+        "--save_steps",
+        2,
+        "--logging_steps",
+        1,
+        "--report_to",
+        "none",
+        "--learning_rate",
+        1e-3,
+        "--pack_rows",
+        1,
+    ]
+
+
+def wait_for(condition, process, seconds=120):
+    """Wait until condition() holds, failing if the process ends or time runs out first."""
+    deadline = time.time() + seconds
+    while not condition():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, seconds: float = 120) -> bool:
+    """Whether the server at url said ready before the process ended or time ran out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if json.loads(response.read())["status"] == "ready":
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def srt_time(seconds: float) -> str:
+    """SubRip's HH:MM:SS,mmm."""
+    milliseconds = round(seconds * 1000)
+    return f"{milliseconds // 3_600_000:02d}:{milliseconds // 60_000 % 60:02d}:{milliseconds // 1000 % 60:02d},{milliseconds % 1000:03d}"  # noqa: E501
+
+
+def write_srt(path: Path, cues: list[Cue]) -> Path:
+    """An SRT file of the cues, with a BOM and CRLF line ends as Windows tools write it."""
+    blocks = [f"{c.number}\r\n{srt_time(c.start)} --> {srt_time(c.end)}\r\n{c.text}\r\n" for c in cues]
+    path.write_text("\ufeff" + "\r\n".join(blocks), encoding="utf-8")
+    return path
+
+
+def recording(folder: Path, seconds: float, seed: int = 0) -> tuple[Path, list[Cue]]:
+    """A recording of tones, one per cue (2-5 s, 0.3-2 s apart, each of its own pitch), and its cues."""
+    rng = np.random.default_rng(seed)
+    parts, cues, position = [], [], 0.0
+    while position < seconds - 7:
+        gap, length = rng.uniform(0.3, 2.0), rng.uniform(2.0, 5.0)
+        parts += [np.zeros((1, round(gap * 16000)), np.float32), sine(length, 16000, 150.0 + 37 * len(cues))]
+        start = position + gap
+        cues.append(Cue(len(cues) + 1, round(start, 3), round(start + length, 3), f"tone {len(cues) % 7}"))
+        position = start + length
+    parts.append(np.zeros((1, round((seconds - position) * 16000)), np.float32))
+    return write_audio(folder / "talk.wav", np.concatenate(parts, axis=1), 16000), cues

@@ -25,6 +25,14 @@ class AudioError(UserError):
         self.path, self.reason = str(path), reason
 
 
+class AudioTooLong(AudioError):
+    """Audio that decodes to more than the caller's limit; decoding stopped there, holding no more than it."""
+
+    def __init__(self, path: str | Path, limit_s: float):
+        super().__init__(path, f"longer than the {limit_s:g} s limit")
+        self.limit_s = limit_s
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise AudioError(path, "file not found")
@@ -60,28 +68,40 @@ def _declared_seconds(container, stream) -> float | None:
     return None
 
 
-def _decode_stream(container, stream, start: float, end: float | None, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Resampled samples from the first decoded frame at or before `start`, and that frame's time."""
+def _decode_stream(
+    container, stream, start: float, end: float | None, sample_rate: int, max_seconds: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Resampled samples from the first decoded frame at or before `start`, and that frame's time; AudioTooLong as
+    soon as more than max_seconds past `start` have been decoded."""
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     if start > 0:
         container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
     pieces: list[np.ndarray] = []
-    first_time = None
+    first_time, held = None, 0
     for frame in container.decode(stream):
         if first_time is None:
             first_time = float(frame.time) if frame.time is not None else 0.0
         if end is not None and frame.time is not None and frame.time > end:
             break
-        pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        for out in resampler.resample(frame):
+            pieces.append(out.to_ndarray().reshape(-1))
+            held += len(pieces[-1])
+        if max_seconds is not None and held > (start + max_seconds) * sample_rate:
+            raise AudioTooLong(container.name, max_seconds)
     pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return samples.astype(np.float32, copy=False), first_time or 0.0
 
 
 def decode_audio(
-    path: str | Path, start: float | None = None, end: float | None = None, sample_rate: int = SAMPLE_RATE
+    path: str | Path,
+    start: float | None = None,
+    end: float | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
-    """Decode a file (any container PyAV reads) to mono float32 at `sample_rate`, optionally only [start, end) s."""
+    """Decode a file (any container PyAV reads) to mono float32 at `sample_rate`, optionally only [start, end) s;
+    AudioTooLong, while decoding, for audio past max_seconds."""
     path = Path(path)
     _check_file(path)
     start = start or 0.0
@@ -91,7 +111,7 @@ def decode_audio(
             if not container.streams.audio:
                 raise AudioError(path, "no audio stream in the file")
             stream = container.streams.audio[0]
-            samples, first_time = _decode_stream(container, stream, start, end, sample_rate)
+            samples, first_time = _decode_stream(container, stream, start, end, sample_rate, max_seconds)
             declared = _declared_seconds(container, stream)
     except av.error.FFmpegError as error:
         raise AudioError(path, f"cannot decode as audio ({error.strerror or error})") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from whisper_lora.cli.common import positive_int, runtime
+from whisper_lora.cli.common import non_negative_int, positive_float, positive_int, runtime
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.records import Runtime
 
@@ -26,14 +26,15 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     settings = ServeSettings(
         runtime(args),
-        args.max_upload_mb,
-        args.api_key,
-        args.workers,
-        args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+        api_key=args.api_key,
+        workers=args.workers,
+        max_queue=args.max_queue,
         models=named_models(args.model or []),
         preload=args.preload,
         max_loaded=args.max_loaded,
         max_streams=args.max_streams,
+        max_audio_s=args.max_audio_s,
     )
     serve(settings, args.host, args.port)
     return 0
@@ -73,11 +74,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max_upload_mb", type=float, default=25.0, help="larger uploads get 413 (default: 25)")
+    parser.add_argument(
+        "--max_upload_mb", type=positive_float, default=25.0, help="larger uploads get 413 (default: 25)"
+    )
+    parser.add_argument(
+        "--max_audio_s",
+        type=positive_float,
+        default=3600.0,
+        help="longer decoded audio gets 413, refused while decoding (default: 3600, one hour)",
+    )
     parser.add_argument(
         "--api_key", default=None, help="require 'Authorization: Bearer KEY' (or set WHISPER_LORA_API_KEY)"
     )
     parser.add_argument("--workers", type=positive_int, default=1, help="transcriptions at once (default: 1)")
     parser.add_argument(
-        "--max_queue", type=int, default=8, help="requests waiting beyond the workers before 503 (default: 8)"
+        "--max_queue",
+        type=non_negative_int,
+        default=8,
+        help="requests waiting beyond the workers before 503 (default: 8)",
     )

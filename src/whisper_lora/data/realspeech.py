@@ -16,6 +16,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_json_atomic
@@ -62,6 +64,12 @@ def fetch(language: str, root: Path | None = None) -> Path:
     tree = root / "tree" / language
     if (tree / ".complete").is_file():
         return tree
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / f"{language}.lock"):  # another process may be unpacking the same language
+        return tree if (tree / ".complete").is_file() else _unpack(language, root, tree)
+
+
+def _unpack(language: str, root: Path, tree: Path) -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         raise UserError("real speech needs Debian's apt-get and dpkg-deb to download asterisk-core-sounds packages")
     debs = root / "debs"

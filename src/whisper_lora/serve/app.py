@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from whisper_lora.audio.decode import AudioError
+from whisper_lora.audio.decode import AudioError, AudioTooLong
 from whisper_lora.core.errors import UserError
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.serve import live, routes
@@ -145,6 +145,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, error: RequestValidationError):
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in error.errors())
         return JSONResponse(error_body(problems), status_code=400)
+
+    @app.exception_handler(AudioTooLong)
+    async def too_long(request: Request, error: AudioTooLong):
+        message = f"the audio is longer than this server's {error.limit_s:g} s limit (--max_audio_s)"
+        return JSONResponse(error_body(message, param="file", code="audio_too_long"), 413)
 
     @app.exception_handler(AudioError)
     async def undecodable(request: Request, error: AudioError):

@@ -82,22 +82,25 @@ def render(transcript: Transcript, response_format: str, task: str, granularitie
     return JSONResponse(body)
 
 
-def read_upload(upload):
-    """The upload's audio: copied to a private temporary folder, decoded there, and the folder removed whatever happens."""
+def read_upload(upload, max_seconds: float | None = None):
+    """The upload's audio: copied to a private temporary folder, decoded there (AudioTooLong past max_seconds), and
+    the folder removed whatever happens."""
     folder = tempfile.mkdtemp(prefix="whisper-lora-upload-")
     try:
         path = Path(folder) / "upload"  # never the client's file name
         with open(path, "wb") as handle:
             shutil.copyfileobj(upload, handle)
-        return decode_audio(path)
+        return decode_audio(path, max_seconds=max_seconds)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def transcribe_upload(transcriber: Transcriber, upload, options: TranscribeOptions) -> Transcript:
+def transcribe_upload(
+    transcriber: Transcriber, upload, options: TranscribeOptions, max_seconds: float | None = None
+) -> Transcript:
     """The upload's transcript; the options are checked before any decoding."""
     transcriber.check(options)
-    return transcriber.clips([Clip("upload", read_upload(upload))], options)[0]
+    return transcriber.clips([Clip("upload", read_upload(upload, max_seconds))], options)[0]
 
 
 def sse(event: dict) -> str:
@@ -183,7 +186,8 @@ async def page():
 async def answer(state: ServerState, file: UploadFile, model, options, response_format: str, granularities: list):
     """The whole transcript of the upload, rendered in response_format."""
     name = state.models.name(model)
-    transcript = await state.run(lambda: transcribe_upload(state.models.get(name), file.file, options))
+    limit = state.settings.max_audio_s
+    transcript = await state.run(lambda: transcribe_upload(state.models.get(name), file.file, options, limit))
     return render(transcript, response_format, options.task, granularities)
 
 
@@ -191,7 +195,7 @@ async def stream_text(state: ServerState, file: UploadFile, model, options: Tran
     """The transcript as Server-Sent Events, one per decoded segment; a bad file is refused before the stream."""
     transcriber = await state.run(state.models.get, state.models.name(model))
     transcriber.check(options)
-    samples = await state.run(read_upload, file.file)
+    samples = await state.run(read_upload, file.file, state.settings.max_audio_s)
     loop, stop = asyncio.get_running_loop(), threading.Event()
     queue: asyncio.Queue = asyncio.Queue()
 

@@ -39,6 +39,7 @@ class ServeSettings:
     preload: bool = False  # load every model at start instead of on its first request
     max_loaded: int | None = None  # most models in memory at once; the least recently used goes first
     max_streams: int = 1  # live /v1/realtime sessions at once; more are refused, so the others keep up
+    max_audio_s: float = 3600.0  # decoded audio per request; a small compressed upload can hold hours
 
     def served(self) -> dict[str, str | None]:
         """Every model served, by the name a request's model field gives, the default first."""

@@ -10,7 +10,7 @@ import pytest
 from helpers import sine, write_audio
 from whisper_lora.cli.main import COMMANDS, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

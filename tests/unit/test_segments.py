@@ -3,40 +3,13 @@
 import json
 import re
 from itertools import pairwise
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from helpers import sine, write_audio
+from helpers import recording, sine, write_audio, write_srt
 from whisper_lora.cli.main import main
 from whisper_lora.data.manifests import DataError, check_manifests, format_report, usable_rows
 from whisper_lora.data.segments import Cue, SubtitleError, plan_windows, read_subtitles, sentence_cues
-
-
-def srt_time(seconds: float) -> str:
-    milliseconds = round(seconds * 1000)
-    return f"{milliseconds // 3_600_000:02d}:{milliseconds // 60_000 % 60:02d}:{milliseconds // 1000 % 60:02d},{milliseconds % 1000:03d}"  # noqa: E501
-
-
-def write_srt(path: Path, cues: list[Cue]) -> Path:
-    blocks = [f"{c.number}\r\n{srt_time(c.start)} --> {srt_time(c.end)}\r\n{c.text}\r\n" for c in cues]
-    path.write_text("\ufeff" + "\r\n".join(blocks), encoding="utf-8")
-    return path
-
-
-def recording(folder: Path, seconds: float, seed: int = 0) -> tuple[Path, list[Cue]]:
-    """A recording of tones, one per cue (2-5 s, 0.3-2 s apart, each of its own pitch), and its cues."""
-    rng = np.random.default_rng(seed)
-    parts, cues, position = [], [], 0.0
-    while position < seconds - 7:
-        gap, length = rng.uniform(0.3, 2.0), rng.uniform(2.0, 5.0)
-        parts += [np.zeros((1, round(gap * 16000)), np.float32), sine(length, 16000, 150.0 + 37 * len(cues))]
-        start = position + gap
-        cues.append(Cue(len(cues) + 1, round(start, 3), round(start + length, 3), f"tone {len(cues) % 7}"))
-        position = start + length
-    parts.append(np.zeros((1, round((seconds - position) * 16000)), np.float32))
-    return write_audio(folder / "talk.wav", np.concatenate(parts, axis=1), 16000), cues
 
 
 def test_windows_hold_whole_consecutive_cues_timed_from_their_own_start():
@@ -181,39 +154,3 @@ def test_a_window_decodes_only_its_span_and_labels_each_segment_between_timestam
         if t >= 0
     ]
     assert tokenizer.decode(plain, skip_special_tokens=True) == " " + row.text
-
-
-def test_a_ten_minute_recording_with_subtitles_trains_end_to_end_on_cached_stems(short_model_dir, tmp_path, capsys):
-    from whisper_lora.train.trainer import TrainConfig, train
-
-    audio, cues = recording(tmp_path, 600.0)
-    write_srt(tmp_path / "talk.srt", cues)
-    (tmp_path / "train.json").write_text(json.dumps([{"audio_path": "talk.wav", "subtitles": "talk.srt"}]))
-    config = TrainConfig(
-        train_file=[str(tmp_path / "train.json")],
-        model_name_or_path=str(short_model_dir),
-        output_dir=str(tmp_path / "out"),
-        language="en",
-        num_train_epochs=6,
-        learning_rate=1e-2,
-        target_modules="all",
-        per_device_train_batch_size=4,
-        pack_rows=1,
-        warmup_steps=0,
-        logging_steps=1,
-        save_steps=1000,
-        report_to="none",
-        dataloader_num_workers=0,
-        encoder_layers=1,
-    )
-    metrics = train(config)
-    printed = capsys.readouterr().out
-    windows = len(check_manifests([tmp_path / "train.json"]).rows)
-    assert (
-        windows >= 20 and "train: 1 of 1 rows usable (0.1" in printed and f"planned into {windows} windows" in printed
-    )
-    assert metrics["global_step"] == 6 * -(-windows // 4)  # four windows a step, every epoch
-    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
-    losses = [entry["loss"] for entry in history if "loss" in entry]
-    steps = len(losses) // 6
-    assert np.mean(losses[-steps:]) < 0.65 * np.mean(losses[:steps])  # the last epoch against the first

@@ -3,6 +3,7 @@
 import threading
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from helpers import sine, write_audio
@@ -358,3 +359,31 @@ def test_ctranslate2_runs_as_many_decodings_at_once_as_serve_has_workers(tiny_mo
     settings = ServeSettings(Runtime(model_path=str(tiny_model_dir), backend="ct2"), workers=2)
     transcriber = ModelPool(settings).load(str(tiny_model_dir))
     assert transcriber.engine.model.model.num_workers == 2  # one worker would queue the second request behind the first
+
+
+@pytest.fixture(scope="module")
+def long_opus(tmp_path_factory):
+    """Two minutes of silence as Opus: a small upload that decodes to far more samples than bytes."""
+    silence = np.zeros((1, 120 * 16000), np.float32)
+    return write_audio(tmp_path_factory.mktemp("audio") / "long.ogg", silence, 16000).read_bytes()
+
+
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_audio_longer_than_the_limit_is_413_before_the_model_sees_it(long_opus, stream):
+    stand_in = StandIn()
+    with client_for(stand_in, max_audio_s=30) as client:
+        assert len(long_opus) < 200_000  # under the upload limit by far
+        response = post(client, {"stream": stream}, ("long.ogg", long_opus, "audio/ogg"))
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "audio_too_long" and "30 s limit (--max_audio_s)" in error["message"]
+    assert stand_in.calls == []
+
+
+def test_serve_refuses_limits_that_would_refuse_everything(capsys):
+    from whisper_lora.cli.main import main
+
+    for flag, value in (("--max_queue", "-1"), ("--max_audio_s", "0"), ("--max_upload_mb", "nan")):
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", flag, value])
+        assert exited.value.code == 2 and flag in capsys.readouterr().err

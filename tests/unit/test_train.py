@@ -1,17 +1,13 @@
 """Training on a tiny Whisper: loss falls, outputs, adapter reload, resume after SIGKILL, Ctrl-C, and DDP."""
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import config
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core import progress
 from whisper_lora.core.errors import UserError
@@ -20,29 +16,7 @@ from whisper_lora.infer.evaluate import load_test_rows, run_model
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.train.trainer import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def config(model_dir, tones, out, **overrides):
-    options = dict(
-        train_file=[str(tones[0])],
-        validation_file=[str(tones[1])],
-        model_name_or_path=str(model_dir),
-        output_dir=str(out),
-        num_train_epochs=10,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        warmup_steps=0,
-        logging_steps=1,
-        save_steps=4,
-        lora_r=8,
-        lora_alpha=16,
-        report_to="tensorboard",
-        dataloader_num_workers=0,
-        target_modules="all",
-        pack_rows=1,
-    )
-    return TrainConfig(**{**options, **overrides})
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones, tmp_path, capsys, monkeypatch):
@@ -98,84 +72,6 @@ def test_saved_adapter_reloads_to_the_same_outputs(short_model_dir, tones, tmp_p
         assert not torch.allclose(fresh(input_features=features, decoder_input_ids=prompt).logits, expected, atol=1e-4)
 
 
-def run_cli(*args, **popen):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "whisper_lora_finetune.py"), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        **popen,
-    )
-
-
-def cli_args(model_dir, tones, out, epochs=20):
-    return [
-        "--train_file",
-        tones[0],
-        "--model_name_or_path",
-        model_dir,
-        "--output_dir",
-        out,
-        "--num_train_epochs",
-        epochs,
-        "--per_device_train_batch_size",
-        2,
-        "--save_steps",
-        2,
-        "--logging_steps",
-        1,
-        "--report_to",
-        "none",
-        "--learning_rate",
-        1e-3,
-        "--pack_rows",
-        1,
-    ]
-
-
-def wait_for(condition, process, seconds=120):
-    deadline = time.time() + seconds
-    while not condition():
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
-
-
-def test_sigkill_then_resume_auto_goes_on_from_the_last_checkpoint(short_model_dir, tones, tmp_path):
-    out = tmp_path / "out"
-    process = run_cli(*cli_args(short_model_dir, tones, out, epochs=10))
-    wait_for((out / "checkpoint-4" / "trainer_state.json").is_file, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    complete = [int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.json")]
-    last = max(complete)  # a checkpoint the kill cut short has no trainer_state.json and must be skipped
-    resumed = run_cli(*cli_args(short_model_dir, tones, out, epochs=10), "--resume_from_checkpoint", "auto")
-    output, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, output
-    assert f"resuming from {out / f'checkpoint-{last}'}" in output
-    assert json.loads((out / "metrics.json").read_text())["global_step"] == 40  # 8 rows / 2 per step * 10 epochs
-    first_logged = min(
-        e["step"]
-        for e in json.loads((out / "checkpoint-40/trainer_state.json").read_text())["log_history"]
-        if "loss" in e
-    )
-    assert first_logged == 1  # the resumed state carries the earlier history, not a fresh start
-
-
-def test_ctrl_c_saves_a_resumable_checkpoint(short_model_dir, tones, tmp_path):
-    out = tmp_path / "out"
-    process = run_cli(*cli_args(short_model_dir, tones, out, epochs=200))
-    wait_for((out / "checkpoint-2").is_dir, process)
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
-    assert "Resume with --resume_from_checkpoint auto" in output
-    stopped = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
-    assert stopped >= 2 and (out / f"checkpoint-{stopped}" / "adapter_model.safetensors").is_file()
-
-
 def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch):
     from whisper_lora.cli.main import main
     from whisper_lora.train import trainer
@@ -185,27 +81,6 @@ def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(trainer, "load_whisper", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["train", "--train_file", str(manifest)]) == 2
     assert "no usable rows" in capsys.readouterr().err
-
-
-def test_two_process_ddp_on_gloo(short_model_dir, tones, tmp_path):
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29531",
-        str(ROOT / "whisper_lora_finetune.py"),
-        *map(str, cli_args(short_model_dir, tones, out, epochs=2)),
-    ]
-    result = subprocess.run(
-        command, check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and metrics["global_step"] == 4  # 8 rows / (2 per device * 2) * 2 epochs
 
 
 def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(

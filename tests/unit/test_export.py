@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 from faster_whisper import WhisperModel
-from test_train import config
 
+from helpers import config
 from whisper_lora.convert.ct2 import load_ct2_whisper
 from whisper_lora.convert.export import export_model
 from whisper_lora.convert.hf import load_whisper

@@ -8,7 +8,7 @@ import pytest
 
 from whisper_lora.cli.main import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import tables  # noqa: E402
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import tomllib
 from setuptools import build_meta
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def names(requirements):
@@ -39,3 +39,13 @@ def test_the_license_metadata_builds_with_the_setuptools_installed(tmp_path, mon
     assert "License-Expression: MIT" in metadata
     assert "License-File: LICENSE" in metadata
     assert (tmp_path / folder / "licenses" / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_the_wheel_carries_every_module_and_the_live_page(tmp_path, monkeypatch):
+    import zipfile
+
+    monkeypatch.chdir(ROOT)
+    wheel = tmp_path / build_meta.build_wheel(str(tmp_path))
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    sources = {str(p.relative_to(ROOT / "src")) for p in (ROOT / "src" / "whisper_lora").rglob("*.py")}
+    assert sources <= packed and "whisper_lora/serve/web/index.html" in packed

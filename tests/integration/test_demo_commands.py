@@ -1,19 +1,15 @@
 """Every command the demo prints at its end runs, as printed, with what ./setup_environment.sh installs."""
 
-import json
 import shlex
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from test_train import config
-
+from helpers import config, free_port, wait_until_ready
 from whisper_lora.demo.run import _next_steps
 from whisper_lora.train.trainer import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = "whisper_lora_env/bin/"
 
 
@@ -38,24 +34,13 @@ def test_each_printed_command_runs(short_model_dir, tones, tmp_path):
     for command in commands[:-1]:
         result = subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (command, result.stderr[-2000:])
-    serve = commands[-1]
-    assert serve[1] == "serve"
-    process = subprocess.Popen(serve, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve, port = commands[-1], free_port()  # as printed, on a free port instead of 8000
+    assert serve[1] == "serve" and "--port" not in serve
+    process = subprocess.Popen(
+        [*serve, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        assert wait_until_ready("http://127.0.0.1:8000/health", process), process.stdout.read()
+        assert wait_until_ready(f"http://127.0.0.1:{port}/health", process), process.stdout.read()
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, seconds: float = 120) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if json.loads(response.read())["status"] == "ready":
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return False

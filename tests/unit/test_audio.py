@@ -80,3 +80,13 @@ def test_bad_files_name_the_file_and_the_reason(tmp_path, make, reason):
     with pytest.raises(AudioError, match=reason) as caught:
         decode_audio(path)
     assert str(path) in str(caught.value)
+
+
+def test_decoding_stops_at_the_limit_instead_of_holding_the_whole_file(tmp_path):
+    from whisper_lora.audio.decode import AudioTooLong
+
+    path = write_audio(tmp_path / "long.ogg", sine(60.0, 16000), 16000)
+    assert len(decode_audio(path, max_seconds=61)) == pytest.approx(60 * 16000, abs=2000)
+    with pytest.raises(AudioTooLong, match="longer than the 10 s limit") as refused:
+        decode_audio(path, max_seconds=10)
+    assert refused.value.path == str(path) and refused.value.limit_s == 10

@@ -5,10 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from test_demo_commands import wait_until_ready
-from test_train import config
 
-from helpers import free_port
+from helpers import config, free_port, wait_until_ready
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.train.trainer import train
