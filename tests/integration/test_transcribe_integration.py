@@ -11,8 +11,9 @@ import pytest
 from helpers import espeak, have_espeak, run_inference
 from whisper_lora.audio.decode import decode_audio
 from whisper_lora.core.metrics import error_rate, normalize_text
-from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.core.records import Runtime, TranscribeOptions
 from whisper_lora.infer.backends.hf import transcribe_samples
+from whisper_lora.infer.file_jobs import run_key
 
 pytestmark = [
     pytest.mark.integration,
@@ -125,7 +126,8 @@ def test_seed_batch_command_resumes_and_reports_bad_files(speech, tmp_path):
         "duration": 1.0,
         "error": None,
     }
-    sidecar.write_text(json.dumps(earlier) + "\n")
+    key = run_key(Runtime(model_path="base"), TranscribeOptions(language="en"))
+    sidecar.write_text(json.dumps({"run": key}) + "\n" + json.dumps(earlier) + "\n")
     result = run_inference("--model_path", "base", "--audio_list", listing, "--output_file", output, "--language", "en")
     assert result.returncode == 1 and "1 of 3 files failed" in result.stderr
     records = json.loads(output.read_text())

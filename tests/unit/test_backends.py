@@ -6,8 +6,8 @@ import pytest
 
 from helpers import run_inference, sine, write_audio
 from whisper_lora.core.budget import max_new_tokens
-from whisper_lora.core.records import TranscribeOptions, Transcript, join_segments
-from whisper_lora.infer.file_jobs import transcribe_many
+from whisper_lora.core.records import Runtime, TranscribeOptions, Transcript, join_segments
+from whisper_lora.infer.file_jobs import run_key, transcribe_many
 from whisper_lora.infer.transcriber import Transcriber
 
 SECONDS = (0.7, 1.5, 3.0)
@@ -105,23 +105,20 @@ def test_the_batch_command_resumes_from_its_sidecar(tiny_ct2_dir, tone_paths, tm
         "error": None,
     }
     sidecar = tmp_path / "results.json.partial.jsonl"
-    sidecar.write_text(json.dumps(earlier) + "\n")
-    result = run_inference(
-        "--model_path",
-        tiny_ct2_dir,
-        "--audio_list",
-        listing,
-        "--output_file",
-        output,
-        "--language",
-        "en",
-        "--temperature",
-        "0",
-    )
+    flags = ["--model_path", tiny_ct2_dir, "--audio_list", listing, "--output_file", output, "--temperature", "0"]
+    key = run_key(Runtime(model_path=str(tiny_ct2_dir)), TranscribeOptions(language="en", temperature=[0.0]))
+    sidecar.write_text(json.dumps({"run": key}) + "\n" + json.dumps(earlier) + "\n")
+    result = run_inference(*flags, "--language", "en")
     assert result.returncode == 0, result.stderr
     records = json.loads(output.read_text())
     assert [r["path"] for r in records] == tone_paths[:3] and records[0]["text"] == "from an earlier run"
     assert all(r["error"] is None and r["duration"] > 1 for r in records[1:]) and not sidecar.exists()
+    sidecar.write_text(json.dumps({"run": key}) + "\n" + json.dumps(earlier) + "\n")  # another language now
+    result = run_inference(*flags, "--language", "de")
+    assert result.returncode == 0 and "holds results of another model or other options" in result.stderr
+    assert "from an earlier run" not in output.read_text()
+    kept = list(tmp_path.glob("results.json.partial.*.jsonl"))
+    assert len(kept) == 1 and "from an earlier run" in kept[0].read_text()
 
 
 def test_text_past_the_audio_is_dropped_and_times_are_clamped_to_its_end():

@@ -11,7 +11,7 @@ from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_text_atomic
 from whisper_lora.core.records import Runtime, TranscribeOptions
 from whisper_lora.infer import writers
-from whisper_lora.infer.file_jobs import read_audio_list, transcribe_many
+from whisper_lora.infer.file_jobs import read_audio_list, run_key, transcribe_many
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.infer.writers import get_writer
 
@@ -35,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
     timestamps = options.return_timestamps or options.word_timestamps
     show = None if args.output_file else (lambda t: _print_transcript(t, timestamps))
     transcripts = transcribe_many(
-        lambda batch: transcriber.files(batch, options), paths, sidecar, on_result=show, batch_size=args.batch_size
+        lambda batch: transcriber.files(batch, options),
+        paths,
+        sidecar,
+        on_result=show,
+        batch_size=args.batch_size,
+        key=run_key(runtime(args), options),
     )
     if sidecar is not None:  # there is one exactly when there is an --output_file
         _write_outputs(args, transcripts)
