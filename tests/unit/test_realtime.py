@@ -92,6 +92,19 @@ def test_the_next_turn_gets_a_new_item_that_names_the_previous_one():
             {"type": "session.update", "session": {"input_audio_transcription": {"language": "xx"}}},
             "not a Whisper language",
         ),
+        ({"type": "session.update", "session": {"input_audio_transcription": {"language": 5}}}, "must be a string"),
+        ({"type": "session.update", "session": {"input_audio_transcription": "x"}}, "must be an object"),
+        ({"type": "session.update", "session": {"audio": {"input": "x"}}}, "session.audio.input must be an object"),
+        ({"type": "session.update", "session": {"audio": {"input": {"format": "pcm"}}}}, "format must be an object"),
+        (
+            {"type": "session.update", "session": {"turn_detection": {"silence_duration_ms": "x"}}},
+            "silence_duration_ms must be a number",
+        ),
+        ({"type": "session.update", "session": {"turn_detection": {"threshold": None}}}, "threshold must be a number"),
+        (
+            {"type": "session.update", "session": {"input_audio_sample_rate": True, "input_audio_format": "pcm16"}},
+            "16000",
+        ),
     ],
 )
 def test_bad_events_get_an_error_event_and_the_session_goes_on(message, words):
@@ -166,3 +179,39 @@ def test_a_turn_ends_halfway_into_the_first_pause_long_enough():
     assert turn_cut(spans[:2], 2400 * ms, silence_ms=600) is None  # still only 400 ms quiet at the end
     assert turn_cut(spans[:2], 2700 * ms, silence_ms=600) == 2300 * ms
     assert turn_cut([], 4000 * ms, silence_ms=600) is None
+
+
+def test_cleared_audio_and_its_words_never_reach_the_completed_transcript():
+    words = script(30.0)
+    with client_for(ScriptedModel(words)) as client, client.websocket_connect("/v1/realtime") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "session.update", "session": PCM16})
+        ws.receive_json()
+        send_audio(ws, 6.0)
+        until(ws, "conversation.item.input_audio_transcription.delta")  # words of the first audio were committed
+        ws.send_json({"type": "input_audio_buffer.clear"})
+        until(ws, "input_audio_buffer.cleared")
+        later = clock_audio(22.3)[20 * 16000 :]  # audio from 20 s to the pause after the sixth sentence
+        for first in range(0, len(later), 8000):
+            ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(later[first : first + 8000])})
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        completed = until(ws, "conversation.item.input_audio_transcription.completed")[-1]
+    assert completed["transcript"] == join_words(w for w in words if w.start >= 20 and w.end <= 22.3)
+
+
+def test_a_page_from_another_origin_cannot_open_the_socket_without_a_key():
+    def opening(origin: str, **settings) -> str:
+        """'open', or the reason the server closed the socket."""
+        with client_for(**settings) as client:
+            try:
+                with client.websocket_connect("/v1/realtime", headers={"Origin": origin}) as ws:
+                    assert ws.receive_json()["type"] == "session.created"
+                    return "open"
+            except WebSocketDisconnect as closed:
+                assert closed.code == 1008
+                return closed.reason
+
+    assert opening("http://testserver") == "open"  # the server's own page
+    assert "refused (serve --allow_origin https://elsewhere.example" in opening("https://elsewhere.example")
+    assert opening("https://elsewhere.example", allowed_origins=("https://elsewhere.example",)) == "open"
+    assert opening("https://elsewhere.example", api_key="k") == "missing or wrong API key"  # the key guards it

@@ -123,7 +123,10 @@ def test_api_key():
         assert client.get("/v1/models").status_code == 401
         assert post(client, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
-        assert client.get("/health").status_code == 200  # probes need no key
+        probe = client.get("/health")  # probes need no key, and learn no paths or failure details without it
+        assert probe.status_code == 200 and probe.json() == {"status": "ready"}
+        detailed = client.get("/health", headers={"Authorization": "Bearer secret"}).json()
+        assert detailed["model"] == "base" and detailed["models"] == {"base": "loaded"}
 
 
 def test_oversize_upload_is_413_by_its_declared_length(wav):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import threading
@@ -23,6 +22,7 @@ from whisper_lora.serve.state import (
     ServerState,
     ServeSettings,
     UnknownModel,
+    authorized,
     error_body,
 )
 
@@ -55,8 +55,7 @@ class Admission:
             self.gate["pending"] -= 1
 
     def _refusal(self, scope, headers: dict) -> tuple | None:
-        key = self.settings.api_key
-        if key and not hmac.compare_digest(headers.get("authorization", "").encode(), f"Bearer {key}".encode()):
+        if not authorized(self.settings, headers.get("authorization", "")):
             return 401, error_body("missing or wrong API key (send Authorization: Bearer KEY)", "authentication_error")
         if scope["method"] != "POST":
             return None

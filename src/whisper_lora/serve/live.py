@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -12,7 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.serve.realtime import RealtimeSession, SessionConfig, dump
-from whisper_lora.serve.state import ServerState, error_body, failure
+from whisper_lora.serve.state import ServerState, ServeSettings, error_body, failure
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ router = APIRouter()
 async def realtime(websocket: WebSocket, model: str | None = None):
     state: ServerState = websocket.app.state.server
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    origin = websocket.headers.get("origin")
+    if not _origin_ok(origin, websocket.headers.get("host", ""), state.settings):
+        reason = f"cross-origin socket from {origin} refused (serve --allow_origin {origin} allows it)"
+        await websocket.close(code=1008, reason=reason)
+        return
     if not _realtime_key_ok(state.settings.api_key, websocket.headers.get("authorization", ""), offered):
         await websocket.close(code=1008, reason="missing or wrong API key")
         return
@@ -100,6 +106,16 @@ def _realtime_key_ok(key: str | None, authorization: str, offered: list[str]) ->
         if p.startswith("openai-insecure-api-key.")
     ]
     return any(hmac.compare_digest(value.encode(), f"Bearer {key}".encode()) for value in sent)
+
+
+def _origin_ok(origin: str | None, host: str, settings: ServeSettings) -> bool:
+    """Whether a browser page from origin may open the socket: its own page, an allowed one, or any with a key set.
+
+    Clients other than browsers send no Origin; without a key, a page elsewhere could otherwise use the server.
+    """
+    if origin is None or settings.api_key or origin in settings.allowed_origins:
+        return True
+    return urlsplit(origin).netloc == host
 
 
 def _subprotocol(offered: list[str]) -> str | None:

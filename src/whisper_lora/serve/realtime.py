@@ -55,15 +55,34 @@ class SessionConfig:
         }
 
 
+def _object(value: Any, name: str) -> dict:
+    """value as a JSON object ({} for null or absent); UserError naming the field otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{name} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise UserError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+    return value
+
+
 def updated_config(config: SessionConfig, session: Any) -> SessionConfig:
     """config with a session.update's fields, in the Realtime beta shape or the GA one (session.audio.input)."""
     if not isinstance(session, dict):
         raise UserError("session.update needs a 'session' object")
-    audio = session.get("audio", {}).get("input", {}) if isinstance(session.get("audio"), dict) else {}
-    transcription = audio.get("transcription") or session.get("input_audio_transcription") or {}
+    audio = _object(_object(session.get("audio"), "session.audio").get("input"), "session.audio.input")
+    transcription = _object(
+        audio.get("transcription") or session.get("input_audio_transcription"), "input_audio_transcription"
+    )
     fields: dict[str, Any] = {}
     for key in ("model", "language", "prompt"):
         if key in transcription:
+            if transcription[key] is not None and not isinstance(transcription[key], str):
+                raise UserError(f"input_audio_transcription.{key} must be a string or null")
             fields[key] = transcription[key] or None
     if fields.get("language") and normalize_language(fields["language"]) is None:
         raise UserError(f"language {fields['language']!r} is not a Whisper language (use a code such as zh or en)")
@@ -76,6 +95,8 @@ def updated_config(config: SessionConfig, session: Any) -> SessionConfig:
 
 def _format_fields(session: dict, audio: dict) -> dict:
     found = audio.get("format")
+    if found is not None and not isinstance(found, dict):
+        raise UserError("session.audio.input.format must be an object such as {'type': 'audio/pcm', 'rate': 24000}")
     if isinstance(found, dict):  # GA: {"type": "audio/pcm", "rate": 24000}
         kind, rate = found.get("type"), found.get("rate", 24000)
     else:
@@ -84,7 +105,7 @@ def _format_fields(session: dict, audio: dict) -> dict:
         return {}
     if kind not in ("pcm16", "audio/pcm"):
         raise UserError(f"input_audio_format {kind!r} is not supported: send pcm16 (16-bit mono PCM)")
-    if rate not in RATES:
+    if isinstance(rate, bool) or rate not in RATES:
         raise UserError(f"the PCM16 sample rate must be 16000 or 24000, not {rate!r}")
     return {"rate": rate}
 
@@ -98,9 +119,9 @@ def _turn_fields(turns: Any) -> dict:
         )
     fields: dict[str, Any] = {"server_vad": True}
     if "silence_duration_ms" in turns:
-        fields["silence_ms"] = int(turns["silence_duration_ms"])
+        fields["silence_ms"] = int(_number(turns["silence_duration_ms"], "silence_duration_ms", 100, 10_000))
     if "threshold" in turns:
-        fields["threshold"] = float(turns["threshold"])
+        fields["threshold"] = float(_number(turns["threshold"], "threshold", 0.0, 1.0))
     return fields
 
 
@@ -207,7 +228,7 @@ class RealtimeSession:
                 self.commit_requested = True
                 self.wake.set()
             elif kind == "input_audio_buffer.clear":
-                self.incoming, self.live = [], None
+                self._clear_turn()
                 await self.send("input_audio_buffer.cleared")
             else:
                 await self.error(f"unknown event type {kind!r}", event_id=event_id)
@@ -262,6 +283,12 @@ class RealtimeSession:
                 if await self._step():
                     await self._end_turn(at_commit=False)
 
+    def _clear_turn(self) -> None:
+        """Forget the turn's audio and the words it committed; the session's clock moves past the audio dropped."""
+        self.turn_start += (self.live.seconds if self.live else 0.0) + self._waiting_seconds()
+        self.incoming, self.live, self.turn_words = [], None, []
+        self.turn_tail, self.turn_seconds, self.heard_speech = np.zeros(0, np.float32), 0.0, False
+
     def _waiting_seconds(self) -> float:
         return sum(len(chunk) for chunk in self.incoming) / SAMPLE_RATE
 
@@ -281,7 +308,9 @@ class RealtimeSession:
                 return False
         else:
             live.feed(samples)
-        await self._send_update(await self.run(live.step))
+        update = await self.run(live.step)
+        if self.live is live:  # not cleared while it decoded
+            await self._send_update(update)
         return False
 
     async def _listen(self, samples: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -325,6 +354,8 @@ class RealtimeSession:
         live = self.live
         live.feed(samples)
         rest = await self.run(live.finish)
+        if self.live is not live:  # cleared while it decoded: the turn is gone
+            return
         await self._send_update(Update(rest, []))
         await self.send("input_audio_buffer.committed", item_id=self.item, previous_item_id=self.previous_item)
         await self.send(

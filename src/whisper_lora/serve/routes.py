@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, UploadFile
+from fastapi import APIRouter, Depends, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from whisper_lora.audio.decode import decode_audio
@@ -22,7 +22,7 @@ from whisper_lora.core.languages import NAMES, traits
 from whisper_lora.core.records import FALLBACK_TEMPERATURES, Segment, TranscribeOptions, Transcript, join_segments
 from whisper_lora.infer.transcriber import Clip, Transcriber
 from whisper_lora.infer.writers import get_writer
-from whisper_lora.serve.state import ServerState, error_body, failure, server_state
+from whisper_lora.serve.state import ServerState, authorized, error_body, failure, server_state
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +123,14 @@ def text_events(transcriber: Transcriber, samples, options: TranscribeOptions, s
 
 
 @router.get("/health")
-async def health(state: ServerState = Depends(server_state)):
-    body = {"model": state.settings.model_id, "models": state.models.status()}
-    if state.gate["ready"]:
-        return {"status": "ready", **body, "pending": state.gate["pending"]}
-    status = "failed: " + state.gate["error"] if state.gate["error"] else "loading"
+async def health(request: Request, state: ServerState = Depends(server_state)):
+    """Ready, loading or failed for any probe; the models, their paths and failures only with the key, if one is set."""
+    gate, detailed = state.gate, authorized(state.settings, request.headers.get("authorization", ""))
+    body = {"model": state.settings.model_id, "models": state.models.status()} if detailed else {}
+    if gate["ready"]:
+        return {"status": "ready", **body, **({"pending": gate["pending"]} if detailed else {})}
+    failed = f"failed: {gate['error']}" if detailed else "failed"
+    status = failed if gate["error"] else "loading"
     return JSONResponse({"status": status, **body}, status_code=503)
 
 

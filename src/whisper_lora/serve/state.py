@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ class ServeSettings:
     max_loaded: int | None = None  # most models in memory at once; the least recently used goes first
     max_streams: int = 1  # live /v1/realtime sessions at once; more are refused, so the others keep up
     max_audio_s: float = 3600.0  # decoded audio per request; a small compressed upload can hold hours
+    allowed_origins: tuple[str, ...] = ()  # pages elsewhere that may open /v1/realtime when no key is set
 
     def served(self) -> dict[str, str | None]:
         """Every model served, by the name a request's model field gives, the default first."""
@@ -185,6 +187,12 @@ class ServerState:
     async def run(self, work: Callable, *args):
         """work(*args) on a worker thread, awaited."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+
+
+def authorized(settings: ServeSettings, authorization: str) -> bool:
+    """Whether an Authorization header carries the API key (always, when none is set), compared in constant time."""
+    key = settings.api_key
+    return not key or hmac.compare_digest(authorization.encode(), f"Bearer {key}".encode())
 
 
 def server_state(request: Request) -> ServerState:
