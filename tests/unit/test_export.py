@@ -1,5 +1,6 @@
 """Export: a trained adapter merged into a transformers folder and converted to CTranslate2."""
 
+import os
 import re
 
 import pytest
@@ -67,6 +68,20 @@ def test_ct2_backend_exports_an_adapter_once_and_says_so_on_stderr(adapter, monk
     assert re.search(r"exported in \d+ s", captured.err)  # the step's time, so a slow first start is explained
     monkeypatch.setattr(export, "export_model", lambda *a, **k: pytest.fail("exported twice"))
     assert fast.ct2_folder(str(adapter)) == folder
+
+
+def test_an_adapter_restored_with_older_times_is_exported_again(adapter, monkeypatch):
+    from whisper_lora.infer.backends import ct2 as fast
+
+    folder = fast.ct2_folder(str(adapter))
+    weights = adapter / "adapter_model.safetensors"
+    changed = bytearray(weights.read_bytes())
+    changed[-1] ^= 1  # other weights, as `cp -p` of another adapter would bring, dated before the export
+    weights.write_bytes(bytes(changed))
+    os.utime(weights, (1_000_000_000, 1_000_000_000))
+    exported, real = [], fast._export
+    monkeypatch.setattr(fast, "_export", lambda location, target: exported.append(target) or real(location, target))
+    assert fast.ct2_folder(str(adapter)) == folder and exported == [folder] and (folder / "model.bin").is_file()
 
 
 def test_parity_decodes_both_exports_through_the_transcriber(adapter, tones, tmp_path, monkeypatch):

@@ -44,6 +44,17 @@ def test_an_empty_folder_is_replaced_and_one_published_first_is_kept(tmp_path):
     assert os.listdir(final) == ["theirs"] and sorted(os.listdir(tmp_path)) == ["empty", "shared"]
 
 
+def test_a_build_that_fails_is_reported_even_when_the_folder_exists_already(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "stale.bin").write_text("old")
+
+    def disk_full(tmp):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        publish_folder(tmp_path / "model", disk_full)
+
+
 def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path):
     target = write_text_atomic(tmp_path / "curves.png", "old")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -49,17 +51,35 @@ def publish_folder(final: str | Path, build: Callable[[Path], Path]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        ready = build(tmp)
+        ready = build(tmp)  # its errors always reach the caller
         os.chmod(ready, 0o777 & ~UMASK)  # mkdtemp's folder is private
         if final.is_dir() and not any(final.iterdir()):
             final.rmdir()
-        os.rename(ready, final)
-    except OSError:
-        if not (final.is_dir() and any(final.iterdir())):
-            raise
+        try:
+            os.rename(ready, final)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
+                raise
+            # another process published the same folder first: keep theirs
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def fingerprint(paths: list[Path], hashed_up_to: int = 64 * 2**20) -> dict[str, str]:
+    """What each file holds: its SHA-256 up to hashed_up_to bytes, its size and modification time above."""
+    found = {}
+    for path in sorted(paths):
+        stat = path.stat()
+        if stat.st_size <= hashed_up_to:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(2**20):
+                    digest.update(block)
+            found[path.name] = digest.hexdigest()
+        else:
+            found[path.name] = f"{stat.st_size} bytes, modified {stat.st_mtime_ns}"
+    return found
 
 
 def decode_utf8(raw: bytes, path: Path, error_class: type[UserError]) -> str:

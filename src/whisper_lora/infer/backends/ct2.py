@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -14,16 +15,21 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
+from filelock import FileLock
 
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.files import fingerprint, write_json_atomic
 from whisper_lora.core.models import cache_root, embedded_ct2_dir, resolve_model
 from whisper_lora.core.records import Segment, TranscribeOptions, Transcript, Word, join_segments
 from whisper_lora.infer.backends.packing import clip_prompts, following_starts, plan_windows, read_clip, token_budget
 from whisper_lora.infer.coverage import falls_short
 
 log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")  # what an adapter's export is made from
+EXPORT_SOURCE = "export_source.json"  # in an export: the fingerprint of what it was made from
 
 
 def ct2_folder(model_path: str | None) -> Path | None:
@@ -40,21 +46,38 @@ def ct2_folder(model_path: str | None) -> Path | None:
         target = cache_root() / "exports" / key
     else:
         return None
-    stamp = Path(source.location) / ("adapter_model.safetensors" if source.kind == "adapter" else "config.json")
-    if not (target / "model.bin").is_file() or target.stat().st_mtime < stamp.stat().st_mtime:
-        if target.exists():
-            shutil.rmtree(target)
-        log.info(
-            "exporting %s to CTranslate2 once, into %s (about a minute for whisper-base on 2 cores)",
-            source.location,
-            target,
-        )
-        from whisper_lora.convert.export import export_model  # torch and transformers, for this one step
-
-        started = time.perf_counter()
-        export_model(source.location, target, fmt="ct2", quantization="float16")
-        log.info("exported in %.0f s; later starts reuse it", time.perf_counter() - started)
+    folder = Path(source.location)
+    files = [folder / name for name in ADAPTER_FILES] if source.kind == "adapter" else _model_files(folder)
+    wanted = {"source": str(folder.resolve()), "files": fingerprint([f for f in files if f.is_file()])}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):  # one export at a time; nobody removes a folder another has just published
+        if _export_source(target) != wanted:
+            _export(source.location, target)
+            write_json_atomic(target / EXPORT_SOURCE, wanted)
     return target
+
+
+def _model_files(folder: Path) -> list[Path]:
+    return [path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")]
+
+
+def _export_source(target: Path) -> dict | None:
+    """What the export in target was made from, or None when there is no complete export."""
+    try:
+        return json.loads((target / EXPORT_SOURCE).read_text()) if (target / "model.bin").is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _export(location: str, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    log.info("exporting %s to CTranslate2 once, into %s (about a minute for whisper-base on 2 cores)", location, target)
+    from whisper_lora.convert.export import export_model  # torch and transformers, for this one step
+
+    started = time.perf_counter()
+    export_model(location, target, fmt="ct2", quantization="float16")
+    log.info("exported in %.0f s; later starts reuse it", time.perf_counter() - started)
 
 
 def load_faster_whisper(model_path: str | None, device: str, compute_type: str | None, workers: int = 1):
