@@ -212,6 +212,6 @@ def test_a_page_from_another_origin_cannot_open_the_socket_without_a_key():
                 return closed.reason
 
     assert opening("http://testserver") == "open"  # the server's own page
-    assert "refused (serve --allow_origin https://elsewhere.example" in opening("https://elsewhere.example")
+    assert "refused (serve --allowed_origins https://elsewhere.example" in opening("https://elsewhere.example")
     assert opening("https://elsewhere.example", allowed_origins=("https://elsewhere.example",)) == "open"
     assert opening("https://elsewhere.example", api_key="k") == "missing or wrong API key"  # the key guards it

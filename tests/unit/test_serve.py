@@ -213,7 +213,8 @@ def test_a_model_that_fails_to_load_with_any_error_says_why(monkeypatch):
             threading.Event().wait(0.05)
         assert health.status_code == 503 and health.json()["status"] == "failed: RuntimeError: CUDA driver too old"
         response = post(client)
-        assert response.status_code == 503 and "failed to load: RuntimeError" in response.json()["error"]["message"]
+        message = response.json()["error"]["message"]  # the reason is for the log and key holders, not every client
+        assert response.status_code == 503 and "failed to load" in message and "CUDA" not in message
 
 
 def test_api_key_is_compared_in_constant_time(monkeypatch):
@@ -274,13 +275,14 @@ def test_models_load_on_their_first_request_and_at_most_max_loaded_stay(wav):
         assert client.get("/health").json()["models"] == {"./base": "not loaded", "a": "loaded", "b": "loaded"}
 
 
-def test_a_model_that_fails_to_load_gets_503_with_the_reason_and_the_others_still_serve(wav):
+def test_a_model_that_fails_to_load_gets_503_and_the_others_still_serve(wav, caplog):
     settings = ServeSettings(models={"good": "./good", "bad": "./bad"})
     with TestClient(create_app(settings, load=named([], failing="./bad"))) as client:
         ready(client)
         failed = post(client, {"model": "bad"}, ("a.wav", wav, "audio/wav"))
-        assert failed.status_code == 503 and "'bad' failed to load: RuntimeError: ./bad is broken" in failed.text
-        assert client.get("/health").json()["models"]["bad"] == "failed: RuntimeError: ./bad is broken"
+        assert failed.status_code == 503 and "'bad' failed to load" in failed.text and "broken" not in failed.text
+        assert client.get("/health").json()["models"]["bad"] == "failed: RuntimeError: ./bad is broken"  # no key set
+        assert "./bad is broken" in caplog.text  # the server log has the reason, with its traceback
         assert post(client, {"model": "good"}, ("a.wav", wav, "audio/wav")).json()["text"] == "from ./good"
 
 
@@ -344,7 +346,8 @@ def test_a_failure_mid_stream_is_an_error_event_after_the_text_already_sent(wav)
     with client_for(Streaming(fail=True)) as client:
         sent = events(post(client, {"stream": "true"}, file=("clip.wav", wav, "audio/wav")))
     assert sent[0]["delta"] == "Hello there."
-    assert sent[1]["type"] == "error" and "RuntimeError: the decoder fell over" in sent[1]["error"]["message"]
+    assert sent[1]["type"] == "error" and "the server log has the details" in sent[1]["error"]["message"]
+    assert "decoder fell over" not in str(sent)
     assert len(sent) == 2
 
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         max_loaded=args.max_loaded,
         max_streams=args.max_streams,
         max_audio_s=args.max_audio_s,
-        allowed_origins=tuple(args.allow_origin or ()),
+        allowed_origins=tuple(args.allowed_origins),
     )
     serve(settings, args.host, args.port)
     return 0
@@ -74,11 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="live /v1/realtime sessions at once; more are refused so the others keep up (default: 1, what 2 CPU cores keep near real time)",
     )
     parser.add_argument(
-        "--allow_origin",
-        action="append",
+        "--allowed_origins",
+        nargs="+",
+        default=[],
         metavar="URL",
-        help="a web page origin (such as https://app.example) that may open /v1/realtime without --api_key; "
-        "repeat it for several (default: the server's own page only)",
+        help="web page origins (such as https://app.example) that may open /v1/realtime without --api_key "
+        "(default: the server's own page only)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)

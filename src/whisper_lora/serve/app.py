@@ -65,7 +65,8 @@ class Admission:
         if length.isdigit() and int(length) > self.limit:
             return 413, self._too_large()
         if self.gate["error"]:
-            return 503, error_body(f"the model failed to load: {self.gate['error']}", "server_error"), None
+            reason = "the model failed to load; the server log (or /health with the key) says why"
+            return 503, error_body(reason, "server_error"), None
         if not self.gate["ready"]:
             return 503, error_body("the model is still loading", "server_error"), self.settings.retry_after_s
         if self.gate["pending"] >= self.settings.workers + self.settings.max_queue:

@@ -13,7 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.serve.realtime import RealtimeSession, SessionConfig, dump
-from whisper_lora.serve.state import ServerState, ServeSettings, error_body, failure
+from whisper_lora.serve.state import ServerState, ServeSettings, error_body, public_failure
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ async def realtime(websocket: WebSocket, model: str | None = None):
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     origin = websocket.headers.get("origin")
     if not _origin_ok(origin, websocket.headers.get("host", ""), state.settings):
-        reason = f"cross-origin socket from {origin} refused (serve --allow_origin {origin} allows it)"
+        reason = f"cross-origin socket from {origin} refused (serve --allowed_origins {origin} allows it)"
         await websocket.close(code=1008, reason=reason)
         return
     if not _realtime_key_ok(state.settings.api_key, websocket.headers.get("authorization", ""), offered):
@@ -90,7 +90,7 @@ async def _work(session, websocket) -> None:
     except Exception as error:  # a model that fails to load, an unknown model, a decoding failure
         log.exception("live session failed")
         try:
-            await session.error(failure(error), code="server_error")
+            await session.error(public_failure(error), code="server_error")
             await websocket.close(code=1011)
         except Exception:
             pass  # the client is gone already

@@ -22,7 +22,7 @@ from whisper_lora.core.languages import NAMES, traits
 from whisper_lora.core.records import FALLBACK_TEMPERATURES, Segment, TranscribeOptions, Transcript, join_segments
 from whisper_lora.infer.transcriber import Clip, Transcriber
 from whisper_lora.infer.writers import get_writer
-from whisper_lora.serve.state import ServerState, authorized, error_body, failure, server_state
+from whisper_lora.serve.state import ServerState, authorized, error_body, public_failure, server_state
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,9 @@ async def stream_text(state: ServerState, file: UploadFile, model, options: Tran
                 loop.call_soon_threadsafe(queue.put_nowait, event)
         except Exception as error:  # the status line is sent already: the error goes in the stream
             log.exception("streamed transcription failed")
-            loop.call_soon_threadsafe(queue.put_nowait, {"type": "error", **error_body(failure(error), "server_error")})
+            loop.call_soon_threadsafe(
+                queue.put_nowait, {"type": "error", **error_body(public_failure(error), "server_error")}
+            )
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 

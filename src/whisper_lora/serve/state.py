@@ -71,7 +71,13 @@ def rss_mb() -> float | None:
 
 
 def failure(error: Exception) -> str:
+    """The error as the server log and /health (to key holders) tell it."""
     return str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+
+
+def public_failure(error: Exception) -> str:
+    """The error as a client is told it: what the client can fix, else no more than that the log has it."""
+    return str(error) if isinstance(error, UserError) else "an internal error; the server log has the details"
 
 
 class ModelPool:
@@ -116,6 +122,7 @@ class ModelPool:
         try:
             transcriber = self.load(self.paths[name])
         except Exception as error:  # any failure must be reported, or requests would wait on it forever
+            log.exception("the model %s failed to load", name)
             self.errors[name] = failure(error)
             raise self._unavailable(name) from None
         after = rss_mb()
@@ -124,7 +131,7 @@ class ModelPool:
         return transcriber
 
     def _unavailable(self, name: str) -> ModelUnavailable:
-        return ModelUnavailable(f"the model {name!r} failed to load: {self.errors[name]}")
+        return ModelUnavailable(f"the model {name!r} failed to load; the server log (or /health with the key) says why")
 
     def add(self, name: str, transcriber: Transcriber) -> None:
         """Serve an already loaded model under name."""
