@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         max_audio_s=args.max_audio_s,
         allowed_origins=tuple(args.allowed_origins),
+        graceful_shutdown_s=args.graceful_shutdown_s,
     )
     serve(settings, args.host, args.port)
     return 0
@@ -80,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="web page origins (such as https://app.example) that may open /v1/realtime without --api_key "
         "(default: the server's own page only)",
+    )
+    parser.add_argument(
+        "--graceful_shutdown_s",
+        type=positive_float,
+        default=10.0,
+        help="after SIGTERM or Ctrl-C, how long running requests may finish before the server exits (default: 10)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)

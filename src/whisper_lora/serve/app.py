@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from whisper_lora.core.errors import UserError
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.serve import live, routes
 from whisper_lora.serve.state import (
+    WORKER_PREFIX,
     ModelUnavailable,
     ServerState,
     ServeSettings,
@@ -25,6 +28,8 @@ from whisper_lora.serve.state import (
     authorized,
     error_body,
 )
+
+log = logging.getLogger(__name__)
 
 API_KEY_VARIABLE = "WHISPER_LORA_API_KEY"
 
@@ -130,6 +135,8 @@ def create_app(
         threading.Thread(target=state.load_models, daemon=True).start()
         yield
         state.pool.shutdown(wait=False, cancel_futures=True)
+        if unfinished := busy_workers():
+            log.warning("stopping with %d transcriptions unfinished (--graceful_shutdown_s)", unfinished)
 
     app = FastAPI(title="whisper-lora", lifespan=lifespan)
     app.state.server = state
@@ -172,7 +179,24 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(str(error.detail)), status_code=error.status_code)
 
 
-def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the server until interrupted."""
+def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, app: FastAPI | None = None) -> None:
+    """Run the server until SIGINT or SIGTERM; it stops within settings.graceful_shutdown_s, whatever is running."""
     settings.api_key = settings.api_key or os.environ.get(API_KEY_VARIABLE) or None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = app or create_app(settings)
+    limit = max(1, round(settings.graceful_shutdown_s))  # uvicorn counts whole seconds
+    server = uvicorn.Server(uvicorn.Config(app, host, port, log_level="info", timeout_graceful_shutdown=limit))
+    # uvicorn raises the signal that stopped it again once it has shut down: SIGTERM then ends the process
+    # at once, and SIGINT arrives here as KeyboardInterrupt.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if busy_workers():  # Python would wait for the thread at exit
+        logging.shutdown()
+        os._exit(0)
+
+
+def busy_workers() -> int:
+    """Model threads still running, after a short wait for those about to finish."""
+    busy = [thread for thread in threading.enumerate() if thread.name.startswith(WORKER_PREFIX)]
+    for thread in busy:
+        thread.join(timeout=0.2)
+    return sum(thread.is_alive() for thread in busy)

@@ -23,6 +23,7 @@ from whisper_lora.infer.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
+WORKER_PREFIX = "whisper-lora-worker"  # the names of the threads that run models
 DEFAULT_NAMES = ("whisper-1", "")  # what OpenAI's clients send when they name none of ours: the default model
 
 
@@ -42,6 +43,7 @@ class ServeSettings:
     max_streams: int = 1  # live /v1/realtime sessions at once; more are refused, so the others keep up
     max_audio_s: float = 3600.0  # decoded audio per request; a small compressed upload can hold hours
     allowed_origins: tuple[str, ...] = ()  # pages elsewhere that may open /v1/realtime when no key is set
+    graceful_shutdown_s: float = 10.0  # after SIGTERM, how long running requests may take before the server exits
 
     def served(self) -> dict[str, str | None]:
         """Every model served, by the name a request's model field gives, the default first."""
@@ -176,7 +178,7 @@ class ServerState:
         if transcriber is not None:
             models.add(settings.model_id, transcriber)
         gate = {"pending": 0, "ready": transcriber is not None, "error": None}
-        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="whisper-lora")
+        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=WORKER_PREFIX)
         return cls(settings, models, pool, gate)
 
     def load_models(self) -> None:
