@@ -7,4 +7,4 @@ setup:
 demo:
 	./setup_environment.sh && $(VENV)/bin/whisper-lora demo
 test:
-	./setup_environment.sh --dev && $(VENV)/bin/python -m pytest -n auto
+	./setup_environment.sh --dev && $(VENV)/bin/python -m pytest

@@ -393,3 +393,61 @@ def test_serve_refuses_limits_that_would_refuse_everything(capsys):
         with pytest.raises(SystemExit) as exited:
             main(["serve", flag, value])
         assert exited.value.code == 2 and flag in capsys.readouterr().err
+
+
+def run_admission(settings: ServeSettings, bodies: dict, gate: dict | None = None) -> dict:
+    """Responses of Admission to concurrent POSTs, by name: bodies maps a name to (seconds between pieces, pieces)."""
+    import asyncio
+
+    from whisper_lora.serve.app import Admission
+
+    gate = gate or {"pending": 0, "live": 0, "ready": True, "error": None}
+    served, statuses = [], {}
+
+    async def app(scope, receive, send):
+        received = b""
+        while True:
+            message = await receive()
+            received += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        served.append((scope["path"], gate["pending"], len(received)))
+        await asyncio.sleep(0.3)  # the model's work
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def request(name, pause, pieces):
+        queue = list(pieces)
+
+        async def receive():
+            await asyncio.sleep(pause)
+            piece = queue.pop(0)
+            return {"type": "http.request", "body": piece, "more_body": bool(queue)}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses[name] = message["status"]
+
+        headers = [(b"content-type", b"multipart/form-data; boundary=x")]
+        await Admission(app, settings, gate)(
+            {"type": "http", "method": "POST", "path": f"/v1/{name}", "headers": headers}, receive, send
+        )
+
+    async def main():
+        await asyncio.gather(*(request(name, *body) for name, body in bodies.items()))
+
+    asyncio.run(main())
+    return {"statuses": statuses, "served": served}
+
+
+def test_a_slow_upload_holds_no_place_in_the_queue_and_times_out():
+    settings = ServeSettings(workers=1, max_queue=0, upload_timeout_s=1.0)
+    result = run_admission(settings, {"slow": (0.4, [b"x"] * 10), "fast": (0.0, [b"y"] * 3)})
+    assert result["statuses"] == {"fast": 200, "slow": 408}  # the fast one was served while the slow one trickled
+    assert result["served"] == [("/v1/fast", 1, 3)]  # whole body in hand, one place taken: its own
+
+
+def test_file_requests_and_live_sessions_share_the_places():
+    settings = ServeSettings(workers=1, max_queue=1)
+    gate = {"pending": 0, "live": 2, "ready": True, "error": None}  # two live sessions take both places
+    assert run_admission(settings, {"late": (0.0, [b"z"])}, gate)["statuses"] == {"late": 503}

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         max_audio_s=args.max_audio_s,
         allowed_origins=tuple(args.allowed_origins),
         graceful_shutdown_s=args.graceful_shutdown_s,
+        upload_timeout_s=args.upload_timeout_s,
     )
     serve(settings, args.host, args.port)
     return 0
@@ -81,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="web page origins (such as https://app.example) that may open /v1/realtime without --api_key "
         "(default: the server's own page only)",
+    )
+    parser.add_argument(
+        "--upload_timeout_s",
+        type=positive_float,
+        default=60.0,
+        help="an upload must arrive within this many seconds (else 408) before it takes a place in the queue",
     )
     parser.add_argument(
         "--graceful_shutdown_s",

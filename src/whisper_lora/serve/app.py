@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 
@@ -37,7 +39,8 @@ __all__ = ["ServeSettings", "create_app", "serve"]
 
 
 class Admission:
-    """ASGI middleware in front of the API: key, content type, upload size and queue length, before any body is read."""
+    """ASGI middleware in front of the API: key, content type and size before the body is read; then the whole body,
+    within a deadline, before the request takes a place in the queue, so a slow upload holds no place."""
 
     def __init__(self, app, settings: ServeSettings, gate: dict):
         self.app, self.settings, self.gate = app, settings, gate
@@ -53,11 +56,41 @@ class Admission:
             return await _send_json(send, *refusal)
         if scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        self.gate["pending"] += 1
-        try:
-            await self._forward_limited(scope, receive, send)
-        finally:
-            self.gate["pending"] -= 1
+        with tempfile.SpooledTemporaryFile(max_size=2**20) as body:  # larger bodies wait on disk, not in memory
+            refusal = await self._read_body(receive, body) or self._queue_refusal()
+            if refusal:
+                return await _send_json(send, *refusal)
+            self.gate["pending"] += 1
+            try:
+                await self.app(scope, _replay(body, receive), send)
+            finally:
+                self.gate["pending"] -= 1
+
+    async def _read_body(self, receive, body) -> tuple | None:
+        """Copy the request body into body; a refusal when it is too large or takes longer than the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.upload_timeout_s
+        more = True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                limit = self.settings.upload_timeout_s
+                return 408, error_body(f"the upload took longer than {limit:g} s (--upload_timeout_s)", param="file")
+            if message["type"] == "http.disconnect":
+                return 400, error_body("the client went away before the upload ended")
+            body.write(message.get("body", b""))
+            if body.tell() > self.limit:
+                return 413, self._too_large()
+            more = message.get("more_body", False)
+        body.seek(0)
+        return None
+
+    def _queue_refusal(self) -> tuple | None:
+        taken = self.gate["pending"] + self.gate["live"]  # file requests and live sessions share the places
+        if taken >= self.settings.workers + self.settings.max_queue:
+            return 503, error_body("the server is busy; retry later", "server_error"), self.settings.retry_after_s
+        return None
 
     def _refusal(self, scope, headers: dict) -> tuple | None:
         if not authorized(self.settings, headers.get("authorization", "")):
@@ -74,43 +107,25 @@ class Admission:
             return 503, error_body(reason, "server_error"), None
         if not self.gate["ready"]:
             return 503, error_body("the model is still loading", "server_error"), self.settings.retry_after_s
-        if self.gate["pending"] >= self.settings.workers + self.settings.max_queue:
-            return 503, error_body("the server is busy; retry later", "server_error"), self.settings.retry_after_s
         return None
-
-    async def _forward_limited(self, scope, receive, send):
-        # The app may wrap our exception in its own 400 while parsing the form, so the 413 replaces whatever it sends.
-        received, over, replied = 0, False, False
-
-        async def limited_receive():
-            nonlocal received, over
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                over = True
-                raise _TooLarge()
-            return message
-
-        async def guarded_send(message):
-            nonlocal replied
-            if not over:
-                await send(message)
-            elif not replied:
-                replied = True
-                await _send_json(send, 413, self._too_large())
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except _TooLarge:
-            if not replied:
-                await _send_json(send, 413, self._too_large())
 
     def _too_large(self) -> dict:
         return error_body(f"upload is over the {self.settings.max_upload_mb:g} MB limit", param="file")
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(body, receive):
+    """An ASGI receive that hands the app the body already read, in pieces, then waits on the client as usual."""
+    done = False
+
+    async def replayed():
+        nonlocal done
+        if done:
+            return await receive()  # the disconnect, whenever it comes
+        piece = body.read(2**16)
+        done = len(piece) < 2**16
+        return {"type": "http.request", "body": piece, "more_body": not done}
+
+    return replayed
 
 
 async def _send_json(send, status: int, body: dict, retry_after: int | None = None) -> None:

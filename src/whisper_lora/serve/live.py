@@ -33,17 +33,21 @@ async def realtime(websocket: WebSocket, model: str | None = None):
         await websocket.close(code=1008, reason="missing or wrong API key")
         return
     await websocket.accept(subprotocol=_subprotocol(offered))
-    if state.live_sessions >= state.settings.max_streams:
-        limit = state.settings.max_streams
-        body = error_body(f"the server keeps {limit} live sessions at once; retry later", "server_error")
+    gate, settings = state.gate, state.settings
+    if gate["live"] >= settings.max_streams or gate["live"] + gate["pending"] >= settings.workers + settings.max_queue:
+        limit = settings.max_streams
+        body = error_body(
+            f"the server keeps {limit} live sessions at once, and shares its queue with file requests; retry later",
+            "server_error",
+        )
         await websocket.send_text(dump({"type": "error", **body}))
         await websocket.close(code=1013)
         return
-    state.live_sessions += 1
+    gate["live"] += 1
     try:
         await live_session(state, websocket, model)
     finally:
-        state.live_sessions -= 1
+        gate["live"] -= 1
 
 
 async def live_session(state: ServerState, websocket: WebSocket, model: str | None) -> None:

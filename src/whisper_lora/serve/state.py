@@ -43,6 +43,7 @@ class ServeSettings:
     max_streams: int = 1  # live /v1/realtime sessions at once; more are refused, so the others keep up
     max_audio_s: float = 3600.0  # decoded audio per request; a small compressed upload can hold hours
     allowed_origins: tuple[str, ...] = ()  # pages elsewhere that may open /v1/realtime when no key is set
+    upload_timeout_s: float = 60.0  # a request body must arrive within this, before it takes a place in the queue
     graceful_shutdown_s: float = 10.0  # after SIGTERM, how long running requests may take before the server exits
 
     def served(self) -> dict[str, str | None]:
@@ -164,7 +165,6 @@ class ServerState:
     models: ModelPool
     pool: ThreadPoolExecutor
     gate: dict
-    live_sessions: int = 0  # open /v1/realtime sessions
 
     @classmethod
     def build(
@@ -177,7 +177,7 @@ class ServerState:
         models = ModelPool(settings, load)
         if transcriber is not None:
             models.add(settings.model_id, transcriber)
-        gate = {"pending": 0, "ready": transcriber is not None, "error": None}
+        gate = {"pending": 0, "live": 0, "ready": transcriber is not None, "error": None}
         pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=WORKER_PREFIX)
         return cls(settings, models, pool, gate)
 
