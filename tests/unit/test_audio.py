@@ -1,5 +1,7 @@
 """Audio decoding: every container, rate and channel count to 16 kHz mono float32, spans, and bad files."""
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,20 @@ def put(path, data):
     return path
 
 
+def wav_header(data_bytes: int, channels: int = 1, rate: int = 16000) -> bytes:
+    """A 16-bit PCM WAV header that declares data_bytes of samples, whatever follows it."""
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * max(channels, 1), 2 * max(channels, 1), 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
 def truncated(path, share):
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * share)])
@@ -72,8 +88,20 @@ def truncated(path, share):
         (lambda d: put(d / "notes.ogg", b"not audio at all"), "cannot decode"),
         (lambda d: truncated(write_audio(d / "cut.wav", sine(2.0, 16000), 16000), 0.4), "truncated"),
         (lambda d: truncated(write_audio(d / "cut.mp3", sine(2.0, 44100), 44100), 0.4), "truncated"),
+        (lambda d: put(d / "huge.wav", wav_header(0x7FFFFFF0) + bytes(1000)), "truncated: the WAV header declares"),
+        (lambda d: put(d / "nochannels.wav", wav_header(1000, channels=0) + bytes(1000)), "cannot decode"),
     ],
-    ids=["missing", "directory", "empty", "random-bytes", "text", "truncated-wav", "truncated-mp3"],
+    ids=[
+        "missing",
+        "directory",
+        "empty",
+        "random-bytes",
+        "text",
+        "truncated-wav",
+        "truncated-mp3",
+        "huge-declared-length",
+        "wrong-header",
+    ],
 )
 def test_bad_files_name_the_file_and_the_reason(tmp_path, make, reason):
     path = make(tmp_path)

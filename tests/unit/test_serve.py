@@ -451,3 +451,26 @@ def test_file_requests_and_live_sessions_share_the_places():
     settings = ServeSettings(workers=1, max_queue=1)
     gate = {"pending": 0, "live": 2, "ready": True, "error": None}  # two live sessions take both places
     assert run_admission(settings, {"late": (0.0, [b"z"])}, gate)["statuses"] == {"late": 503}
+
+
+@pytest.mark.parametrize(
+    "name, payload, reason",
+    [
+        ("empty.wav", b"", "empty file"),
+        ("noise.wav", bytes(range(256)) * 40, "cannot decode"),
+        ("notes.mp3", b"not audio at all", "cannot decode"),
+        (
+            "cut.wav",
+            b"RIFF\xff\xff\xff\x7fWAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80>\x00\x00\x00}\x00\x00"
+            b"\x02\x00\x10\x00data\xf0\xff\xff\x7f" + bytes(1000),
+            "truncated",
+        ),
+    ],
+)
+def test_bad_audio_is_a_400_that_says_why_and_names_no_server_path(name, payload, reason):
+    stand_in = StandIn()
+    with client_for(stand_in) as client:
+        response = post(client, {}, (name, payload, "application/octet-stream"))
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and reason in message and "/tmp" not in message, message
+    assert stand_in.calls == []
