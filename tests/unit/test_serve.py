@@ -474,3 +474,31 @@ def test_bad_audio_is_a_400_that_says_why_and_names_no_server_path(name, payload
     message = response.json()["error"]["message"]
     assert response.status_code == 400 and reason in message and "/tmp" not in message, message
     assert stand_in.calls == []
+
+
+def test_max_loaded_is_a_hard_bound_and_a_held_model_is_never_unloaded():
+    import time
+
+    from whisper_lora.serve.state import ModelPool
+
+    pool, in_memory = None, []
+
+    def load(path):
+        in_memory.append(len(pool.loaded) + len(pool.starting))  # this one included
+        time.sleep(0.05)
+        return SimpleNamespace(path=path)
+
+    pool = ModelPool(ServeSettings(models={"a": "./a", "b": "./b", "c": "./c"}, max_loaded=1), load)
+    with pool.using("a"):
+        waiting = threading.Thread(target=pool.get, args=("b",))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and list(pool.loaded) == ["a"]  # b waits while a request holds a
+    waiting.join(5)
+    assert list(pool.loaded) == ["b"]
+    crowd = [threading.Thread(target=pool.get, args=(name,)) for name in "abcabcabc"]
+    for thread in crowd:
+        thread.start()
+    for thread in crowd:
+        thread.join(10)
+    assert max(in_memory) == 1 and len(pool.loaded) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
@@ -53,9 +54,17 @@ async def realtime(websocket: WebSocket, model: str | None = None):
 async def live_session(state: ServerState, websocket: WebSocket, model: str | None) -> None:
     """Run one accepted session: client events in, the engine's events out, until either side ends it."""
     limit = int(state.settings.max_upload_mb * 2**20)
+    held: list[str] = []  # a model per turn, held until the session ends
+    holding = threading.Lock()
 
     def make_live(config):
-        transcriber = state.models.get(state.models.name(config.model))
+        name = state.models.name(config.model)
+        transcriber = state.models.acquire(name)
+        with holding:
+            if session.closed:  # the session ended while the model loaded
+                state.models.release(name)
+                raise ConnectionError("the session has ended")
+            held.append(name)
         return LiveTranscriber(transcriber, TranscribeOptions(language=config.language, initial_prompt=config.prompt))
 
     session = RealtimeSession(
@@ -83,6 +92,9 @@ async def live_session(state: ServerState, websocket: WebSocket, model: str | No
     finally:
         session.close()
         worker.cancel()
+        with holding:
+            for name in held:
+                state.models.release(name)
 
 
 async def _work(session, websocket) -> None:

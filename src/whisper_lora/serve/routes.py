@@ -188,17 +188,25 @@ async def page():
 
 async def answer(state: ServerState, file: UploadFile, model, options, response_format: str, granularities: list):
     """The whole transcript of the upload, rendered in response_format."""
-    name = state.models.name(model)
-    limit = state.settings.max_audio_s
-    transcript = await state.run(lambda: transcribe_upload(state.models.get(name), file.file, options, limit))
-    return render(transcript, response_format, options.task, granularities)
+    name, limit = state.models.name(model), state.settings.max_audio_s
+
+    def held():
+        with state.models.using(name) as transcriber:
+            return transcribe_upload(transcriber, file.file, options, limit)
+
+    return render(await state.run(held), response_format, options.task, granularities)
 
 
 async def stream_text(state: ServerState, file: UploadFile, model, options: TranscribeOptions):
     """The transcript as Server-Sent Events, one per decoded segment; a bad file is refused before the stream."""
-    transcriber = await state.run(state.models.get, state.models.name(model))
-    transcriber.check(options)
-    samples = await state.run(read_upload, file.file, state.settings.max_audio_s)
+    name = state.models.name(model)
+    transcriber = await state.run(state.models.acquire, name)  # held until the stream ends
+    try:
+        transcriber.check(options)
+        samples = await state.run(read_upload, file.file, state.settings.max_audio_s)
+    except BaseException:
+        state.models.release(name)
+        raise
     loop, stop = asyncio.get_running_loop(), threading.Event()
     queue: asyncio.Queue = asyncio.Queue()
 
@@ -212,6 +220,7 @@ async def stream_text(state: ServerState, file: UploadFile, model, options: Tran
                 queue.put_nowait, {"type": "error", **error_body(public_failure(error), "server_error")}
             )
         finally:
+            state.models.release(name)
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     state.pool.submit(produce)

@@ -9,8 +9,8 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +23,7 @@ from whisper_lora.infer.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
+MODEL_WAIT_S = 60.0  # how long a request waits for a model place while every loaded model is in use
 WORKER_PREFIX = "whisper-lora-worker"  # the names of the threads that run models
 DEFAULT_NAMES = ("whisper-1", "")  # what OpenAI's clients send when they name none of ours: the default model
 
@@ -84,7 +85,9 @@ def public_failure(error: Exception) -> str:
 
 
 class ModelPool:
-    """The served models by name: each loads on its first request (or at start), at most max_loaded at once (LRU)."""
+    """The served models by name: each loads on its first request (or at start). With max_loaded, no more than that
+    many are in memory or loading at any time: the least recently used one that no request holds makes room, and a
+    request waits (MODEL_WAIT_S at most) while every loaded one is held."""
 
     def __init__(self, settings: ServeSettings, load: Callable[[str | None], Transcriber] | None = None):
         self.settings, self.paths = settings, settings.served()
@@ -93,7 +96,10 @@ class ModelPool:
         )
         self.loaded: OrderedDict[str, Transcriber] = OrderedDict()
         self.errors: dict[str, str] = {}
-        self.lock, self.loading = threading.Lock(), {name: threading.Lock() for name in self.paths}
+        self.held: Counter[str] = Counter()  # requests and live sessions using each model now
+        self.starting: set[str] = set()  # models being loaded now
+        self.changed = threading.Condition()
+        self.loading = {name: threading.Lock() for name in self.paths}
 
     def name(self, requested: str | None) -> str:
         """The served name that a request's model field picks."""
@@ -105,20 +111,59 @@ class ModelPool:
 
     def get(self, name: str) -> Transcriber:
         """The model, loaded first if it is not (this blocks); ModelUnavailable if it failed to load."""
+        transcriber = self.acquire(name)
+        self.release(name)
+        return transcriber
+
+    @contextlib.contextmanager
+    def using(self, name: str) -> Iterator[Transcriber]:
+        """The model, held (never unloaded) while the block runs."""
+        transcriber = self.acquire(name)
+        try:
+            yield transcriber
+        finally:
+            self.release(name)
+
+    def acquire(self, name: str) -> Transcriber:
+        """The model, held until release(name); it is loaded first if it is not (this blocks)."""
         with self.loading[name]:  # one load per model, however many requests wait for it
-            with self.lock:
+            with self.changed:
                 if name in self.loaded:
                     self.loaded.move_to_end(name)
+                    self.held[name] += 1
                     return self.loaded[name]
-            if name in self.errors:
-                raise self._unavailable(name)
-            transcriber = self._load(name)
-            with self.lock:
+                if name in self.errors:
+                    raise self._unavailable(name)
+                self._make_room()
+                self.starting.add(name)
+            try:
+                transcriber = self._load(name)
+            finally:
+                with self.changed:
+                    self.starting.discard(name)
+                    self.changed.notify_all()
+            with self.changed:
                 self.loaded[name] = transcriber
-                while self.settings.max_loaded and len(self.loaded) > self.settings.max_loaded:
-                    unloaded, _ = self.loaded.popitem(last=False)
-                    log.info("unloaded %s (--max_loaded %d)", unloaded, self.settings.max_loaded)
+                self.held[name] += 1
             return transcriber
+
+    def release(self, name: str) -> None:
+        """Let go of a model acquire() gave; an unheld model may be unloaded to make room."""
+        with self.changed:
+            self.held[name] -= 1
+            self.changed.notify_all()
+
+    def _make_room(self) -> None:
+        """With self.changed held: unload unheld models until one more fits, waiting while all are held."""
+        cap = self.settings.max_loaded
+        deadline = time.monotonic() + MODEL_WAIT_S
+        while cap and len(self.loaded) + len(self.starting) >= cap:
+            idle = next((name for name in self.loaded if not self.held[name]), None)
+            if idle is not None:
+                del self.loaded[idle]
+                log.info("unloaded %s (--max_loaded %d)", idle, cap)
+            elif not self.changed.wait(timeout=max(0.0, deadline - time.monotonic())):
+                raise ModelUnavailable(f"all {cap} model places (--max_loaded) are in use; retry later")
 
     def _load(self, name: str) -> Transcriber:
         before, started = rss_mb(), time.perf_counter()
@@ -137,8 +182,10 @@ class ModelPool:
         return ModelUnavailable(f"the model {name!r} failed to load; the server log (or /health with the key) says why")
 
     def add(self, name: str, transcriber: Transcriber) -> None:
-        """Serve an already loaded model under name."""
-        self.loaded[name] = transcriber
+        """Serve an already loaded model under name (it takes a place like any other)."""
+        with self.changed:
+            self._make_room()
+            self.loaded[name] = transcriber
 
     def status(self) -> dict[str, str]:
         """Each model's state: loaded, not loaded, or failed with the reason."""
