@@ -147,6 +147,8 @@ def create_app(
     state = ServerState.build(settings, transcriber, load)
 
     async def lifespan(app):
+        state.pool.shutdown(wait=False)
+        state.pool = state.new_pool(settings)  # a fresh pool each start, so the app can be started again
         threading.Thread(target=state.load_models, daemon=True).start()
         yield
         state.pool.shutdown(wait=False, cancel_futures=True)

@@ -225,8 +225,12 @@ class ServerState:
         if transcriber is not None:
             models.add(settings.model_id, transcriber)
         gate = {"pending": 0, "live": 0, "ready": transcriber is not None, "error": None}
-        pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=WORKER_PREFIX)
-        return cls(settings, models, pool, gate)
+        return cls(settings, models, cls.new_pool(settings), gate)
+
+    @staticmethod
+    def new_pool(settings: ServeSettings) -> ThreadPoolExecutor:
+        """The worker threads that run models: settings.workers of them."""
+        return ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=WORKER_PREFIX)
 
     def load_models(self) -> None:
         """Load the default model (every model with preload), recording a failure for /health."""
