@@ -1,9 +1,11 @@
 """Fine-tuning the embedded whisper-base on espeak-ng Mandarin: CER improves, timestamps survive, noise stays quiet."""
 
 import json
+import shutil
 
 import pytest
 import torch
+from filelock import FileLock
 
 from helpers import have_espeak
 from whisper_lora.audio.decode import decode_audio
@@ -44,8 +46,22 @@ def without_speech(folder, kinds, seed: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mandarin")
+def tuned(tmp_path_factory, worker_id):
+    """The adapter and its scores, trained once per run: parallel workers share it (a file lock, xdist's own recipe)."""
+    shared = tmp_path_factory.getbasetemp().parent if worker_id != "master" else tmp_path_factory.mktemp("shared")
+    folder = shared / "mandarin"
+    with FileLock(str(shared / "mandarin.lock")):
+        if not (folder / "tuned.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a crashed worker left
+            tune(folder)
+    facts = json.loads((folder / "tuned.json").read_text())
+    model, processor = load_whisper(folder / "model")
+    test_manifest = folder / "corpus" / "test_10.json"
+    return facts["before"], facts["metrics"], model, processor, test_manifest, tuple(facts["ood"])
+
+
+def tune(folder):
+    """Score zero-shot, fine-tune with the defaults, score again; the scores go to folder/tuned.json."""
     speech_manifest, all_tests = build_corpus(folder / "corpus", zh=(48, 20), en=(0, 0), seed=3)
     rows = json.loads(speech_manifest.read_text()) + without_speech(folder / "noise", KINDS[:4] + KINDS[:1], seed=1)
     train_manifest = speech_manifest.with_name("train_with_noise.json")  # a tenth of the rows without speech
@@ -71,7 +87,8 @@ def tuned(tmp_path_factory):
     )
     model, processor = load_whisper(out)
     ood_after = _scorer(ood_manifest, model, processor).by_language(model)["zh"]["score"]
-    return before, metrics, model, processor, test_manifest, (ood_before, ood_after)
+    facts = {"before": before, "metrics": metrics, "ood": [ood_before, ood_after]}
+    (folder / "tuned.json").write_text(json.dumps(facts, default=str))
 
 
 def test_loss_falls_and_cer_improves(tuned):
