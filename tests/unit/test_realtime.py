@@ -140,6 +140,8 @@ def test_the_api_key_comes_from_the_header_or_the_browser_subprotocol():
             assert ws.receive_json()["type"] == "session.created"
         with client.websocket_connect("/v1/realtime", subprotocols=["realtime", "openai-insecure-api-key.k"]) as ws:
             assert ws.accepted_subprotocol == "realtime" and ws.receive_json()["type"] == "session.created"
+        with client.websocket_connect("/v1/realtime", subprotocols=["openai-insecure-api-key.k"]) as ws:
+            assert ws.accepted_subprotocol is None  # the key is never sent back in the handshake
 
 
 def test_audio_over_the_message_and_minute_limits_is_refused():

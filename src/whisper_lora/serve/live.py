@@ -135,8 +135,9 @@ def _origin_ok(origin: str | None, host: str, settings: ServeSettings) -> bool:
 
 
 def _subprotocol(offered: list[str]) -> str | None:
+    """The subprotocol to accept: realtime, else the first one that carries no key (a key is never echoed back)."""
     # A browser that offers subprotocols drops the connection unless the server picks one of them.
     plain = [p for p in offered if not p.startswith("openai-insecure-api-key.")]
-    if "realtime" in offered:
+    if "realtime" in plain:
         return "realtime"
-    return (plain or offered)[0] if offered else None
+    return plain[0] if plain else None
