@@ -219,3 +219,16 @@ def test_clips_decoded_with_thresholds_the_user_set_take_the_path_that_honours_t
     options = TranscribeOptions(language="en", **changed)
     assert len(Transcriber(str(tiny_model_dir), "ct2", "cpu").files(tone_paths[:3], options)) == 3
     assert bool(windows) == packed
+
+
+def test_a_folder_that_is_no_ctranslate2_whisper_model_is_refused_by_name(tmp_path, tiny_ct2_dir):
+    import shutil
+
+    from whisper_lora.core.errors import UserError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_ct2_dir, broken)
+    (broken / "model.bin").write_bytes(b"not a CTranslate2 model at all")
+    with pytest.raises(UserError, match=r"broken: not a CTranslate2 Whisper model this CTranslate2 \(4\.") as refused:
+        Transcriber(str(broken), "ct2", "cpu")
+    assert "Traceback" not in str(refused.value)

@@ -86,7 +86,12 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
     if folder is None:
         raise UserError(f"{model_path}: hub models have no CTranslate2 folder here; use --backend transformers")
     compute_type = compute_type or ("float16" if device == "cuda" else "int8")
-    return WhisperModel(str(folder), device=device, compute_type=compute_type, num_workers=workers)
+    try:
+        return WhisperModel(str(folder), device=device, compute_type=compute_type, num_workers=workers)
+    except (RuntimeError, ValueError, OSError) as error:  # CTranslate2 says what it could not read
+        raise UserError(
+            f"{folder}: not a CTranslate2 Whisper model this CTranslate2 ({ctranslate2.__version__}) reads: {error}"
+        ) from None
 
 
 class CT2Backend:
