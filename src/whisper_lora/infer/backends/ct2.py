@@ -90,7 +90,7 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
         return WhisperModel(str(folder), device=device, compute_type=compute_type, num_workers=workers)
     except (RuntimeError, ValueError, OSError) as error:  # CTranslate2 says what it could not read
         raise UserError(
-            f"{folder}: not a CTranslate2 Whisper model this CTranslate2 ({ctranslate2.__version__}) reads: {error}"
+            f"{folder}: not a Whisper model that CTranslate2 {ctranslate2.__version__} can read: {error}"
         ) from None
 
 
