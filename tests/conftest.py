@@ -86,16 +86,26 @@ def tiny_ct2_dir(tmp_path, tiny_hf_dir):
     return convert_to_ct2(tiny_hf_dir, tmp_path / "tiny_ct2")
 
 
-@pytest.fixture
-def tiny_model_dir(tmp_path, tiny_ct2_dir):
-    """A tiny Whisper with a full generation config (languages, tasks), saved as a transformers folder."""
-    model, processor = load_ct2_whisper(tiny_ct2_dir)
+def full_tiny_model(ct2_folder: Path, folder: Path) -> Path:
+    """The tiny CT2 Whisper with a full generation config (languages, tasks), saved as a transformers folder."""
+    model, processor = load_ct2_whisper(ct2_folder)
     embedded = json.loads((embedded_ct2_dir("base") / "config.json").read_text())  # the languages it lacks
     model.generation_config = generation_config(embedded, processor.tokenizer, model.config)
-    folder = tmp_path / "tiny_model"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def tiny_model_in(folder: Path, tokenizer) -> Path:
+    """A new random tiny Whisper in folder, as tiny_model_dir makes it (for fixtures of a wider scope)."""
+    ct2 = convert_to_ct2(save_hf(tiny_whisper(), tokenizer, folder / "tiny_hf"), folder / "tiny_ct2")
+    return full_tiny_model(ct2, folder / "tiny_model")
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_ct2_dir):
+    """A tiny Whisper with a full generation config (languages, tasks), saved as a transformers folder."""
+    return full_tiny_model(tiny_ct2_dir, tmp_path / "tiny_model")
 
 
 @pytest.fixture
@@ -106,14 +116,19 @@ def short_model_dir(tiny_model_dir):
     return tiny_model_dir
 
 
+def tones_in(folder: Path) -> tuple[Path, Path]:
+    """Eight short tones, each with its own transcript, as train and validation manifests in folder."""
+    (folder / "audio").mkdir()
+    rows = []
+    for i in range(8):
+        path = write_audio(folder / "audio" / f"{i}.wav", sine(0.5 + 0.1 * i, 16000, 200.0 * (i + 1)), 16000)
+        rows.append({"audio_path": str(path), "text": f"tone {i}", "language": "en"})
+    (folder / "train.json").write_text(json.dumps(rows))
+    (folder / "dev.json").write_text(json.dumps(rows[:2]))
+    return folder / "train.json", folder / "dev.json"
+
+
 @pytest.fixture
 def tones(tmp_path):
     """Eight short tones, each with its own transcript, as train and validation manifests."""
-    (tmp_path / "audio").mkdir()
-    rows = []
-    for i in range(8):
-        path = write_audio(tmp_path / "audio" / f"{i}.wav", sine(0.5 + 0.1 * i, 16000, 200.0 * (i + 1)), 16000)
-        rows.append({"audio_path": str(path), "text": f"tone {i}", "language": "en"})
-    (tmp_path / "train.json").write_text(json.dumps(rows))
-    (tmp_path / "dev.json").write_text(json.dumps(rows[:2]))
-    return tmp_path / "train.json", tmp_path / "dev.json"
+    return tones_in(tmp_path)

@@ -2,11 +2,13 @@
 
 import os
 import re
+import shutil
 
 import pytest
 import torch
 from faster_whisper import WhisperModel
 
+from conftest import tiny_model_in, tones_in
 from helpers import config
 from whisper_lora.convert.ct2 import load_ct2_whisper
 from whisper_lora.convert.export import export_model
@@ -17,11 +19,19 @@ from whisper_lora.train.trainer import train
 PROMPT = torch.tensor([[50258, 50259, 50359, 50363]])
 
 
-@pytest.fixture
-def adapter(tiny_model_dir, tones, tmp_path):
-    out = tmp_path / "adapter"
-    train(config(tiny_model_dir, tones, out, num_train_epochs=2, validation_file=None))
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tokenizer):
+    """One adapter of the tiny model, trained on the tones once for the module."""
+    folder = tmp_path_factory.mktemp("export")
+    out = folder / "adapter"
+    train(config(tiny_model_in(folder, tokenizer), tones_in(folder), out, num_train_epochs=2, validation_file=None))
     return out
+
+
+@pytest.fixture
+def adapter(trained, tmp_path):
+    """A copy of the trained adapter that the test may change."""
+    return shutil.copytree(trained, tmp_path / "adapter")
 
 
 def logits(model, features):
