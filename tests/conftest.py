@@ -24,11 +24,16 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
+FIRST = ("test_train_integration.py",)  # the longest: their shared adapter trains for minutes
+
+
 def pytest_collection_modifyitems(items):
-    """Every test under tests/integration is marked integration, so `-m "not integration"` is the unit lane."""
+    """Every test under tests/integration is marked integration, so `-m "not integration"` is the unit lane; the
+    longest run first, so that parallel workers finish together and one worker holds the shared adapter's tests."""
     for item in items:
         if INTEGRATION in Path(item.fspath).resolve().parents:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: (Path(item.fspath).name not in FIRST, "integration" not in item.keywords))
 
 
 @pytest.hookimpl(hookwrapper=True)
