@@ -29,6 +29,7 @@ from whisper_lora.serve.state import (
     UnknownModel,
     authorized,
     error_body,
+    no_place,
 )
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Admission:
 
     def __init__(self, app, settings: ServeSettings, gate: dict):
         self.app, self.settings, self.gate = app, settings, gate
-        self.limit = int(settings.max_upload_mb * 2**20)
+        self.limit = settings.max_upload_bytes
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -87,8 +88,7 @@ class Admission:
         return None
 
     def _queue_refusal(self) -> tuple | None:
-        taken = self.gate["pending"] + self.gate["live"]  # file requests and live sessions share the places
-        if taken >= self.settings.workers + self.settings.max_queue:
+        if no_place(self.settings, self.gate):
             return 503, error_body("the server is busy; retry later", "server_error"), self.settings.retry_after_s
         return None
 

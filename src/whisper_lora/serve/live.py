@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import threading
 from urllib.parse import urlsplit
@@ -14,7 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.serve.realtime import RealtimeSession, SessionConfig, dump
-from whisper_lora.serve.state import ServerState, ServeSettings, error_body, public_failure
+from whisper_lora.serve.state import ServerState, ServeSettings, authorized, error_body, no_place, public_failure
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +29,12 @@ async def realtime(websocket: WebSocket, model: str | None = None):
         reason = f"cross-origin socket from {origin} refused (serve --allowed_origins {origin} allows it)"
         await websocket.close(code=1008, reason=reason)
         return
-    if not _realtime_key_ok(state.settings.api_key, websocket.headers.get("authorization", ""), offered):
+    if not _realtime_key_ok(state.settings, websocket.headers.get("authorization", ""), offered):
         await websocket.close(code=1008, reason="missing or wrong API key")
         return
     await websocket.accept(subprotocol=_subprotocol(offered))
     gate, settings = state.gate, state.settings
-    if gate["live"] >= settings.max_streams or gate["live"] + gate["pending"] >= settings.workers + settings.max_queue:
+    if gate["live"] >= settings.max_streams or no_place(settings, gate):
         limit = settings.max_streams
         body = error_body(
             f"the server keeps {limit} live sessions at once, and shares its queue with file requests; retry later",
@@ -53,7 +52,7 @@ async def realtime(websocket: WebSocket, model: str | None = None):
 
 async def live_session(state: ServerState, websocket: WebSocket, model: str | None) -> None:
     """Run one accepted session: client events in, the engine's events out, until either side ends it."""
-    limit = int(state.settings.max_upload_mb * 2**20)
+    limit = state.settings.max_upload_bytes
     held: list[str] = []  # a model per turn, held until the session ends
     holding = threading.Lock()
 
@@ -112,16 +111,14 @@ async def _work(session, websocket) -> None:
             pass  # the client is gone already
 
 
-def _realtime_key_ok(key: str | None, authorization: str, offered: list[str]) -> bool:
+def _realtime_key_ok(settings: ServeSettings, authorization: str, offered: list[str]) -> bool:
     """The API key from the Authorization header, or from a browser's openai-insecure-api-key.KEY subprotocol."""
-    if not key:
-        return True
     sent = [authorization] + [
         f"Bearer {p.removeprefix('openai-insecure-api-key.')}"
         for p in offered
         if p.startswith("openai-insecure-api-key.")
     ]
-    return any(hmac.compare_digest(value.encode(), f"Bearer {key}".encode()) for value in sent)
+    return any(authorized(settings, value) for value in sent)
 
 
 def _origin_ok(origin: str | None, host: str, settings: ServeSettings) -> bool:

@@ -58,6 +58,11 @@ class ServeSettings:
         """The default model's name: /health shows it, and requests naming whisper-1 get it."""
         return next(iter(self.served()))
 
+    @property
+    def max_upload_bytes(self) -> int:
+        """--max_upload_mb in bytes: the most an upload, or a realtime session's audio in a minute, may hold."""
+        return int(self.max_upload_mb * 2**20)
+
 
 class UnknownModel(Exception):
     """A request named a model this server does not serve."""
@@ -247,6 +252,11 @@ class ServerState:
     async def run(self, work: Callable, *args):
         """work(*args) on a worker thread, awaited."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+
+
+def no_place(settings: ServeSettings, gate: dict) -> bool:
+    """Whether the workers and the queue are all taken; file requests and live sessions share the places."""
+    return gate["pending"] + gate["live"] >= settings.workers + settings.max_queue
 
 
 def authorized(settings: ServeSettings, authorization: str) -> bool:
