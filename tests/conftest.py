@@ -108,6 +108,22 @@ def tiny_model_in(folder: Path, tokenizer) -> Path:
 
 
 @pytest.fixture
+def processor(tokenizer):
+    """The embedded tokenizer with an 80-bin feature extractor, for tiny_whisper models."""
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+
+
+@pytest.fixture
+def tiny_ggml_file(tmp_path, processor):
+    """A random tiny Whisper as a whisper.cpp f16 file (its feed-forward 4 x d_model wide, as whisper.cpp needs)."""
+    from whisper_lora.convert.ggml import write_ggml
+
+    return write_ggml(tiny_whisper(ffn_dim=256), processor, tmp_path / "tiny-f16.bin", "f16")
+
+
+@pytest.fixture
 def tiny_model_dir(tmp_path, tiny_ct2_dir):
     """A tiny Whisper with a full generation config (languages, tasks), saved as a transformers folder."""
     return full_tiny_model(tiny_ct2_dir, tmp_path / "tiny_model")

@@ -10,26 +10,34 @@ from whisper_lora.core.errors import UserError
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.transcriber import Transcriber
 
-# field -> (a value other than the default, what faster-whisper's transcribe() gets, what transformers' generate() gets)
-# None for transformers: the option is honoured another way, checked below; "refused": a UserError names it.
+# field -> (a value other than the default, what faster-whisper's transcribe() gets, what transformers' generate()
+# gets, what pywhispercpp's transcribe() gets). None for transformers: the option is honoured another way, checked
+# below; "refused": a UserError names it.
 CONTRACT = {
-    "language": ("de", ("language", "de"), ("language", "de")),
-    "task": ("translate", ("task", "translate"), ("task", "translate")),
-    "beam_size": (2, ("beam_size", 2), ("num_beams", 2)),
-    "temperature": ([0.0, 0.5], ("temperature", [0.0, 0.5]), ("temperature", (0.0, 0.5))),
-    "initial_prompt": ("Glossary: tone.", ("initial_prompt", "Glossary: tone."), ("prompt_ids", "set")),
+    "language": ("de", ("language", "de"), ("language", "de"), ("language", "de")),
+    "task": ("translate", ("task", "translate"), ("task", "translate"), ("translate", True)),
+    "beam_size": (2, ("beam_size", 2), ("num_beams", 2), ("beam_search", {"beam_size": 2, "patience": -1.0})),
+    "temperature": ([0.0, 0.5], ("temperature", [0.0, 0.5]), ("temperature", (0.0, 0.5)), "refused"),
+    "initial_prompt": (
+        "Glossary: tone.",
+        ("initial_prompt", "Glossary: tone."),
+        ("prompt_ids", "set"),
+        ("initial_prompt", "Glossary: tone."),
+    ),
     "compression_ratio_threshold": (
         2.0,
         ("compression_ratio_threshold", 2.0 * 2.4 / 1.35),
         ("compression_ratio_threshold", 2.0),
+        "refused",
     ),
-    "logprob_threshold": (-0.5, ("log_prob_threshold", -0.5), ("logprob_threshold", -0.5)),
-    "condition_on_previous_text": (False, ("condition_on_previous_text", False), None),
-    "no_speech_threshold": (0.0, ("no_speech_threshold", 0.0), None),
-    "word_timestamps": (True, ("word_timestamps", True), "refused"),
-    "vad_filter": (True, ("vad_filter", True), "refused"),
-    "return_timestamps": (True, None, None),
+    "logprob_threshold": (-0.5, ("log_prob_threshold", -0.5), ("logprob_threshold", -0.5), ("logprob_thold", -0.5)),
+    "condition_on_previous_text": (False, ("condition_on_previous_text", False), None, ("no_context", True)),
+    "no_speech_threshold": (0.0, ("no_speech_threshold", 0.0), None, ("no_speech_thold", 0.0)),
+    "word_timestamps": (True, ("word_timestamps", True), "refused", "refused"),
+    "vad_filter": (True, ("vad_filter", True), "refused", "refused"),
+    "return_timestamps": (True, None, None, None),
 }
+BACKENDS = ("ct2", "transformers", "whispercpp")
 
 
 def test_the_contract_names_every_option():
@@ -43,12 +51,14 @@ def clip(tmp_path):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """The keyword arguments of every faster-whisper transcribe() and transformers generate() call."""
+    """The keyword arguments of every faster-whisper transcribe(), transformers generate() and pywhispercpp
+    transcribe() call."""
     from faster_whisper import WhisperModel
+    from pywhispercpp.model import Model
     from transformers.models.whisper.generation_whisper import WhisperGenerationMixin
 
-    calls = {"ct2": [], "transformers": []}
-    transcribe, generate = WhisperModel.transcribe, WhisperGenerationMixin.generate
+    calls: dict[str, list] = {backend: [] for backend in BACKENDS}
+    transcribe, generate, whispercpp = WhisperModel.transcribe, WhisperGenerationMixin.generate, Model.transcribe
 
     def ct2_spy(self, audio, **kwargs):
         calls["ct2"].append(kwargs)
@@ -60,6 +70,11 @@ def spy(monkeypatch):
         calls["transformers"].append(kwargs)
         return generate(self, *args, **kwargs)
 
+    def whispercpp_spy(self, audio, **kwargs):
+        calls["whispercpp"].append(kwargs)
+        return whispercpp(self, audio, **kwargs)
+
+    monkeypatch.setattr(Model, "transcribe", whispercpp_spy)
     monkeypatch.setattr(WhisperModel, "transcribe", ct2_spy)
     monkeypatch.setattr(WhisperGenerationMixin, "generate", hf_spy)
     return calls
@@ -71,15 +86,16 @@ def loaded():
     return {}
 
 
-@pytest.mark.parametrize("backend", ["ct2", "transformers"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", [name for name in CONTRACT if name != "return_timestamps"])
 def test_every_option_reaches_the_decoder_or_is_refused(request, loaded, clip, spy, backend, name):
-    value, ct2_expects, hf_expects = CONTRACT[name]
-    expected = ct2_expects if backend == "ct2" else hf_expects
+    value, *expectations = CONTRACT[name]
+    expected = dict(zip(BACKENDS, expectations, strict=True))[backend]
     greedy = {"temperature": [0.0]} if name != "temperature" else {}  # a random model fails every threshold
     options = TranscribeOptions(**{**greedy, name: value})
     if backend not in loaded:
-        loaded[backend] = Transcriber(str(request.getfixturevalue("tiny_model_dir")), backend, "cpu", batch_size=1)
+        model = request.getfixturevalue("tiny_ggml_file" if backend == "whispercpp" else "tiny_model_dir")
+        loaded[backend] = Transcriber(str(model), backend, "cpu", batch_size=1)
     transcriber = loaded[backend]
     if expected == "refused":
         with pytest.raises(UserError, match=f"--{name}"):

@@ -8,15 +8,9 @@ import pytest
 from helpers import sine, tiny_whisper
 from whisper_lora.convert.ggml import MAGIC, QUANTIZED_FILE, _payload, ggml_name, write_ggml
 from whisper_lora.core.errors import UserError
+from whisper_lora.infer.backends.whispercpp import load_context
 
 pytest.importorskip("pywhispercpp")  # a failure under CI=true (conftest.py)
-
-
-@pytest.fixture
-def processor(tokenizer):
-    from transformers import WhisperFeatureExtractor, WhisperProcessor
-
-    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
 
 
 def test_names_follow_whisper_cpp():
@@ -30,15 +24,12 @@ def test_names_follow_whisper_cpp():
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0", "q5_0"])
 def test_whisper_cpp_loads_and_runs_every_type(kind, processor, tmp_path):
-    from whisper_lora.infer.backends.whispercpp import WhisperCpp
-
     # whisper.cpp checks every tensor's name, shape, type and byte count as it loads, and fails on a missing one.
     path = write_ggml(tiny_whisper(ffn_dim=256), processor, tmp_path / f"{kind}.bin", kind)
     magic, vocab, *_, file_type = struct.unpack("<12i", path.read_bytes()[:48])
     assert (magic, vocab) == (MAGIC, 51865)
     assert file_type == {"f16": 1, "q8_0": QUANTIZED_FILE + 7, "q5_0": QUANTIZED_FILE + 8}[kind]
-    model = WhisperCpp(path, threads=1)
-    model.model.transcribe(sine(0.5, 16000, 440.0).astype(np.float32), language="en", max_tokens=8)
+    load_context(path, threads=1).transcribe(sine(0.5, 16000, 440.0).astype(np.float32), language="en", max_tokens=8)
 
 
 def test_quantized_files_are_smaller(processor, tmp_path):

@@ -12,8 +12,9 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.extras import require
 from whisper_lora.core.files import write_atomic
+from whisper_lora.core.formats import GGML_MAGIC
 
-MAGIC = 0x67676D6C  # "ggml"
+MAGIC = GGML_MAGIC
 QUANTIZED_FILE = 2 * 1000  # GGML_QNT_VERSION * GGML_QNT_VERSION_FACTOR, added to a quantized file's ftype
 # name: (ggml tensor type, ggml file type, values per block)
 TYPES = {"f16": (1, 1, 1), "q8_0": (8, 7, 32), "q5_0": (6, 8, 32)}

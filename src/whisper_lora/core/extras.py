@@ -7,7 +7,14 @@ from types import ModuleType
 
 from whisper_lora.core.errors import UserError
 
-EXTRAS = {"wandb": "wandb", "gguf": "ggml", "gguf.quants": "ggml", "pywhispercpp.model": "ggml", "ray": "ray"}
+EXTRAS = {
+    "wandb": "wandb",
+    "gguf": "ggml",
+    "gguf.quants": "ggml",
+    "pywhispercpp.model": "ggml",
+    "_pywhispercpp": "ggml",
+    "ray": "ray",
+}
 
 
 def require(module: str, feature: str) -> ModuleType:

@@ -1,4 +1,4 @@
-"""What a model name means (embedded short name, local folder, hub id), and the embedded CTranslate2 copies."""
+"""What a model name means (embedded short name, local folder, whisper.cpp file, hub id), and the embedded CTranslate2 copies."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import json
 import os
 import re
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import publish_folder
+from whisper_lora.core.formats import GGML_MAGIC
 
 DEFAULT_MODEL = "base"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -73,7 +75,7 @@ EMBEDDED_ALIASES = {"base": "base", "whisper-base": "base", "tiny.en": "tiny.en"
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model name points: kind is 'embedded', 'hf_dir', 'ct2_dir', 'adapter' or 'hub'."""
+    """Where a model name points: kind is 'embedded', 'hf_dir', 'ct2_dir', 'adapter', 'ggml' (a whisper.cpp file) or 'hub'."""
 
     kind: str
     location: str
@@ -110,6 +112,11 @@ def _folder_kind(path: Path) -> str:
     )
 
 
+def _is_ggml(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(4) == struct.pack("<i", GGML_MAGIC)
+
+
 def resolve_model(name_or_path: str | os.PathLike | None = None) -> ModelSource:
     """Say what a model name means: an embedded short name, a local folder, or a Hugging Face hub id."""
     name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
@@ -118,8 +125,13 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> ModelSource:
     path = Path(name).expanduser()
     if path.is_dir():
         return ModelSource(_folder_kind(path), str(path))
+    if path.is_file() and _is_ggml(path):
+        return ModelSource("ggml", str(path))
     if path.exists():
-        raise ModelError(f"{path}: is a file; a model is a folder, a hub id or an embedded name")
+        raise ModelError(
+            f"{path}: is a file but not a whisper.cpp model; a model is a folder, a whisper.cpp (GGML) file, "
+            "a hub id or an embedded name"
+        )
     size = name.removeprefix("whisper-")
     if size in HUB_SIZES:
         return ModelSource("hub", f"openai/whisper-{HUB_ALIASES.get(size, size)}")

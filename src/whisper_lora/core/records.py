@@ -32,8 +32,9 @@ class Runtime:
     backend: str = field(
         default="auto",
         metadata={
-            "choices": ("auto", "ct2", "transformers"),
-            "help": "ct2: faster-whisper (a trained adapter is exported once, beside it); auto: ct2 unless a hub id",
+            "choices": ("auto", "ct2", "transformers", "whispercpp"),
+            "help": "ct2: faster-whisper (a trained adapter is exported once, beside it); whispercpp: a whisper.cpp "
+            "file (pip extra ggml); auto: whispercpp for such a file, transformers for a hub id, else ct2",
         },
     )
     device: str = field(default="auto", metadata={"choices": ("auto", "cuda", "cpu"), "help": "auto: CUDA if any"})

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from whisper_lora.audio.decode import decode_audio
 from whisper_lora.core.metrics import normalize_text
 from whisper_lora.core.records import TranscribeOptions
-from whisper_lora.infer.backends.whispercpp import WhisperCpp
 from whisper_lora.infer.transcriber import Transcriber
 
 
@@ -36,8 +34,7 @@ def greedy_reader(model_path: str | Path, backend: str) -> Callable[[str, str], 
 
 def whispercpp_reader(path: str | Path) -> Callable[[str, str], str]:
     """A reader through whisper.cpp (pywhispercpp) on a GGML file, greedy like greedy_reader."""
-    model = WhisperCpp(path)
-    return lambda audio_path, language: model.text(decode_audio(audio_path), language)
+    return greedy_reader(path, "whispercpp")
 
 
 def parity(hf_model: str | Path, ct2_folder: Path, clips: list[tuple[str, str]], log=print) -> float:

@@ -1,4 +1,5 @@
-"""Decoding backends behind one protocol, and the Transcriber over them: CTranslate2 (faster-whisper) or transformers."""
+"""Decoding backends behind one protocol, and the Transcriber over them: CTranslate2 (faster-whisper), transformers
+or whisper.cpp."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from whisper_lora.core.errors import UserError
 from whisper_lora.core.models import resolve_model
 from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
 from whisper_lora.infer.backends.ct2 import CT2Backend
+from whisper_lora.infer.backends.whispercpp import WhisperCppBackend
 from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
 
 
@@ -21,6 +23,8 @@ def cuda_available(backend: str) -> bool:
     """Whether the backend's own runtime sees a CUDA device (CTranslate2 answers without loading torch)."""
     if backend == "ct2":
         return ctranslate2.get_cuda_device_count() > 0
+    if backend == "whispercpp":
+        return False  # pywhispercpp's wheels are built for the CPU
     import torch
 
     return torch.cuda.is_available()
@@ -36,9 +40,12 @@ def pick_device(name: str, backend: str = "ct2") -> str:
 
 
 def pick_backend(model_path: str | None, backend: str) -> str:
-    """'ct2' or 'transformers'; auto takes CTranslate2 for everything but hub ids."""
+    """'ct2', 'transformers' or 'whispercpp'; auto takes whisper.cpp for its files, transformers for hub ids, else ct2."""
+    kind = resolve_model(model_path).kind
     if backend == "auto":
-        return "transformers" if resolve_model(model_path).kind == "hub" else "ct2"
+        return {"hub": "transformers", "ggml": "whispercpp"}.get(kind, "ct2")
+    if kind == "ggml" and backend != "whispercpp":
+        raise UserError(f"{model_path}: a whisper.cpp file runs on --backend whispercpp (or auto), not {backend}")
     return backend
 
 
@@ -82,9 +89,11 @@ class Backend(Protocol):
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The Backend class for 'ct2' or 'transformers' (imported only when asked for)."""
+    """The Backend class for 'ct2', 'whispercpp' or 'transformers' (torch imported only when asked for)."""
     if name == "ct2":
         return CT2Backend
+    if name == "whispercpp":
+        return WhisperCppBackend
     from whisper_lora.infer.backends.hf import HFBackend
 
     return HFBackend
