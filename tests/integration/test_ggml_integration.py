@@ -58,3 +58,19 @@ def check_against_ct2(model_path, kinds, clips, folder) -> dict:
 def test_base_reads_as_its_ct2_export_in_q8_0(english, tmp_path):
     rates = check_against_ct2("base", ("q8_0",), english, tmp_path)  # the file to use; f16 and q5_0: README
     assert rates["ct2"] < 0.1, rates  # the comparison is between models that read the speech
+
+
+def test_the_whispercpp_backend_keeps_each_file_to_itself(tmp_path):
+    """whisper.cpp prompts a call with the previous call's text unless told not to: English before Spanish."""
+    from whisper_lora.core.records import TranscribeOptions
+    from whisper_lora.infer.transcriber import Transcriber
+
+    path = export_model("base", tmp_path / "ggml", "ggml", ggml_types=("q8_0",))["ggml q8_0"]
+    english, spanish = real_speech("en")[:4], real_speech("es")[:4]
+    model = Transcriber(str(path))
+    read = {p.language: [] for p in english + spanish}
+    for prompt in english + spanish:  # default options: each file's windows are conditioned on its own text
+        transcript = model.files([prompt.audio_path], TranscribeOptions(language=prompt.language))[0]
+        read[prompt.language].append(transcript.text)
+    assert error_rate([p.text for p in english], read["en"], "wer", "en") < 0.15, read["en"]
+    assert error_rate([p.text for p in spanish], read["es"], "wer", "es") < 0.35, read["es"]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import espeak, have_espeak, run_inference
+from helpers import espeak, have_espeak, run_inference, write_audio
 from whisper_lora.audio.decode import decode_audio
 from whisper_lora.core.metrics import error_rate, normalize_text
 from whisper_lora.core.records import Runtime, TranscribeOptions
@@ -96,6 +96,22 @@ def test_multi_minute_audio_keeps_every_sentence_in_order(base, speech, backend)
     words = normalize_text(result.text).split()
     assert not missing_in_order(SENTENCES, words), (missing_in_order(SENTENCES, words), result.text)
     assert len(words) < 1.3 * sum(len(s.split()) for s in SENTENCES)  # nothing repeated where windows meet
+
+
+def test_a_file_read_in_blocks_keeps_every_sentence_in_order(speech, tmp_path, monkeypatch):
+    from whisper_lora.infer import transcriber as transcriber_module
+
+    pause = np.zeros(24000, np.float32)
+    audio = np.concatenate([part for wav in speech for part in (decode_audio(wav), pause)])
+    path = write_audio(tmp_path / "long.flac", audio[None], 16000)
+    monkeypatch.setattr(transcriber_module, "BLOCK_SECONDS", 45.0)  # three blocks, cut in the pauses
+    options = TranscribeOptions(language="en", beam_size=5)  # beams: see the test above
+    result = transcriber_module.Transcriber("base").files([str(path)], options)[0]
+    times = [t for s in result.segments for t in (s.start, s.end)]
+    assert times == sorted(times) and times[-1] <= result.duration == round(len(audio) / 16000, 3)
+    words = normalize_text(result.text).split()
+    assert not missing_in_order(SENTENCES, words), (missing_in_order(SENTENCES, words), result.text)
+    assert len(words) < 1.3 * sum(len(s.split()) for s in SENTENCES)  # nothing repeated where blocks meet
 
 
 @pytest.mark.parametrize("kind", ["silence", "noise"])

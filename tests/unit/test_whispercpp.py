@@ -32,9 +32,15 @@ def test_the_default_options_are_whisper_cpps_own():
     params = decode_params(TranscribeOptions(), 16000 * 60)
     assert refusal(TranscribeOptions()) is None
     assert (params["temperature"], params["temperature_inc"]) == pytest.approx((0.0, 0.2))
-    assert params["no_context"] is False  # conditioned on the previous window, as openai/whisper does
+    assert params["n_max_text_ctx"] > 0  # conditioned on the previous window, as openai/whisper does
+    assert params["no_context"] is True  # but never on the previous file's text
     assert params["language"] == "" and params["detect_language"] is False  # True would stop after detection
     assert (params["logprob_thold"], params["no_speech_thold"]) == (-1.0, 0.6)
+
+
+def test_a_first_window_prompt_without_conditioning_is_refused():
+    options = TranscribeOptions(initial_prompt="Glossary", condition_on_previous_text=False)
+    assert "--initial_prompt with --no_condition_on_previous_text" in refusal(options)
 
 
 def test_a_ggml_file_is_a_model_and_other_files_are_not(tiny_ggml_file, tmp_path):

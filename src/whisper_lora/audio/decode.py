@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -121,6 +122,65 @@ def decode_audio(
         got = len(samples) / sample_rate
         raise AudioError(path, f"truncated: the header declares {declared:.2f} s but only {got:.2f} s decode")
     return samples[offset:stop]
+
+
+def decode_blocks(path: str | Path, block_seconds: float, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Decode a file as consecutive blocks of block_seconds (the last shorter, at least one block), holding about one
+    block at a time; AudioError for a file that cannot be decoded or is truncated."""
+    path = Path(path)
+    _check_file(path)
+    _check_wav_length(path)
+    size, total = round(block_seconds * sample_rate), 0
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(path, "no audio stream in the file")
+            stream = container.streams.audio[0]
+            for block in _blocks(_resampled(container, stream, sample_rate), size):
+                total += len(block)
+                yield block
+            declared = _declared_seconds(container, stream)
+    except av.error.FFmpegError as error:
+        raise AudioError(path, f"cannot decode as audio ({error.strerror or error})") from None
+    if declared and total < _TRUNCATED_SHARE * declared * sample_rate:
+        got = total / sample_rate
+        raise AudioError(path, f"truncated: the header declares {declared:.2f} s but only {got:.2f} s decode")
+
+
+def _resampled(container, stream, sample_rate: int) -> Iterator[np.ndarray]:
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    for frame in container.decode(stream):
+        for out in resampler.resample(frame):
+            yield out.to_ndarray().reshape(-1)
+    for out in resampler.resample(None):
+        yield out.to_ndarray().reshape(-1)
+
+
+def _blocks(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The pieces regrouped into blocks of size samples (the last shorter), each filled in place: one block held."""
+    block, held, any_yielded = np.empty(size, np.float32), 0, False
+    for piece in pieces:
+        used = 0
+        while used < len(piece):
+            taken = min(size - held, len(piece) - used)
+            block[held : held + taken] = piece[used : used + taken]
+            held, used = held + taken, used + taken
+            if held == size:
+                yield block
+                block, held, any_yielded = np.empty(size, np.float32), 0, True
+    if held or not any_yielded:
+        yield block[:held].copy()
+
+
+def quietest_cut(samples: np.ndarray, within_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE) -> int:
+    """Where to cut samples near their end: the middle of the quietest tenth of a second in the last within_seconds."""
+    step = sample_rate // 10
+    start = max(0, len(samples) - round(within_seconds * sample_rate))
+    tail = samples[start : start + (len(samples) - start) // step * step].reshape(-1, step)
+    if not len(tail):
+        return len(samples)
+    quietest = int(np.argmin(np.sqrt(np.mean(tail.astype(np.float64) ** 2, axis=1))))
+    return start + quietest * step + step // 2
 
 
 def duration_seconds(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from itertools import chain, islice
 from typing import Protocol
 
 import ctranslate2
 import numpy as np
 
-from whisper_lora.audio.decode import SAMPLE_RATE, AudioError, decode_audio
+from whisper_lora.audio.decode import SAMPLE_RATE, AudioError, decode_blocks, quietest_cut
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.models import resolve_model
 from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
 from whisper_lora.infer.backends.ct2 import CT2Backend
 from whisper_lora.infer.backends.whispercpp import WhisperCppBackend
 from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
+
+BLOCK_SECONDS = 300.0  # a longer file is transcribed in blocks of this length, in bounded memory
 
 
 def cuda_available(backend: str) -> bool:
@@ -166,12 +169,76 @@ class Transcriber:
         return language, (replace(s, end=min(s.end, seconds)) for s in segments if s.start < seconds)
 
     def files(self, paths: list[str], options: TranscribeOptions) -> list[Transcript]:
-        """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error."""
-        clips, failed = [], {}
+        """Transcripts of audio files, in order; a file that fails to decode gets Transcript.error. A file longer than
+        BLOCK_SECONDS is decoded and transcribed block by block, so memory does not grow with its length."""
+        clips, done = [], {}
         for path in paths:
             try:
-                clips.append(Clip(str(path), decode_audio(path)))
+                blocks = decode_blocks(path, BLOCK_SECONDS)
+                head = list(islice(blocks, 2))
+                if len(head) == 1:
+                    clips.append(Clip(str(path), head[0]))
+                else:  # the head is handed on, not held here: memory is one block or two
+                    done[str(path)] = self.blocks(str(path), chain(_emptied(head), blocks), options)
             except AudioError as error:
-                failed[str(path)] = Transcript(path=str(path), error=error.reason)
-        done = {t.path: t for t in self.clips(clips, options)} | failed
+                done[str(path)] = Transcript(path=str(path), error=error.reason)
+        done |= {t.path: t for t in self.clips(clips, options)}
         return [done[str(path)] for path in paths]
+
+    def blocks(self, name: str, blocks: Iterator[np.ndarray], options: TranscribeOptions) -> Transcript:
+        """One long file's transcript from its blocks: each cut at a quiet moment near its end, the rest carried into
+        the next; the language is detected once, and each block is prompted with the text before it."""
+        whole = Transcript(name, language=options.language)
+        carry, offset = np.zeros(0, np.float32), 0
+        for block, last in _with_last(blocks):
+            audio = np.concatenate([carry, block])
+            del block
+            cut = len(audio) if last else quietest_cut(audio)
+            part = self.clips([Clip(name, audio[:cut])], _continued(options, whole))[0]
+            _append(whole, part, offset / SAMPLE_RATE)
+            carry, offset = audio[cut:].copy(), offset + cut  # a copy: a view would keep the whole block
+        whole.text, whole.duration = join_segments(whole.segments, whole.language), round(offset / SAMPLE_RATE, 3)
+        return whole
+
+
+PROMPT_CHARACTERS = 200  # of the previous block's text, as the next block's prompt
+
+
+def _continued(options: TranscribeOptions, whole: Transcript) -> TranscribeOptions:
+    """The options for the next block: the language found so far, and the text so far as its prompt."""
+    if not whole.segments:
+        return replace(options, language=whole.language)
+    so_far = join_segments(whole.segments, whole.language)
+    prompt = so_far[-PROMPT_CHARACTERS:] if options.condition_on_previous_text else None  # as openai/whisper
+    return replace(options, language=whole.language, initial_prompt=prompt)
+
+
+def _append(whole: Transcript, part: Transcript, offset: float) -> None:
+    """Add one block's transcript, its times shifted by offset seconds, to the file's."""
+    shift = lambda s: replace(s, start=round(s.start + offset, 2), end=round(s.end + offset, 2))  # noqa: E731
+    whole.segments.extend(
+        replace(shift(s), words=[replace(w, start=w.start + offset, end=w.end + offset) for w in s.words])
+        if s.words
+        else shift(s)
+        for s in part.segments
+    )
+    if whole.language is None:
+        whole.language, whole.language_probability = part.language, part.language_probability
+    for flag in ("redecoded", "unheard"):
+        if getattr(part, flag) and not getattr(whole, flag):
+            setattr(whole, flag, f"from {offset:.0f} s: {getattr(part, flag)}")
+
+
+def _emptied(items: list) -> Iterator:
+    """The list's items, each removed from it as it is given."""
+    while items:
+        yield items.pop(0)
+
+
+def _with_last(items: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:
+    """Each item, and whether it is the last."""
+    previous = next(items)
+    for item in items:
+        yield previous, False
+        previous = item
+    yield previous, True

@@ -46,6 +46,11 @@ def refusal(options: TranscribeOptions) -> str | None:
             "--compression_ratio_threshold: whisper.cpp judges repetition by token entropy (its entropy_thold, 2.4), "
             "not by compression ratio; leave the flag out, or use --backend ct2 or transformers"
         )
+    if options.initial_prompt and not options.condition_on_previous_text:
+        return (
+            "--initial_prompt with --no_condition_on_previous_text: whisper.cpp prompts with no text at all when "
+            "conditioning is off; use --backend ct2 or transformers"
+        )
     if temperature_ladder(options.temperature) is None:
         listed = ",".join(f"{t:g}" for t in options.temperature)
         return (
@@ -66,7 +71,8 @@ def decode_params(options: TranscribeOptions, samples: int) -> dict:
         beam_search={"beam_size": options.beam_size, "patience": -1.0},
         temperature=start,
         temperature_inc=step,
-        no_context=not options.condition_on_previous_text,
+        no_context=True,  # whisper.cpp otherwise prompts a call with the text of the one before: another file
+        n_max_text_ctx=16384 if options.condition_on_previous_text else 0,  # prompting with past text, off at 0
         initial_prompt=options.initial_prompt or "",
         logprob_thold=options.logprob_threshold,
         no_speech_thold=options.no_speech_threshold,
