@@ -1,6 +1,7 @@
 """Hostile load on `whisper-lora serve` on 127.0.0.1 with the embedded model: do normal clients keep being served?
 
-First normal clients alone (the baseline), then the same clients while others attack for a fixed time:
+Normal clients post a recorded English prompt of several sentences, and the WER of what they get back is
+reported beside their latency. First normal clients alone (the baseline), then the same clients while others attack for a fixed time:
 slow uploaders trickling bytes, realtime sessions sending malformed events, a decompression bomb (hours
 of Opus silence in a few hundred KB), and undecodable files. Reports, for each phase, the normal
 clients' success rate and p95 latency, what each attack got back, how many 5xx or crashes there were
@@ -28,7 +29,8 @@ import websockets.sync.client
 from results import write_result
 from serve_load import KEY, load, rss_mb, start_server
 
-from whisper_lora.demo.run import speak
+from whisper_lora.core.metrics import error_rate
+from whisper_lora.data.realspeech import prompts
 
 SLOW_UPLOADERS = 9  # more than 1 worker + 8 queued: before the upload deadline, these took every place
 GARBAGE = [
@@ -121,9 +123,10 @@ def sample_rss(server, stop: threading.Event, peaks: list[float]) -> None:
         stop.wait(0.5)
 
 
-def phase(url, port, server, clip, clients, seconds, attack: dict | None) -> tuple[list, dict, Counter, float]:
-    """Normal clients for `seconds`, with the attackers of `attack` running beside them when given."""
-    stop, got, peaks = threading.Event(), Counter(), []
+def phase(url, port, server, clip, clients, seconds, attack: dict | None) -> tuple[list, dict, Counter, float, list]:
+    """Normal clients for `seconds`, with the attackers of `attack` running beside them when given; the last item
+    holds the text of every normal request served."""
+    stop, got, peaks, texts = threading.Event(), Counter(), [], []
     workers = [threading.Thread(target=sample_rss, args=(server, stop, peaks))]
     if attack:
         workers += [threading.Thread(target=slow_upload, args=(port, stop, got)) for _ in range(SLOW_UPLOADERS)]
@@ -131,18 +134,28 @@ def phase(url, port, server, clip, clients, seconds, attack: dict | None) -> tup
         workers += [threading.Thread(target=posts, args=(url, stop, got, attack, 5.0))]
     for worker in workers:
         worker.start()
-    latencies, statuses = load(url, clip, clients, seconds)
+    latencies, statuses = load(url, clip, clients, seconds, texts)
     stop.set()
     for worker in workers:
         worker.join(60)
-    return latencies, statuses, got, max(peaks)
+    return latencies, statuses, got, max(peaks), texts
 
 
-def row(name: str, latencies: list, statuses: dict, peak: float) -> list:
+def row(name: str, run: tuple, reference: str) -> list:
+    """One phase's line: requests, share served, p95, 5xx or dropped, WER of what was served, peak RSS."""
+    latencies, statuses, _, peak, texts = run
     served = sum(statuses.values())
     p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else float("nan")
     errors = sum(n for status, n in statuses.items() if status >= 500 and status != 503 or status < 0)
-    return [name, served, f"{statuses.get(200, 0) / max(served, 1):.0%}", round(p95, 2), errors, round(peak)]
+    wer = error_rate([reference] * len(texts), texts, "wer", "en") if texts else float("nan")
+    share = f"{statuses.get(200, 0) / max(served, 1):.0%}"
+    return [name, served, share, round(p95, 2), errors, f"{100 * wer:.1f}%", round(peak)]
+
+
+def real_clip() -> tuple[bytes, str]:
+    """A recorded English prompt of several sentences, and its transcript."""
+    prompt = next(p for p in prompts("en") if p.split == "test" and p.sentences > 1)
+    return Path(prompt.audio_path).read_bytes(), prompt.text
 
 
 def main() -> None:
@@ -154,7 +167,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     flags = ["--model_path", "base", "--upload_timeout_s", "5", "--max_audio_s", "600"]
     with tempfile.TemporaryDirectory() as folder:
-        clip = speak("The weather is nice today, so we will walk.", Path(folder) / "clip.wav", "en-us").read_bytes()
+        clip, reference = real_clip()
         bad = {"bomb.ogg": bomb(Path(folder)), "noise.wav": np.random.default_rng(0).bytes(8000), "empty.wav": b""}
         server = start_server(port, flags)
         try:
@@ -165,15 +178,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    rows = [
-        row("normal clients alone", *quiet[:2], quiet[3]),
-        row("normal clients under attack", *attacked[:2], attacked[3]),
-    ]
+    rows = [row("normal clients alone", quiet, reference), row("normal clients under attack", attacked, reference)]
     got = attacked[2]
     table = {
         "title": f"Hostile load: {args.clients} normal clients beside {SLOW_UPLOADERS} slow uploaders, 2 garbage realtime "
         f"sessions and bad files, {args.seconds:g} s a phase, embedded base, 1 worker",
-        "columns": ["phase", "normal requests", "served (200)", "p95 s", "5xx or dropped", "peak RSS MB"],
+        "columns": ["phase", "normal requests", "served (200)", "p95 s", "5xx or dropped", "WER", "peak RSS MB"],
         "rows": rows,
     }
     notes = "Attacks and what they got: " + "; ".join(f"{k} ×{n}" for k, n in sorted(got.items())) + "."

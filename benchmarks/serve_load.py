@@ -48,8 +48,11 @@ def rss_mb(process: subprocess.Popen) -> float:
     return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]) / 2**20
 
 
-def load(url: str, clip: bytes, clients: int, seconds: float) -> tuple[list[float], dict[int, int]]:
-    """Clients post the clip in a loop until the time is up; latencies of 200s, and a count per status."""
+def load(
+    url: str, clip: bytes, clients: int, seconds: float, texts: list[str] | None = None
+) -> tuple[list[float], dict[int, int]]:
+    """Clients post the clip in a loop until the time is up; latencies of 200s, and a count per status (and the
+    text of each 200 in texts, when given)."""
     latencies, statuses, lock = [], {}, threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -58,17 +61,20 @@ def load(url: str, clip: bytes, clients: int, seconds: float) -> tuple[list[floa
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
-                    status = http.post(
+                    response = http.post(
                         f"{url}/v1/audio/transcriptions",
                         files={"file": ("a.wav", clip, "audio/wav")},
                         data={"model": "whisper-1", "language": "en"},
-                    ).status_code
+                    )
+                    status = response.status_code
                 except httpx.TransportError:
                     status = -1
                 with lock:
                     statuses[status] = statuses.get(status, 0) + 1
                     if status == 200:
                         latencies.append(time.perf_counter() - started)
+                        if texts is not None:
+                            texts.append(response.json()["text"])
                 if status == 503:
                     time.sleep(1)
 

@@ -64,6 +64,21 @@ def write_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
     return path
 
 
+def silent_flac(path, seconds: int, rate: int = 8000):
+    """Hours of digital silence as FLAC: a few MB that decode to gigabytes of samples."""
+    with av.open(str(path), "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        minute = np.zeros((1, rate * 60), np.int16)
+        for k in range(seconds // 60):
+            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
+            frame.sample_rate, frame.time_base, frame.pts = rate, Fraction(1, rate), k * rate * 60
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
 def espeak(text: str, path: Path, voice: str = "en", speed: int = 150, pitch: int = 50) -> Path:
     """Speak text into a WAV file with espeak-ng."""
     subprocess.run(

@@ -149,7 +149,8 @@ def test_seed_batch_command_resumes_and_reports_bad_files(speech, tmp_path):
     records = json.loads(output.read_text())
     assert [r["text"] for r in records][0] == "from an earlier run"  # done files are not redone
     assert "served in round bowls" in records[1]["text"].lower()
-    assert records[2]["error"] == "file not found" and not sidecar.exists()
+    assert records[2]["error"] == "file not found"
+    assert str(speech[4]) in [json.loads(line)["path"] for line in sidecar.read_text().splitlines()[1:]]  # kept
 
 
 def test_srt_output_from_the_suffix(speech, tmp_path):

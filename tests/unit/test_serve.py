@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import sine, write_audio
+from helpers import silent_flac, sine, write_audio
 
 pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -383,6 +383,16 @@ def test_audio_longer_than_the_limit_is_413_before_the_model_sees_it(long_opus, 
         assert response.status_code == 413, response.text
         error = response.json()["error"]
         assert error["code"] == "audio_too_long" and "30 s limit (--max_audio_s)" in error["message"]
+    assert stand_in.calls == []
+
+
+def test_ten_hours_of_silence_in_seven_megabytes_is_refused_at_the_default_limit(tmp_path):
+    bomb = silent_flac(tmp_path / "ten-hours.flac", 10 * 3600).read_bytes()
+    stand_in = StandIn()
+    with client_for(stand_in) as client:
+        response = post(client, {}, ("ten-hours.flac", bomb, "audio/flac"))
+    assert len(bomb) < 10_000_000 and response.status_code == 413, response.text
+    assert "3600 s limit (--max_audio_s)" in response.json()["error"]["message"]
     assert stand_in.calls == []
 
 

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from whisper_lora.cli.common import add_batch_size, from_args, report_redecoded, runtime
+from whisper_lora.cli.common import add_batch_size, from_args, positive_int, report_redecoded, runtime
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_text_atomic
 from whisper_lora.core.records import Runtime, TranscribeOptions
 from whisper_lora.infer import writers
-from whisper_lora.infer.file_jobs import read_audio_list, run_key, transcribe_many
+from whisper_lora.infer.file_jobs import Results, in_batches, read_audio_list, run_key, transcribe_many
+from whisper_lora.infer.ray_jobs import LOCAL, check_on_ray, transcribe_on_ray
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.infer.writers import get_writer
 
@@ -29,22 +30,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give exactly one of --audio_path or --audio_list")
     options = from_args(TranscribeOptions, args)
     paths = [args.audio_path] if args.audio_path else read_audio_list(args.audio_list)
-    transcriber = Transcriber.run(runtime(args), args.batch_size)
-    transcriber.check(options)
     sidecar = Path(f"{args.output_file}.partial.jsonl") if args.output_file else None
     timestamps = options.return_timestamps or options.word_timestamps
     show = None if args.output_file else (lambda t: _print_transcript(t, timestamps))
-    transcripts = transcribe_many(
-        lambda batch: transcriber.files(batch, options),
-        paths,
-        sidecar,
-        on_result=show,
-        batch_size=args.batch_size,
-        key=run_key(runtime(args), options),
-    )
-    if sidecar is not None:  # there is one exactly when there is an --output_file
+    key = run_key(runtime(args), options)
+    transcripts = transcribe_many(_results(args, paths, options), paths, sidecar, on_result=show, key=key)
+    if sidecar is not None:  # there is one exactly when there is an --output_file; it stays, so a rerun is cheap
         _write_outputs(args, transcripts)
-        sidecar.unlink(missing_ok=True)
     report_redecoded(transcripts)
     failed = [t for t in transcripts if t.error]
     for transcript in failed:
@@ -52,6 +44,19 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(transcripts)} files failed; the others were transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _results(args: argparse.Namespace, paths: list[str], options: TranscribeOptions) -> Results:
+    """Where the transcripts come from: this process, batch_size files at a time, or Ray's actors with --ray."""
+    if args.ray is not None:
+        check_on_ray(runtime(args), options)
+        address = None if args.ray == LOCAL else args.ray
+        return lambda pending: transcribe_on_ray(
+            pending, runtime(args), options, address, args.ray_actors, args.batch_size
+        )
+    transcriber = Transcriber.run(runtime(args), args.batch_size)
+    transcriber.check(options)
+    return in_batches(lambda batch: transcriber.files(batch, options), args.batch_size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output_format", default=None, choices=["json", "txt", "srt", "vtt", "tsv", "all"])
     add_batch_size(parser)
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL,
+        default=None,
+        metavar="ADDRESS",
+        help="with --audio_list: transcribe on Ray Data (pip extra ray), on the cluster at ADDRESS or, without one, "
+        "on a Ray started here",
+    )
+    parser.add_argument(
+        "--ray_actors", type=positive_int, default=2, help="with --ray: actors, each holding the model once (default 2)"
+    )
     parser.add_argument(  # the spelling argparse's BooleanOptionalAction gave it, in earlier READMEs
         "--no-condition_on_previous_text",
         dest="condition_on_previous_text",

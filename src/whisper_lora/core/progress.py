@@ -25,6 +25,7 @@ class Progress:
         self.write = write or (lambda line: print(line, flush=True))
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.started = time.perf_counter()
+        self.note = ""  # shown after the counts, such as a second rate
         self.bar = tqdm(total=total, desc=what, unit=unit, leave=False) if self.terminal else None
         self.stopped = threading.Event()
         if not self.terminal:
@@ -39,13 +40,16 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         share = self.done / self.total if self.total else 1.0
         left = f", about {clock(elapsed / self.done * (self.total - self.done))} left" if self.done else ""
-        return f"{self.what}: {self.done}/{self.total} {self.unit}s ({share:.0%}), {clock(elapsed)} elapsed{left}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.what}: {self.done}/{self.total} {self.unit}s ({share:.0%}), {clock(elapsed)} elapsed{left}{note}"
 
     def update(self, count: int = 1) -> None:
         """count more units done."""
         self.done += count
         if self.bar is not None:
             self.bar.update(count)
+            if self.note:
+                self.bar.set_postfix_str(self.note, refresh=False)
 
     def close(self) -> None:
         """Stop, and say how long it took."""

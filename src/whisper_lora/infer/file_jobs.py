@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from tqdm import tqdm
-
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.progress import Progress
 from whisper_lora.core.records import Runtime, Segment, TranscribeOptions, Transcript, Word
 
 log = logging.getLogger(__name__)
+
+Results = Callable[[list[str]], Iterator[Transcript]]  # the paths still to do -> their transcripts, in any order
 
 
 def read_audio_list(path: str | Path) -> list[str]:
@@ -84,28 +87,51 @@ def _append(sidecar: Path, transcript: Transcript, key: dict | None) -> None:
         os.fsync(handle.fileno())
 
 
+def in_batches(transcribe: Callable[[list[str]], list[Transcript]], batch_size: int) -> Results:
+    """Results from transcribe(list of paths) -> Transcripts, called batch_size paths at a time, in order."""
+
+    def results(pending: list[str]) -> Iterator[Transcript]:
+        for first in range(0, len(pending), batch_size):
+            yield from transcribe(pending[first : first + batch_size])
+
+    return results
+
+
 def transcribe_many(
-    transcribe,
+    results: Results,
     paths: list[str],
     sidecar: Path | None = None,
     on_result=None,
-    batch_size: int = 1,
     key: dict | None = None,
 ) -> list[Transcript]:
-    """Run transcribe(list of paths) -> Transcripts over paths, batch_size at a time, skipping those in the sidecar;
-    a sidecar written under another key (model, options) is set aside, not mixed in."""
+    """Transcripts of the paths, in order, from results(paths not yet done) -> Transcripts in any order.
+
+    Each finished file is appended to the sidecar; a rerun skips what it holds, and a sidecar written
+    under another key (model, options) is set aside, not mixed in.
+    """
     done = _load_done(sidecar, key) if sidecar else {}
     pending = [path for path in dict.fromkeys(paths) if path not in done]
+    if done:
+        _to_stderr(f"{len(done)} of {len(paths)} files are done already ({sidecar}); transcribing {len(pending)}")
     audio_seconds, started = 0.0, time.perf_counter()
-    with tqdm(total=len(pending), unit="file", disable=len(pending) < 2) as progress:
-        for first in range(0, len(pending), batch_size):
-            for transcript in transcribe(pending[first : first + batch_size]):
-                done[transcript.path] = transcript
-                audio_seconds += transcript.duration
-                if sidecar:
-                    _append(sidecar, transcript, key)
-                if on_result:
-                    on_result(transcript)
+    progress = Progress(len(pending), "transcribe", unit="file", write=_to_stderr) if len(pending) > 1 else None
+    try:
+        for transcript in results(pending) if pending else ():
+            done[transcript.path] = transcript
+            audio_seconds += transcript.duration
+            if sidecar:
+                _append(sidecar, transcript, key)
+            if on_result:
+                on_result(transcript)
+            if progress:
+                elapsed = time.perf_counter() - started
+                progress.note = f"{(progress.done + 1) / elapsed:.2f} files/s, {audio_seconds / elapsed:.1f} audio s/s"
                 progress.update(1)
-            progress.set_postfix_str(f"{audio_seconds / (time.perf_counter() - started):.1f} audio s/s")
+    finally:
+        if progress:
+            progress.close()
     return [done[path] for path in paths]
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

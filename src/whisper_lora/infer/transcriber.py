@@ -3,6 +3,9 @@ or whisper.cpp."""
 
 from __future__ import annotations
 
+import ctypes
+import platform
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from itertools import chain, islice
@@ -19,7 +22,8 @@ from whisper_lora.infer.backends.ct2 import CT2Backend
 from whisper_lora.infer.backends.whispercpp import WhisperCppBackend
 from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
 
-BLOCK_SECONDS = 300.0  # a longer file is transcribed in blocks of this length, in bounded memory
+BLOCK_SECONDS = 120.0  # a longer file is transcribed in blocks of this length, in bounded memory
+LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else None
 
 
 def cuda_available(backend: str) -> bool:
@@ -187,7 +191,7 @@ class Transcriber:
 
     def blocks(self, name: str, blocks: Iterator[np.ndarray], options: TranscribeOptions) -> Transcript:
         """One long file's transcript from its blocks: each cut at a quiet moment near its end, the rest carried into
-        the next; the language is detected once, and each block is prompted with the text before it."""
+        the next; the language is detected once, and each block starts afresh, as a file of its own."""
         whole = Transcript(name, language=options.language)
         carry, offset = np.zeros(0, np.float32), 0
         for block, last in _with_last(blocks):
@@ -197,20 +201,18 @@ class Transcriber:
             part = self.clips([Clip(name, audio[:cut])], _continued(options, whole))[0]
             _append(whole, part, offset / SAMPLE_RATE)
             carry, offset = audio[cut:].copy(), offset + cut  # a copy: a view would keep the whole block
+            del audio, part
+            release_free_memory()
         whole.text, whole.duration = join_segments(whole.segments, whole.language), round(offset / SAMPLE_RATE, 3)
         return whole
 
 
-PROMPT_CHARACTERS = 200  # of the previous block's text, as the next block's prompt
-
-
 def _continued(options: TranscribeOptions, whole: Transcript) -> TranscribeOptions:
-    """The options for the next block: the language found so far, and the text so far as its prompt."""
+    """The options for the next block: the language found so far, and no prompt: text alone as a prompt, without the
+    timestamps a window's own conditioning carries, made the model stop predicting them and drop words."""
     if not whole.segments:
         return replace(options, language=whole.language)
-    so_far = join_segments(whole.segments, whole.language)
-    prompt = so_far[-PROMPT_CHARACTERS:] if options.condition_on_previous_text else None  # as openai/whisper
-    return replace(options, language=whole.language, initial_prompt=prompt)
+    return replace(options, language=whole.language, initial_prompt=None)
 
 
 def _append(whole: Transcript, part: Transcript, offset: float) -> None:
@@ -227,6 +229,13 @@ def _append(whole: Transcript, part: Transcript, offset: float) -> None:
     for flag in ("redecoded", "unheard"):
         if getattr(part, flag) and not getattr(whole, flag):
             setattr(whole, flag, f"from {offset:.0f} s: {getattr(part, flag)}")
+
+
+def release_free_memory() -> None:
+    """Hand memory freed by the last block back to the system (glibc keeps it otherwise, and hours of blocks of
+    different sizes fragment it); elsewhere nothing."""
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
 
 
 def _emptied(items: list) -> Iterator:

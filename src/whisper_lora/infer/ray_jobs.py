@@ -1,0 +1,103 @@
+"""Transcribe a file list on Ray Data: a pool of actors, each loading the model once; transcripts stream to the driver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from whisper_lora.core.errors import UserError
+from whisper_lora.core.extras import require
+from whisper_lora.core.records import Runtime, Segment, TranscribeOptions, Transcript, Word
+from whisper_lora.infer.transcriber import Transcriber, backend_class, pick_backend
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"  # --ray without an address: a Ray started in this process
+PID_FOLDER = "WHISPER_LORA_RAY_PIDS"  # when set, each actor writes its process id there (for operators and tests)
+
+
+class FileTranscriber:
+    """A Ray Data actor: one Transcriber, loaded once, transcribing batches of paths into JSON records."""
+
+    def __init__(self, runtime: Runtime, options: TranscribeOptions, batch_size: int):
+        if os.environ.get(PID_FOLDER):
+            Path(os.environ[PID_FOLDER], str(os.getpid())).touch()
+        self.transcriber = Transcriber.run(runtime, batch_size)
+        self.options = options
+
+    def __call__(self, batch: dict) -> dict:
+        """{"path": [...]} -> {"record": [...]}, one JSON transcript per path."""
+        transcripts = self.transcriber.files([str(path) for path in batch["path"]], self.options)
+        return {"record": [json.dumps(asdict(t), ensure_ascii=False) for t in transcripts]}
+
+
+def transcript_from_json(record: str) -> Transcript:
+    """The Transcript an actor sent back as JSON."""
+    fields = json.loads(record)
+    fields["segments"] = [
+        Segment(**{**s, "words": [Word(**w) for w in s["words"]] if s.get("words") else None})
+        for s in fields["segments"]
+    ]
+    return Transcript(**fields)
+
+
+def check_on_ray(runtime: Runtime, options: TranscribeOptions) -> None:
+    """Refuse, on the driver and before Ray starts, a model or options the actors could not use."""
+    backend = pick_backend(runtime.model_path, runtime.backend)
+    reason = backend_class(backend).supports(options)
+    if reason:
+        raise UserError(reason)
+
+
+def start_ray(address: str | None, cpus: int):
+    """Ray, connected to the cluster at address, or started here with `cpus` logical CPUs when address is None."""
+    ray = require("ray", "--ray")
+    if not ray.is_initialized():
+        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if address:
+            ray.init(address=address, **quiet)
+        else:  # a CPU more than the actors take, so that Ray Data's own tasks never wait for one (ray#44687)
+            ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver shows its own: done/total, files/s, time left
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray
+
+
+def transcribe_on_ray(
+    paths: list[str],
+    runtime: Runtime,
+    options: TranscribeOptions,
+    address: str | None = None,
+    actors: int = 2,
+    batch_size: int = 1,
+) -> Iterator[Transcript]:
+    """Transcripts of the paths in the order they finish, from `actors` actors (a local Ray without an address).
+
+    Ray sets each actor's OMP_NUM_THREADS from its CPUs, and CTranslate2 decodes on that many threads.
+    """
+    threads = max(1, (os.cpu_count() or 1) // actors)
+    ray = start_ray(address, actors * threads + 1)
+    dataset = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=max(1, len(paths)))
+    results = dataset.map_batches(
+        FileTranscriber,
+        fn_constructor_kwargs={"runtime": runtime, "options": options, "batch_size": batch_size},
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=threads,
+    )
+    try:
+        for row in results.iter_rows():
+            yield transcript_from_json(row["record"])
+    except ray.exceptions.RayError as error:  # an actor's own error, or the cluster's: one line, not Ray's traceback
+        raise UserError(f"--ray: the transcription failed on Ray: {_cause(error)}") from None
+
+
+def _cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}".splitlines()[0]
