@@ -13,12 +13,14 @@ clients' success rate and p95 latency, what each attack got back, how many 5xx o
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import socket
 import statistics
 import tempfile
 import threading
 import time
+import wave
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import websockets.sync.client
 from results import write_result
 from serve_load import KEY, load, rss_mb, start_server
 
+from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.data.realspeech import prompts
 
@@ -153,9 +156,16 @@ def row(name: str, run: tuple, reference: str) -> list:
 
 
 def real_clip() -> tuple[bytes, str]:
-    """A recorded English prompt of several sentences, and its transcript."""
+    """A recorded English prompt of several sentences as 16 kHz WAV bytes (it is raw G.722), and its transcript."""
     prompt = next(p for p in prompts("en") if p.split == "test" and p.sentences > 1)
-    return Path(prompt.audio_path).read_bytes(), prompt.text
+    pcm = (np.clip(decode_audio(prompt.audio_path), -1, 1) * 32767).astype("<i2").tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(pcm)
+    return buffer.getvalue(), prompt.text
 
 
 def main() -> None:
@@ -178,6 +188,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+    if not quiet[4]:
+        raise SystemExit(f"the normal clients were never served, even alone: {quiet[1]}")
     rows = [row("normal clients alone", quiet, reference), row("normal clients under attack", attacked, reference)]
     got = attacked[2]
     table = {

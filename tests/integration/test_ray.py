@@ -103,3 +103,25 @@ def test_a_killed_job_resumes_from_its_sidecar(job):
     assert collections.Counter(results(job["sidecar"])) == collections.Counter(expected)  # none twice
     assert [r["path"] for r in json.loads(job["output"].read_text())] == expected
     wait_for(lambda: not in_session(rerun.pid), 30)
+
+
+def test_evaluate_on_ray_scores_as_one_process_does(tmp_path):
+    rows = [{"audio_path": p.audio_path, "text": p.text, "language": p.language} for p in real_speech("en")[:4]]
+    rows += [{"audio_path": p.audio_path, "text": p.text, "language": p.language} for p in real_speech("es")[:4]]
+    manifest = tmp_path / "test.json"
+    manifest.write_text(json.dumps(rows))
+    reports = {}
+    for name, extra in (("here", []), ("ray", ["--ray", "--ray_actors", "2"])):
+        report = tmp_path / f"{name}.csv"
+        command = [sys.executable, "-m", "whisper_lora.cli", "evaluate", "--model_path", "base", "--temperature", "0"]
+        result = subprocess.run(
+            [*command, "--test_file", str(manifest), "--report_csv", str(report), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        reports[name] = report.read_text(encoding="utf-8-sig")
+        assert "on Ray" in result.stderr if extra else "(ct2)" in result.stderr
+    assert reports["ray"] == reports["here"]  # the same words on every row

@@ -5,10 +5,11 @@ from dataclasses import asdict
 
 import pytest
 
+from whisper_lora.cli.common import RAY_LOCAL as LOCAL
 from whisper_lora.cli.main import build_parser
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.records import Runtime, Segment, TranscribeOptions, Transcript, Word
-from whisper_lora.infer.ray_jobs import LOCAL, check_on_ray, transcript_from_json
+from whisper_lora.infer.ray_jobs import check_on_ray, transcript_from_json
 
 
 @pytest.mark.parametrize(

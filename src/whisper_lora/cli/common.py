@@ -45,6 +45,29 @@ def add_batch_size(parser: argparse.ArgumentParser) -> None:
     )
 
 
+RAY_LOCAL = "local"  # --ray without an address: a Ray started by the command
+
+
+def add_ray(parser: argparse.ArgumentParser, what: str) -> None:
+    """--ray [ADDRESS] and --ray_actors, for commands that can spread their files over Ray Data actors."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=RAY_LOCAL,
+        default=None,
+        metavar="ADDRESS",
+        help=f"{what} on Ray Data (pip extra ray), on the cluster at ADDRESS or, without one, on a Ray started here",
+    )
+    parser.add_argument(
+        "--ray_actors", type=positive_int, default=2, help="with --ray: actors, each holding the model once (default 2)"
+    )
+
+
+def ray_address(args: argparse.Namespace) -> str | None:
+    """The cluster --ray names, or None for a Ray started here."""
+    return None if args.ray == RAY_LOCAL else args.ray
+
+
 def from_args(cls, args: argparse.Namespace):
     """The dataclass cls built from the parsed flags named after its fields."""
     return cls(**{spec.name: getattr(args, spec.name) for spec in dataclasses.fields(cls)})

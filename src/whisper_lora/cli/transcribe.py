@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from whisper_lora.cli.common import add_batch_size, from_args, positive_int, report_redecoded, runtime
+from whisper_lora.cli.common import add_batch_size, add_ray, from_args, ray_address, report_redecoded, runtime
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_text_atomic
 from whisper_lora.core.records import Runtime, TranscribeOptions
 from whisper_lora.infer import writers
 from whisper_lora.infer.file_jobs import Results, in_batches, read_audio_list, run_key, transcribe_many
-from whisper_lora.infer.ray_jobs import LOCAL, check_on_ray, transcribe_on_ray
+from whisper_lora.infer.ray_jobs import check_on_ray, transcribe_on_ray
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.infer.writers import get_writer
 
@@ -50,7 +50,7 @@ def _results(args: argparse.Namespace, paths: list[str], options: TranscribeOpti
     """Where the transcripts come from: this process, batch_size files at a time, or Ray's actors with --ray."""
     if args.ray is not None:
         check_on_ray(runtime(args), options)
-        address = None if args.ray == LOCAL else args.ray
+        address = ray_address(args)
         return lambda pending: transcribe_on_ray(
             pending, runtime(args), options, address, args.ray_actors, args.batch_size
         )
@@ -70,18 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output_format", default=None, choices=["json", "txt", "srt", "vtt", "tsv", "all"])
     add_batch_size(parser)
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const=LOCAL,
-        default=None,
-        metavar="ADDRESS",
-        help="with --audio_list: transcribe on Ray Data (pip extra ray), on the cluster at ADDRESS or, without one, "
-        "on a Ray started here",
-    )
-    parser.add_argument(
-        "--ray_actors", type=positive_int, default=2, help="with --ray: actors, each holding the model once (default 2)"
-    )
+    add_ray(parser, "with --audio_list: transcribe")
     parser.add_argument(  # the spelling argparse's BooleanOptionalAction gave it, in earlier READMEs
         "--no-condition_on_previous_text",
         dest="condition_on_previous_text",

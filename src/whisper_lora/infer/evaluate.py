@@ -14,8 +14,9 @@ from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
 from whisper_lora.core.files import write_text_atomic
 from whisper_lora.core.metrics import default_metric, error_rate
 from whisper_lora.core.progress import Progress
-from whisper_lora.core.records import TranscribeOptions, Transcript
+from whisper_lora.core.records import Runtime, TranscribeOptions, Transcript
 from whisper_lora.data.manifests import Row, usable_rows
+from whisper_lora.infer.ray_jobs import clips_on_ray
 from whisper_lora.infer.transcriber import Clip, Transcriber
 
 
@@ -89,7 +90,24 @@ def run_model(
             indices, transcriber.clips([clips[i] for i in indices], group_options), strict=True
         ):
             transcripts[index] = transcript
-    run = ModelRun(str(transcriber.model_path or "base"), transcripts, wall_seconds=time.perf_counter() - started)
+    model = str(transcriber.model_path or "base")
+    return scored(model, rows, clips, transcripts, options, metric, time.perf_counter() - started)
+
+
+def run_model_on_ray(
+    runtime: Runtime, rows: list[Row], clips: list[Clip], options: TranscribeOptions, metric: str | None, **ray
+) -> ModelRun:
+    """run_model's result with the clips decoded by Ray Data actors (ray: address, actors, batch_size)."""
+    languages = [row_language(row, options.language) for row in rows]
+    started = time.perf_counter()
+    transcripts = clips_on_ray(clips, [replace(options, language=lang) for lang in languages], runtime, **ray)
+    model = runtime.model_path or "base"
+    return scored(model, rows, clips, transcripts, options, metric, time.perf_counter() - started)
+
+
+def scored(model: str, rows, clips, transcripts, options: TranscribeOptions, metric, seconds: float) -> ModelRun:
+    """A model's run: its transcripts, the error rate per language and the real-time factor."""
+    run = ModelRun(model, transcripts, wall_seconds=seconds)
     run.audio_seconds = sum(len(c.samples) for c in clips) / SAMPLE_RATE
     written = "en" if options.task == "translate" else options.language  # translations are scored as English
     run.errors = score(rows, run.hypotheses, written, metric)

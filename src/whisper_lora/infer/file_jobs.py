@@ -117,6 +117,8 @@ def transcribe_many(
     progress = Progress(len(pending), "transcribe", unit="file", write=_to_stderr) if len(pending) > 1 else None
     try:
         for transcript in results(pending) if pending else ():
+            if transcript.path in done:  # a retried task may send a file again; its first transcript stands
+                continue
             done[transcript.path] = transcript
             audio_seconds += transcript.duration
             if sidecar:
