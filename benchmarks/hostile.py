@@ -13,14 +13,12 @@ clients' success rate and p95 latency, what each attack got back, how many 5xx o
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import socket
 import statistics
 import tempfile
 import threading
 import time
-import wave
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +29,8 @@ import websockets.sync.client
 from results import write_result
 from serve_load import KEY, load, rss_mb, start_server
 
-from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.audio.noise import write_wav
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.data.realspeech import prompts
 
@@ -155,17 +154,10 @@ def row(name: str, run: tuple, reference: str) -> list:
     return [name, served, share, round(p95, 2), errors, f"{100 * wer:.1f}%", round(peak)]
 
 
-def real_clip() -> tuple[bytes, str]:
+def real_clip(folder: Path) -> tuple[bytes, str]:
     """A recorded English prompt of several sentences as 16 kHz WAV bytes (it is raw G.722), and its transcript."""
     prompt = next(p for p in prompts("en") if p.split == "test" and p.sentences > 1)
-    pcm = (np.clip(decode_audio(prompt.audio_path), -1, 1) * 32767).astype("<i2").tobytes()
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(pcm)
-    return buffer.getvalue(), prompt.text
+    return Path(write_wav(folder / "clip.wav", decode_audio(prompt.audio_path))).read_bytes(), prompt.text
 
 
 def main() -> None:
@@ -177,7 +169,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     flags = ["--model_path", "base", "--upload_timeout_s", "5", "--max_audio_s", "600"]
     with tempfile.TemporaryDirectory() as folder:
-        clip, reference = real_clip()
+        clip, reference = real_clip(Path(folder))
         bad = {"bomb.ogg": bomb(Path(folder)), "noise.wav": np.random.default_rng(0).bytes(8000), "empty.wav": b""}
         server = start_server(port, flags)
         try:

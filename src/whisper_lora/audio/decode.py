@@ -118,9 +118,8 @@ def decode_audio(
         raise AudioError(path, f"cannot decode as audio ({error.strerror or error})") from None
     offset = max(0, round((start - first_time) * sample_rate))
     stop = None if end is None else max(offset, round((end - first_time) * sample_rate))
-    if end is None and start == 0 and declared and len(samples) < _TRUNCATED_SHARE * declared * sample_rate:
-        got = len(samples) / sample_rate
-        raise AudioError(path, f"truncated: the header declares {declared:.2f} s but only {got:.2f} s decode")
+    if end is None and start == 0:
+        _check_complete(path, declared, len(samples), sample_rate)
     return samples[offset:stop]
 
 
@@ -142,8 +141,13 @@ def decode_blocks(path: str | Path, block_seconds: float, sample_rate: int = SAM
             declared = _declared_seconds(container, stream)
     except av.error.FFmpegError as error:
         raise AudioError(path, f"cannot decode as audio ({error.strerror or error})") from None
-    if declared and total < _TRUNCATED_SHARE * declared * sample_rate:
-        got = total / sample_rate
+    _check_complete(path, declared, total, sample_rate)
+
+
+def _check_complete(path: Path, declared: float | None, decoded: int, sample_rate: int) -> None:
+    """AudioError when far fewer samples decoded than the container declares: a truncated file."""
+    if declared and decoded < _TRUNCATED_SHARE * declared * sample_rate:
+        got = decoded / sample_rate
         raise AudioError(path, f"truncated: the header declares {declared:.2f} s but only {got:.2f} s decode")
 
 

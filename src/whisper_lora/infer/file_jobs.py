@@ -52,8 +52,7 @@ def _load_done(sidecar: Path, key: dict | None) -> dict[str, Transcript]:
         except json.JSONDecodeError:
             continue  # the last line of a run killed mid-write
         if "run" not in record and record.get("error") is None:
-            record["segments"] = [_segment(s) for s in record.get("segments", [])]
-            done[record["path"]] = Transcript(**record)
+            done[record["path"]] = transcript_from_record(record)
     return done
 
 
@@ -73,9 +72,14 @@ def _set_aside(sidecar: Path, key: dict) -> None:
     )
 
 
+def transcript_from_record(record: dict) -> Transcript:
+    """The Transcript a JSON record (asdict of one) holds."""
+    return Transcript(**{**record, "segments": [_segment(s) for s in record.get("segments", [])]})
+
+
 def _segment(record: dict) -> Segment:
-    words = [Word(**w) for w in record.pop("words", None) or []]
-    return Segment(**record, words=words or None)
+    words = [Word(**w) for w in record.get("words") or []]
+    return Segment(**{**record, "words": words or None})
 
 
 def _append(sidecar: Path, transcript: Transcript, key: dict | None) -> None:

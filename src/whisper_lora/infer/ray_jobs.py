@@ -13,7 +13,8 @@ import numpy as np
 
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.extras import require
-from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, Word
+from whisper_lora.core.records import Clip, Runtime, TranscribeOptions, Transcript
+from whisper_lora.infer.file_jobs import transcript_from_record
 from whisper_lora.infer.transcriber import Transcriber, backend_class, pick_backend
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,18 @@ log = logging.getLogger(__name__)
 PID_FOLDER = "WHISPER_LORA_RAY_PIDS"  # when set, each actor writes its process id there (for operators and tests)
 
 
+def loaded(runtime: Runtime, batch_size: int) -> Transcriber:
+    """An actor's Transcriber, its process id written to PID_FOLDER first when that is set."""
+    if os.environ.get(PID_FOLDER):
+        Path(os.environ[PID_FOLDER], str(os.getpid())).touch()
+    return Transcriber.run(runtime, batch_size)
+
+
 class FileTranscriber:
     """A Ray Data actor: one Transcriber, loaded once, transcribing batches of paths into JSON records."""
 
     def __init__(self, runtime: Runtime, options: TranscribeOptions, batch_size: int):
-        if os.environ.get(PID_FOLDER):
-            Path(os.environ[PID_FOLDER], str(os.getpid())).touch()
-        self.transcriber = Transcriber.run(runtime, batch_size)
-        self.options = options
+        self.transcriber, self.options = loaded(runtime, batch_size), options
 
     def __call__(self, batch: dict) -> dict:
         """{"path": [...]} -> {"record": [...]}, one JSON transcript per path."""
@@ -40,9 +45,7 @@ class ClipTranscriber:
     """A Ray Data actor: one Transcriber, loaded once, transcribing decoded clips with the options each row carries."""
 
     def __init__(self, runtime: Runtime, batch_size: int):
-        if os.environ.get(PID_FOLDER):
-            Path(os.environ[PID_FOLDER], str(os.getpid())).touch()
-        self.transcriber = Transcriber.run(runtime, batch_size)
+        self.transcriber = loaded(runtime, batch_size)
 
     def __call__(self, batch: dict) -> dict:
         """{"index", "name", "samples", "options"} -> {"index", "record"}, rows of the same options decoded together."""
@@ -60,12 +63,7 @@ class ClipTranscriber:
 
 def transcript_from_json(record: str) -> Transcript:
     """The Transcript an actor sent back as JSON."""
-    fields = json.loads(record)
-    fields["segments"] = [
-        Segment(**{**s, "words": [Word(**w) for w in s["words"]] if s.get("words") else None})
-        for s in fields["segments"]
-    ]
-    return Transcript(**fields)
+    return transcript_from_record(json.loads(record))
 
 
 def check_on_ray(runtime: Runtime, options: TranscribeOptions) -> None:

@@ -20,7 +20,7 @@ from whisper_lora.core.models import resolve_model
 from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
 from whisper_lora.infer.backends.ct2 import CT2Backend
 from whisper_lora.infer.backends.whispercpp import WhisperCppBackend
-from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio
+from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio, shift
 
 BLOCK_SECONDS = 120.0  # a longer file is transcribed in blocks of this length, in bounded memory
 LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else None
@@ -198,7 +198,10 @@ class Transcriber:
             audio = np.concatenate([carry, block])
             del block
             cut = len(audio) if last else quietest_cut(audio)
-            part = self.clips([Clip(name, audio[:cut])], _continued(options, whole))[0]
+            # Later blocks start afresh: the previous block's text as a prompt, without the timestamps a window's own
+            # conditioning carries, made the model stop predicting them and drop words.
+            later = replace(options, language=whole.language, initial_prompt=None if offset else options.initial_prompt)
+            part = self.clips([Clip(name, audio[:cut])], later)[0]
             _append(whole, part, offset / SAMPLE_RATE)
             carry, offset = audio[cut:].copy(), offset + cut  # a copy: a view would keep the whole block
             del audio, part
@@ -207,23 +210,9 @@ class Transcriber:
         return whole
 
 
-def _continued(options: TranscribeOptions, whole: Transcript) -> TranscribeOptions:
-    """The options for the next block: the language found so far, and no prompt: text alone as a prompt, without the
-    timestamps a window's own conditioning carries, made the model stop predicting them and drop words."""
-    if not whole.segments:
-        return replace(options, language=whole.language)
-    return replace(options, language=whole.language, initial_prompt=None)
-
-
 def _append(whole: Transcript, part: Transcript, offset: float) -> None:
     """Add one block's transcript, its times shifted by offset seconds, to the file's."""
-    shift = lambda s: replace(s, start=round(s.start + offset, 2), end=round(s.end + offset, 2))  # noqa: E731
-    whole.segments.extend(
-        replace(shift(s), words=[replace(w, start=w.start + offset, end=w.end + offset) for w in s.words])
-        if s.words
-        else shift(s)
-        for s in part.segments
-    )
+    whole.segments.extend(shift(segment, offset) for segment in part.segments)
     if whole.language is None:
         whole.language, whole.language_probability = part.language, part.language_probability
     for flag in ("redecoded", "unheard"):
