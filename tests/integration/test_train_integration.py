@@ -10,10 +10,13 @@ from filelock import FileLock
 from helpers import have_espeak
 from whisper_lora.audio.decode import decode_audio
 from whisper_lora.audio.noise import KINDS, non_speech, write_wav
+from whisper_lora.convert.export import export_model
 from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain
 from whisper_lora.infer.evaluate import load_test_rows, run_model
+from whisper_lora.infer.parity import greedy_reader, whispercpp_reader
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.train.trainer import TrainConfig, train
 
@@ -157,3 +160,36 @@ def test_rows_without_speech_teach_it_to_stay_quiet_on_noise_it_never_heard(tune
         said = [t.text for t in transcriber.files([*held_out, speech], TranscribeOptions(language="zh"))]
         trained, chords = said[: len(KINDS) - 1], said[len(KINDS) - 1]
         assert trained == [""] * len(trained) and len(chords) <= 2 and said[-1].strip(), (backend, said)
+
+
+# The issue's bounds over the CTranslate2 export read in float32 (points of CER), with a floor in characters. On
+# rows the adapter is unsure of, any two exports pick different homophones from near-equal scores: here CT2 read
+# 27.4%, whisper.cpp f16 29.5% and the coarser q8_0 27.7% (7 and 1 characters of 346 more); on the demo's 132
+# rows f16 read 24.1% against CT2's 25.0%. benchmarks/ggml_parity.py holds the goal on larger sets.
+GGML_BOUND = {"f16": (0.005, 10), "q8_0": (0.01, 10)}
+
+
+def test_the_adapters_whisper_cpp_files_read_as_its_ct2_export_does(tuned, tmp_path):
+    pytest.importorskip("pywhispercpp")  # a failure under CI=true (conftest.py)
+    folder = tuned[4].parents[1]
+    rows = [row for name in ("test.json", "test_out_of_domain.json") for row in read_rows(folder / "corpus" / name)]
+    references = [text for _, text in rows]
+    ct2 = export_model(str(folder / "model"), tmp_path / "ct2", "ct2", "float32")["ct2"]
+    files = export_model(str(folder / "model"), tmp_path / "ggml", "ggml", ggml_types=tuple(GGML_BOUND))
+    readers = {"ct2": greedy_reader(ct2, "ct2")} | {
+        kind: whispercpp_reader(files[f"ggml {kind}"]) for kind in GGML_BOUND
+    }
+    rates = {
+        name: error_rate(references, [read(path, "zh") for path, _ in rows], "cer", "zh")
+        for name, read in readers.items()
+    }
+    characters = sum(len(text) for text in references)
+    print(f"adapter, {len(rows)} held-out rows, {characters} characters: CER {rates}")
+    for kind, (points, floor) in GGML_BOUND.items():
+        assert rates[kind] <= rates["ct2"] + max(points, floor / characters), (kind, rates)
+    assert rates["ct2"] < IN_DOMAIN_CER_BOUND, rates
+
+
+def read_rows(manifest) -> list[tuple[str, str]]:
+    """(audio path, text) of a demo manifest's rows."""
+    return [(str(manifest.parent / row["audio_path"]), row["text"]) for row in json.loads(manifest.read_text())]

@@ -36,6 +36,7 @@ def test_the_default_options_are_whisper_cpps_own():
     assert params["no_context"] is True  # but never on the previous file's text
     assert params["language"] == "" and params["detect_language"] is False  # True would stop after detection
     assert (params["logprob_thold"], params["no_speech_thold"]) == (-1.0, 0.6)
+    assert params["suppress_nst"] is True  # ct2 and transformers suppress the non-speech symbols by default
 
 
 def test_a_first_window_prompt_without_conditioning_is_refused():

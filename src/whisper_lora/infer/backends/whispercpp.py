@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from whisper_lora.audio.decode import SAMPLE_RATE
-from whisper_lora.core.budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens
+from whisper_lora.core.budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens, short_window_positions
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.extras import require
 from whisper_lora.core.models import resolve_model
@@ -76,7 +76,9 @@ def decode_params(options: TranscribeOptions, samples: int) -> dict:
         initial_prompt=options.initial_prompt or "",
         logprob_thold=options.logprob_threshold,
         no_speech_thold=options.no_speech_threshold,
+        suppress_nst=True,  # the symbols faster-whisper (suppress_tokens [-1]) and transformers suppress too
         max_tokens=max_new_tokens(samples / SAMPLE_RATE, options.language, prompt),
+        audio_ctx=(short_window_positions(samples) or 0) if options.short_window else 0,  # 0: the whole window
         no_timestamps=False,
         print_progress=False,
     )
