@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +53,18 @@ def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(values, share * 100)) if values else float("nan")
 
 
-def offline_and_streamed(transcriber: Transcriber, rows: list[dict], language: str, speed: float) -> dict:
-    """Offline WER, streamed WER and each committed word's latency, on the same files and model."""
+def offline_and_streamed(
+    transcriber: Transcriber, rows: list[dict], language: str, speed: float, short_window: bool = False
+) -> dict:
+    """Offline WER (30 s windows), streamed WER and each committed word's latency, on the same files and model."""
     options = TranscribeOptions(language=language)
     references, offline, streamed, latencies = [], [], [], []
     for row in rows:
         samples = decode_audio(row["audio_path"])
         references.append(row["text"])
         offline.append(transcriber.clips([Clip("offline", samples)], options)[0].text)
-        commits = play(LiveTranscriber(transcriber, options), samples, speed=speed, chunk_seconds=1.0)
+        live = LiveTranscriber(transcriber, replace(options, short_window=short_window))
+        commits = play(live, samples, speed=speed, chunk_seconds=1.0)
         streamed.append(join_words(c.word for c in commits))
         latencies += [c.latency for c in commits]
         print(f"{Path(row['audio_path']).name}: {len(samples) / SAMPLE_RATE:.0f} s, {len(commits)} words committed")

@@ -166,7 +166,7 @@ def clock_audio(seconds: float) -> np.ndarray:
 class ScriptedModel:
     """Hears every scripted word wholly inside the buffer; a word cut by the buffer's end is misheard as 'uh'."""
 
-    backend = "ct2"
+    backend, model_path = "ct2", None  # as a Transcriber of the embedded model
 
     def __init__(self, words):
         self.words, self.calls, self.longest = words, 0, 0.0

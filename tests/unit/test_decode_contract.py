@@ -36,6 +36,7 @@ CONTRACT = {
     "word_timestamps": (True, ("word_timestamps", True), "refused", "refused"),
     "vad_filter": (True, ("vad_filter", True), "refused", "refused"),
     "return_timestamps": (True, None, None, None),
+    "short_window": (True, ("encoder frames", 2 * (50 + 64)), "refused", ("audio_ctx", 50 + 64)),  # a 1 s clip
 }
 BACKENDS = ("ct2", "transformers", "whispercpp")
 
@@ -59,6 +60,7 @@ def spy(monkeypatch):
 
     calls: dict[str, list] = {backend: [] for backend in BACKENDS}
     transcribe, generate, whispercpp = WhisperModel.transcribe, WhisperGenerationMixin.generate, Model.transcribe
+    encode = WhisperModel.encode
 
     def ct2_spy(self, audio, **kwargs):
         calls["ct2"].append(kwargs)
@@ -74,7 +76,13 @@ def spy(monkeypatch):
         calls["whispercpp"].append(kwargs)
         return whispercpp(self, audio, **kwargs)
 
+    def encode_spy(self, features):
+        output = encode(self, features)
+        calls["ct2"][-1]["encoder frames"] = 2 * output.shape[1]  # what the encoder read, in mel frames
+        return output
+
     monkeypatch.setattr(Model, "transcribe", whispercpp_spy)
+    monkeypatch.setattr(WhisperModel, "encode", encode_spy)
     monkeypatch.setattr(WhisperModel, "transcribe", ct2_spy)
     monkeypatch.setattr(WhisperGenerationMixin, "generate", hf_spy)
     return calls

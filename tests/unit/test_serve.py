@@ -19,7 +19,7 @@ from whisper_lora.serve.app import ServeSettings, create_app  # noqa: E402
 class StandIn(Transcriber):
     """A Transcriber without a model: the real check(), with clips() answering fixed segments and recording options."""
 
-    backend = "ct2"
+    backend, model_path = "ct2", None
     engine = SimpleNamespace(multilingual=True)
 
     def __init__(self, release: threading.Event | None = None, text: str = "hello world"):

@@ -1,4 +1,4 @@
-"""The token budget: no decode generates more tokens than its audio can hold, so a looping one stops early."""
+"""Budgets: no decode generates more tokens than its audio can hold, and a short window encodes only what it needs."""
 
 from __future__ import annotations
 
@@ -18,3 +18,14 @@ def max_new_tokens(
     """New tokens allowed for a window of `seconds` of audio, within what the decoder's `limit` leaves after the prompt."""
     wanted = math.ceil(tokens_per_second(language) * min(seconds, 30.0)) + MARGIN
     return max(1, min(wanted, limit - prompt_tokens))
+
+
+ENCODER_POSITIONS = 1500  # Whisper's encoder length: 30 s at 50 positions a second
+SAMPLES_PER_POSITION = 320  # 16 kHz samples per encoder position (two 10 ms mel frames)
+SHORT_WINDOW_MARGIN = 64  # positions (1.28 s) past the audio, the most whisper-acft trains and decodes with
+
+
+def short_window_positions(samples: int) -> int | None:
+    """Encoder positions for a short window over that many 16 kHz samples; None when it would not be shorter than 30 s."""
+    positions = math.ceil(samples / SAMPLES_PER_POSITION) + SHORT_WINDOW_MARGIN
+    return positions if positions < ENCODER_POSITIONS else None

@@ -200,6 +200,14 @@ def embedded_ct2_dir(short_name: str = DEFAULT_MODEL) -> Path:
     return build_once(cache_root() / "models" / f"{embedded.name}-{embedded.sha256[:12]}" / "ct2", build)
 
 
+def trained_objective(model_path: str | None) -> str | None:
+    """What a trained adapter folder was trained for (transcribe, short_context), from its ADAPTER_INFO; else None."""
+    info = Path(model_path) / ADAPTER_INFO if model_path else None
+    if info is None or not info.is_file():
+        return None
+    return json.loads(info.read_text(encoding="utf-8")).get("objective", "transcribe")
+
+
 def adapter_base(folder: Path) -> str:
     """The base model name a trained adapter folder extends."""
     info = folder / ADAPTER_INFO

@@ -13,6 +13,7 @@ import numpy as np
 
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.models import trained_objective
 from whisper_lora.core.records import Clip, TranscribeOptions
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
@@ -105,7 +106,10 @@ class LiveTranscriber:
             raise UserError("live transcription needs word times, which the ct2 backend gives: use --backend ct2")
         options = options or TranscribeOptions()
         self.transcriber, self.user_prompt = transcriber, options.initial_prompt
-        self.options = replace(options, word_timestamps=True, return_timestamps=True, temperature=[0.0])
+        short = options.short_window or trained_objective(transcriber.model_path) == "short_context"
+        self.options = replace(
+            options, word_timestamps=True, return_timestamps=True, temperature=[0.0], short_window=short
+        )
         self.trim_seconds, self.max_buffer_seconds = trim_seconds, max_buffer_seconds
         self.audio = np.zeros(0, dtype=np.float32)
         self.offset = 0.0  # session seconds at the buffer's start

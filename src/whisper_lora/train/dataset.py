@@ -174,8 +174,10 @@ class SpeechDataset(torch.utils.data.Dataset):
         options: LabelOptions,
         encoder_cache: EncoderStemCache | None = None,
         windows: list[list[int]] | None = None,
+        with_lengths: bool = False,
     ):
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
+        self.with_lengths = with_lengths  # each example's audio_samples, for the short-context objective
         self.windows = windows or [[index] for index in range(len(rows))]
         self.pieces: dict[int, list[tuple[str, tuple[float, float]]]] = {}  # each window's transcripts and spans
 
@@ -218,8 +220,10 @@ class SpeechDataset(torch.utils.data.Dataset):
         if cache is not None and window in cache.outputs:
             audio = {"encoder_stem": cache(window, None)}  # the audio need not be decoded again
         else:
-            features = self.features(self.window_samples(window))
+            samples = self.window_samples(window)
+            features = self.features(samples)
             audio = {"input_features": features} if cache is None else {"encoder_stem": cache(window, features)}
+            audio |= {"audio_samples": len(samples)} if self.with_lengths else {}
         texts = [text for text, _ in self.pieces[window]]
         spans = [span for _, span in self.pieces[window]] if timestamped else None
         return {**audio, **encode_window(self.processor.tokenizer, texts, self.language(members[0]), options, spans)}
@@ -245,4 +249,6 @@ class SpeechCollator:
             batch["encoder_stem"] = torch.stack([e["encoder_stem"] for e in examples])
         else:
             batch["input_features"] = torch.from_numpy(np.stack([e["input_features"] for e in examples]))
+        if "audio_samples" in examples[0]:
+            batch["audio_samples"] = torch.tensor([e["audio_samples"] for e in examples])
         return batch

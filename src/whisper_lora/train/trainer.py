@@ -36,6 +36,7 @@ from whisper_lora.train.dataset import (
     encoder_top,
     pack_rows,
 )
+from whisper_lora.train.short_context import OBJECTIVES, distillation_loss
 
 log = logging.getLogger("whisper_lora.train.trainer")
 
@@ -176,6 +177,14 @@ class TrainConfig:
     encoder_cache_gb: float = field(
         default=2.0, metadata={"help": "memory for frozen-encoder outputs reused across epochs (0: off)"}
     )
+    objective: str = field(
+        default="transcribe",
+        metadata={
+            "choices": OBJECTIVES,
+            "help": "transcribe: learn the rows' transcripts; short_context: learn to read short encoder windows "
+            "(--short_window) as the model reads 30 s ones, by distillation from the model itself",
+        },
+    )
 
     def __post_init__(self):
         problems = task_and_language_problems(self.task, self.language)
@@ -187,6 +196,7 @@ class TrainConfig:
             problems.append("--encoder_layers must be 0 or more")
         if self.metric not in (None, "cer", "wer"):
             problems.append(f"--metric must be cer or wer, not {self.metric!r}")
+        problems += _objective_problems(self)
         if self.replay_fraction <= 0:
             problems.append("--replay_fraction must be more than 0")
         if not 0.0 <= self.timestamp_fraction <= 1.0:
@@ -216,6 +226,14 @@ class TrainConfig:
         if self.use_wandb and "wandb" not in names:
             names.append("wandb")
         return names
+
+
+def _objective_problems(config: TrainConfig) -> list[str]:
+    if config.objective not in OBJECTIVES:
+        return [f"--objective must be one of {', '.join(OBJECTIVES)}, not {config.objective!r}"]
+    if config.objective == "short_context" and config.spec_augment:
+        return ["--spec_augment with --objective short_context: the teacher must hear what the student hears"]
+    return []
 
 
 def target_modules(spec: str, encoder_layers: int | None = None, total_encoder_layers: int = 6) -> str | list[str]:
@@ -310,12 +328,17 @@ class WhisperLoraTrainer(Seq2SeqTrainer):
         scorer: ModelScorer | None = None,
         stem_depth: int = 0,
         guard: ForgettingGuard | None = None,
+        objective: str = "transcribe",
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.scorer, self.stem_depth, self.guard = scorer, stem_depth, guard
+        self.scorer, self.stem_depth, self.guard, self.objective = scorer, stem_depth, guard, objective
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.objective == "short_context":
+            with self.accelerator.autocast():
+                loss = distillation_loss(self.accelerator.unwrap_model(model), inputs)
+            return (loss, None) if return_outputs else loss
         stem = inputs.pop("encoder_stem", None)
         if stem is not None:
             encoder = self.accelerator.unwrap_model(model).get_base_model().model.encoder
@@ -529,14 +552,15 @@ def train(config: TrainConfig) -> dict:
         multilingual=bool(model.generation_config.is_multilingual),
     )
     arguments = _arguments(config, bool(eval_rows), metric)
-    cache = _stem_cache(model, config, bf16=arguments.bf16)
+    distilling = config.objective == "short_context"
+    cache = None if distilling else _stem_cache(model, config, bf16=arguments.bf16)  # the student's windows vary
     if config.spec_augment:
         _enable_spec_augment(model, cache)
     windows = pack_rows(train_rows, seconds, tokenizer, options, config.pack_rows)
     print(f"train: {len(train_rows)} rows in {len(windows)} windows of up to {config.pack_rows}")
-    train_set = SpeechDataset(train_rows, processor, options, cache, windows)
+    train_set = SpeechDataset(train_rows, processor, options, cache, windows, with_lengths=distilling)
     scoring = LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual)
-    eval_set = SpeechDataset(eval_rows, processor, scoring)
+    eval_set = SpeechDataset(eval_rows, processor, scoring, with_lengths=distilling)
     guard = _guard(config, tokenizer, processor, model)
     interrupt = InterruptCallback()
     trainer = WhisperLoraTrainer(
@@ -552,6 +576,7 @@ def train(config: TrainConfig) -> dict:
         else None,
         stem_depth=cache.depth if cache else 0,
         guard=guard,
+        objective=config.objective,
     )
     started = time.perf_counter()
     result, final = _fit(trainer, config, interrupt, guard, bool(eval_rows))
@@ -643,7 +668,9 @@ def _save_outputs(
     processor.save_pretrained(out)
     trainer.model.base_model.model.generation_config.save_pretrained(out)
     base = config.model_name_or_path or "base"
-    write_json_atomic(out / ADAPTER_INFO, {"base_model": base, "language": config.language, "task": config.task})
+    base = str(Path(base).resolve()) if Path(base).exists() else base  # a folder, found from anywhere later
+    info = {"base_model": base, "language": config.language, "task": config.task, "objective": config.objective}
+    write_json_atomic(out / ADAPTER_INFO, info)
     write_json_atomic(out / "training_config.json", asdict(config))
     write_json_atomic(out / "trainer_state.json", asdict(trainer.state))
     metrics = _metrics(trainer, result, final, metric, seconds)

@@ -8,6 +8,8 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import ctranslate2
@@ -18,7 +20,13 @@ from faster_whisper.tokenizer import Tokenizer
 from filelock import FileLock
 
 from whisper_lora.audio.decode import SAMPLE_RATE
-from whisper_lora.core.budget import CONDITIONED_PROMPT, START_TOKENS, max_new_tokens
+from whisper_lora.core.budget import (
+    CONDITIONED_PROMPT,
+    SAMPLES_PER_POSITION,
+    START_TOKENS,
+    max_new_tokens,
+    short_window_positions,
+)
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import fingerprint, write_json_atomic
 from whisper_lora.core.models import cache_root, embedded_ct2_dir, resolve_model
@@ -28,6 +36,7 @@ from whisper_lora.infer.coverage import falls_short
 
 log = logging.getLogger(__name__)
 
+SHORT_WINDOW: ContextVar[bool] = ContextVar("short_window", default=False)  # set by encoder_window
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")  # what an adapter's export is made from
 EXPORT_SOURCE = "export_source.json"  # in an export: the fingerprint of what it was made from
 
@@ -80,6 +89,42 @@ def _export(location: str, target: Path) -> None:
     log.info("exported in %.0f s; later starts reuse it", time.perf_counter() - started)
 
 
+class ShortWindowWhisper(WhisperModel):
+    """faster-whisper's model, whose encoder reads a short window over the audio when a call sets SHORT_WINDOW."""
+
+    def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+        """The encoder's output over the window, or over its audio and a margin (CTranslate2 >= 3.19)."""
+        return super().encode(short_features(features) if SHORT_WINDOW.get() else features)
+
+
+def short_features(features: np.ndarray) -> np.ndarray:
+    """A window's audio frames and a margin, padded past the audio as openai/whisper and whisper.cpp pad it.
+
+    faster-whisper pads a window's log-mel with zeros, which no audio frame is, so the audio ends at the last
+    frame that is not all zeros. The reference implementations pad the samples with silence instead, which the
+    log-mel floors at the loudest frame less 8 (2 once normalised): what a short-context adapter trains on.
+    """
+    heard = np.flatnonzero(features.reshape(-1, features.shape[-1]).any(axis=0))
+    audio_frames = int(heard[-1]) + 1 if len(heard) else 0
+    positions = short_window_positions(audio_frames * SAMPLES_PER_POSITION // 2)
+    if positions is None or not audio_frames:
+        return features
+    short = np.array(features[..., : 2 * positions], dtype=np.float32)
+    short[..., audio_frames:] = short[..., :audio_frames].max() - 2.0
+    return short
+
+
+@contextmanager
+def encoder_window(options: TranscribeOptions) -> Iterator[None]:
+    """Within it, faster-whisper's encoder reads short windows when the options ask for them."""
+    before = SHORT_WINDOW.get()
+    SHORT_WINDOW.set(options.short_window)
+    try:
+        yield
+    finally:
+        SHORT_WINDOW.set(before)  # not reset(token): a generator may be closed from another context
+
+
 def load_faster_whisper(model_path: str | None, device: str, compute_type: str | None, workers: int = 1):
     """A faster_whisper.WhisperModel running `workers` decodings at once, or a UserError naming why it cannot load."""
     folder = ct2_folder(model_path)
@@ -87,7 +132,7 @@ def load_faster_whisper(model_path: str | None, device: str, compute_type: str |
         raise UserError(f"{model_path}: hub models have no CTranslate2 folder here; use --backend transformers")
     compute_type = compute_type or ("float16" if device == "cuda" else "int8")
     try:
-        return WhisperModel(str(folder), device=device, compute_type=compute_type, num_workers=workers)
+        return ShortWindowWhisper(str(folder), device=device, compute_type=compute_type, num_workers=workers)
     except (RuntimeError, ValueError, OSError) as error:  # CTranslate2 says what it could not read
         raise UserError(
             f"{folder}: not a Whisper model that CTranslate2 {ctranslate2.__version__} can read: {error}"
@@ -123,14 +168,21 @@ class CT2Backend:
 
     def stream(self, samples: np.ndarray, options: TranscribeOptions) -> tuple[str | None, Iterator[Segment]]:
         """The language, and the segments as faster-whisper decodes them, window by window."""
-        segments, info = self.model.transcribe(samples, **_decode_options(options, len(samples)))
-        return info.language, (_segment(s) for s in segments if s.text.strip())
+        with encoder_window(options):  # faster-whisper detects the language here
+            segments, info = self.model.transcribe(samples, **_decode_options(options, len(samples)))
+        return info.language, _short_window_segments(segments, options)
+
+
+def _short_window_segments(segments, options: TranscribeOptions) -> Iterator[Segment]:
+    with encoder_window(options):  # faster-whisper encodes each window as the caller asks for it
+        yield from (_segment(s) for s in segments if s.text.strip())
 
 
 def transcribe_samples_ct2(model, samples: np.ndarray, options: TranscribeOptions, path: str = "") -> Transcript:
     """Transcribe 16 kHz mono samples of any length with faster-whisper."""
-    segments, info = model.transcribe(samples, **_decode_options(options, len(samples)))
-    ours = [_segment(s) for s in segments if s.text.strip()]
+    with encoder_window(options):
+        segments, info = model.transcribe(samples, **_decode_options(options, len(samples)))
+        ours = [_segment(s) for s in segments if s.text.strip()]
     probability = None if options.language else round(float(info.language_probability), 4)
     return _transcript(path, ours, info.language, probability, len(samples))
 
@@ -163,7 +215,13 @@ def transcribe_clips_ct2(model, clips: list, options: TranscribeOptions, batch_s
 # Packed windows are decoded once, greedily or by beam; a clip that falls short of its speech is decoded
 # again alone with every fallback. Thresholds and temperatures the user changed apply per window, so
 # clips decoded with them take faster-whisper's own path, as with --batch_size 1.
-UNPACKED_WHEN_SET = ("temperature", "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold")
+UNPACKED_WHEN_SET = (
+    "temperature",
+    "compression_ratio_threshold",
+    "logprob_threshold",
+    "no_speech_threshold",
+    "short_window",  # each clip's own short window
+)
 
 
 def _can_pack(options: TranscribeOptions) -> bool:

@@ -190,9 +190,11 @@ class HFBackend:
 
     @classmethod
     def supports(cls, options: TranscribeOptions) -> str | None:
-        """Word timestamps and VAD come from faster-whisper."""
+        """Word timestamps and VAD come from faster-whisper; transformers' encoder takes whole 30 s windows only."""
         if options.word_timestamps or options.vad_filter:
             return "--word_timestamps and --vad_filter need --backend ct2 (or auto)"
+        if options.short_window:
+            return "--short_window: transformers' Whisper encoder reads whole 30 s windows; use --backend ct2 or whispercpp"
         return None
 
     def transcribe(self, clips: list, options: TranscribeOptions) -> list[Transcript]:
