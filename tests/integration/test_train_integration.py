@@ -3,11 +3,12 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from filelock import FileLock
 
-from helpers import have_espeak
+from helpers import have_espeak, realtime_session, serving
 from whisper_lora.audio.decode import decode_audio
 from whisper_lora.audio.noise import KINDS, non_speech, write_wav
 from whisper_lora.convert.export import export_model
@@ -193,3 +194,33 @@ def test_the_adapters_whisper_cpp_files_read_as_its_ct2_export_does(tuned, tmp_p
 def read_rows(manifest) -> list[tuple[str, str]]:
     """(audio path, text) of a demo manifest's rows."""
     return [(str(manifest.parent / row["audio_path"]), row["text"]) for row in json.loads(manifest.read_text())]
+
+
+def test_an_adapter_folder_streams_over_sse_and_the_realtime_socket(tuned, tmp_path):
+    """Live transcription serves the adapter, not its base: base loops on this speech (about 600% CER)."""
+    openai = pytest.importorskip("openai", reason="the dev extra (openai) is not installed")
+    folder = tuned[4].parents[1]
+    rows = read_rows(folder / "corpus" / "test.json")[:4]
+    pause = np.zeros(int(0.8 * 16000), np.float32)
+    samples = np.concatenate([part for path, _ in rows for part in (decode_audio(path), pause)])
+    path = write_wav(tmp_path / "rows.wav", samples)
+    reference = "".join(text for _, text in rows)
+    with serving(["--model_path", str(folder / "model")], tmp_path / "server.log") as (url, port):
+        api = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        with open(path, "rb") as audio:
+            whole = api.audio.transcriptions.create(model="whisper-1", file=audio, language="zh").text
+        with open(path, "rb") as audio:
+            events = list(api.audio.transcriptions.create(model="whisper-1", file=audio, language="zh", stream=True))
+        live = realtime_session(port, samples, "zh")[0]
+    streamed = events[-1].text
+    assert events[-1].type == "transcript.text.done" and streamed == "".join(
+        e.delta for e in events if e.type == "transcript.text.delta"
+    )
+    completed = "".join(e["transcript"] for e in live if e["type"].endswith("input_audio_transcription.completed"))
+    for said in (whole, streamed, completed):
+        assert error_rate([reference], [said], "cer", "zh") < IN_DOMAIN_CER_BOUND, (
+            reference,
+            whole,
+            streamed,
+            completed,
+        )

@@ -3,7 +3,8 @@
 The student is the model with the adapter on, encoding each window's audio and a random margin of 0 to 64
 positions; the teacher is the same model with the adapter off, encoding the whole padded 30 s window. The loss is
 the mean squared difference of every decoder layer's hidden states on the transcript's tokens, as in FUTO's
-whisper-acft (which fine-tunes every weight instead of an adapter).
+whisper-acft (which fine-tunes every weight instead of an adapter). In a share of the steps the student reads the
+whole window too, which holds the adapted model's 30 s reading to the model's own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from whisper_lora.core.budget import ENCODER_POSITIONS, SAMPLES_PER_POSITION, SH
 from whisper_lora.train.dataset import IGNORE_INDEX, encoder_stem, encoder_top
 
 OBJECTIVES = ("transcribe", "short_context")
+WHOLE_WINDOW_SHARE = 0.25  # steps whose student reads the whole 30 s window
 
 
 def short_encoder(encoder, features: torch.Tensor, positions: int) -> torch.Tensor:
@@ -34,12 +36,17 @@ def window_positions(audio_samples: torch.Tensor, margin: int) -> int:
     return min(ENCODER_POSITIONS, math.ceil(int(audio_samples.max()) / SAMPLES_PER_POSITION) + margin)
 
 
-def distillation_loss(peft_model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """MSE between the decoder's hidden states on a short window (adapter on) and on the full one (adapter off)."""
+def draw_positions(audio_samples: torch.Tensor) -> int:
+    """The student's window for a step: the whole one in WHOLE_WINDOW_SHARE of steps, else the audio and 0-64 more."""
+    if float(torch.rand(())) < WHOLE_WINDOW_SHARE:
+        return ENCODER_POSITIONS
+    return window_positions(audio_samples, int(torch.randint(0, SHORT_WINDOW_MARGIN + 1, ())))
+
+
+def distillation_loss(peft_model, inputs: dict[str, torch.Tensor], positions: int) -> torch.Tensor:
+    """MSE between the decoder's hidden states on `positions` (adapter on) and on the whole window (adapter off)."""
     whisper = peft_model.get_base_model().model
     features, tokens = inputs["input_features"], inputs["decoder_input_ids"]
-    margin = int(torch.randint(0, SHORT_WINDOW_MARGIN + 1, ()))
-    positions = window_positions(inputs["audio_samples"], margin)
     with torch.no_grad(), peft_model.disable_adapter():
         teacher = decoder_states(whisper, whisper.encoder(features).last_hidden_state, tokens)
     student = decoder_states(whisper, short_encoder(whisper.encoder, features, positions), tokens)

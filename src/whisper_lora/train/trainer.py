@@ -36,7 +36,7 @@ from whisper_lora.train.dataset import (
     encoder_top,
     pack_rows,
 )
-from whisper_lora.train.short_context import OBJECTIVES, distillation_loss
+from whisper_lora.train.short_context import OBJECTIVES, distillation_loss, draw_positions
 
 log = logging.getLogger("whisper_lora.train.trainer")
 
@@ -337,7 +337,9 @@ class WhisperLoraTrainer(Seq2SeqTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.objective == "short_context":
             with self.accelerator.autocast():
-                loss = distillation_loss(self.accelerator.unwrap_model(model), inputs)
+                loss = distillation_loss(
+                    self.accelerator.unwrap_model(model), inputs, draw_positions(inputs["audio_samples"])
+                )
             return (loss, None) if return_outputs else loss
         stem = inputs.pop("encoder_stem", None)
         if stem is not None:
