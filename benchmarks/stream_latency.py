@@ -64,7 +64,7 @@ def offline_and_streamed(
         references.append(row["text"])
         offline.append(transcriber.clips([Clip("offline", samples)], options)[0].text)
         live = LiveTranscriber(transcriber, replace(options, short_window=short_window))
-        commits = play(live, samples, speed=speed)  # a step per live.step_seconds, as `stream` and serve step
+        commits = play(live, samples, speed=speed, chunk_seconds=1.0)
         streamed.append(join_words(c.word for c in commits))
         latencies += [c.latency for c in commits]
         print(f"{Path(row['audio_path']).name}: {len(samples) / SAMPLE_RATE:.0f} s, {len(commits)} words committed")

@@ -4,7 +4,6 @@ import pytest
 
 from helpers import ScriptedModel, clock_audio, script
 from whisper_lora.core.errors import UserError
-from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
 
 
@@ -68,9 +67,3 @@ def test_finish_reads_the_audio_that_came_after_the_last_step():
     live.feed(audio[100_000:])
     said = live.finish()
     assert said[-1].text == " mat." and join_words(said).endswith("on the mat.")
-
-
-def test_short_windows_step_twice_as_often():
-    model = ScriptedModel([])
-    assert LiveTranscriber(model).step_seconds == 1.0
-    assert LiveTranscriber(model, TranscribeOptions(short_window=True)).step_seconds == 0.5

@@ -26,9 +26,7 @@ def run(args: argparse.Namespace) -> int:
     options = from_args(TranscribeOptions, args)
     live = LiveTranscriber(Transcriber.run(runtime(args), batch_size=1), options)
     if args.audio == "-":
-        commits = play_chunks(
-            live, pcm_chunks(sys.stdin.buffer, args.chunk_seconds or live.step_seconds), CommitPrinter()
-        )
+        commits = play_chunks(live, pcm_chunks(sys.stdin.buffer, args.chunk_seconds), CommitPrinter())
     else:
         commits = play(live, decode_audio(args.audio), args.speed, args.chunk_seconds, CommitPrinter())
     print()
@@ -44,12 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speed", type=float, default=1.0, help="playback speed of a file: 1 real time, 0 as fast as it decodes"
     )
-    parser.add_argument(
-        "--chunk_seconds",
-        type=float,
-        default=None,
-        help="least new audio between two decodings (default: 1, or 0.5 with short windows)",
-    )
+    parser.add_argument("--chunk_seconds", type=float, default=1.0, help="least new audio between two decodings")
     parser.add_argument(
         "--json_log",
         default=None,

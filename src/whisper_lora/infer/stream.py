@@ -18,8 +18,6 @@ from whisper_lora.core.records import Clip, TranscribeOptions
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 PROMPT_CHARS = 200  # committed text that steers the next decoding, as whisper_streaming keeps it
-STEP_SECONDS = 1.0  # least new audio between two decodings over 30 s windows
-SHORT_STEP_SECONDS = 0.5  # over short windows, which decode several times faster
 
 
 @dataclass(frozen=True)
@@ -126,11 +124,6 @@ class LiveTranscriber:
         """Session seconds received so far."""
         return self.received / SAMPLE_RATE
 
-    @property
-    def step_seconds(self) -> float:
-        """The least new audio worth a decoding: short windows decode fast enough to step twice as often."""
-        return SHORT_STEP_SECONDS if self.options.short_window else STEP_SECONDS
-
     def feed(self, samples: np.ndarray) -> None:
         """Append 16 kHz mono float samples."""
         self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32)])
@@ -210,17 +203,16 @@ def play(
     live: LiveTranscriber,
     samples: np.ndarray,
     speed: float = 1.0,
-    chunk_seconds: float | None = None,
+    chunk_seconds: float = 1.0,
     on_update: Callable[[Update, float], None] | None = None,
 ) -> list[Commit]:
-    """Play samples into live at speed x real time (0: as fast as it decodes), a step per chunk_seconds at least
-    (default: live.step_seconds).
+    """Play samples into live at speed x real time (0: as fast as it decodes), a step per chunk_seconds at least.
 
     At speed > 0 each step takes all the audio that has arrived by then, as a microphone would deliver it, and
     the clock is the wall time; at speed 0 the clock is the audio fed so far.
     """
     commits: list[Commit] = []
-    started, fed, step = time.monotonic(), 0, max(1, int((chunk_seconds or live.step_seconds) * SAMPLE_RATE))
+    started, fed, step = time.monotonic(), 0, max(1, int(chunk_seconds * SAMPLE_RATE))
 
     def elapsed() -> float:
         return (time.monotonic() - started) * speed

@@ -20,9 +20,10 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.languages import normalize_language
-from whisper_lora.infer.stream import STEP_SECONDS, LiveTranscriber, TimedWord, Update, join_words
+from whisper_lora.infer.stream import LiveTranscriber, TimedWord, Update, join_words
 
 RATES = (16000, 24000)
+STEP_SECONDS = 1.0  # least new audio between two decodings of a turn
 VAD_CONTEXT_SECONDS = 3.0  # audio before the new samples that the voice-activity check reads again
 
 
@@ -274,7 +275,7 @@ class RealtimeSession:
         while not self.closed:
             await self.wake.wait()
             self.wake.clear()
-            while not self.closed and (self.commit_requested or self._waiting_seconds() >= self._step_seconds()):
+            while not self.closed and (self.commit_requested or self._waiting_seconds() >= STEP_SECONDS):
                 if self.commit_requested:
                     self.commit_requested = False
                     await self._end_turn()
@@ -287,9 +288,6 @@ class RealtimeSession:
         self.turn_start += (self.live.seconds if self.live else 0.0) + self._waiting_seconds()
         self.incoming, self.live, self.turn_words = [], None, []
         self.turn_tail, self.turn_seconds, self.heard_speech = np.zeros(0, np.float32), 0.0, False
-
-    def _step_seconds(self) -> float:
-        return self.live.step_seconds if self.live else STEP_SECONDS
 
     def _waiting_seconds(self) -> float:
         return sum(len(chunk) for chunk in self.incoming) / SAMPLE_RATE
