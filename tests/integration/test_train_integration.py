@@ -167,7 +167,7 @@ def test_rows_without_speech_teach_it_to_stay_quiet_on_noise_it_never_heard(tune
 # rows the adapter is unsure of, any two exports pick different homophones from near-equal scores: here CT2 read
 # 27.4%, whisper.cpp f16 29.5% and the coarser q8_0 27.7% (7 and 1 characters of 346 more); on the demo's 132
 # rows f16 read 24.1% against CT2's 25.0%. benchmarks/ggml_parity.py holds the goal on larger sets.
-GGML_BOUND = {"f16": (0.005, 10), "q8_0": (0.01, 10)}
+GGML_BOUND = {"q8_0": (0.01, 10)}  # the file to ship; f16 is in the benchmark, as the suite's time is short
 
 
 def test_the_adapters_whisper_cpp_files_read_as_its_ct2_export_does(tuned, tmp_path):
