@@ -25,7 +25,7 @@ SAMPLES_PER_POSITION = 320  # 16 kHz samples per encoder position (two 10 ms mel
 SHORT_WINDOW_MARGIN = 64  # positions (1.28 s) past the audio, the most whisper-acft trains and decodes with
 
 
-def short_window_positions(samples: int) -> int | None:
+def short_window_positions(samples: int, margin: int = SHORT_WINDOW_MARGIN) -> int | None:
     """Encoder positions for a short window over that many 16 kHz samples; None when it would not be shorter than 30 s."""
-    positions = math.ceil(samples / SAMPLES_PER_POSITION) + SHORT_WINDOW_MARGIN
+    positions = math.ceil(samples / SAMPLES_PER_POSITION) + margin
     return positions if positions < ENCODER_POSITIONS else None

@@ -200,17 +200,21 @@ def embedded_ct2_dir(short_name: str = DEFAULT_MODEL) -> Path:
     return build_once(cache_root() / "models" / f"{embedded.name}-{embedded.sha256[:12]}" / "ct2", build)
 
 
+def adapter_info(folder: Path) -> dict | None:
+    """The ADAPTER_INFO that training wrote beside an adapter, or None where there is none."""
+    info = folder / ADAPTER_INFO
+    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else None
+
+
 def trained_objective(model_path: str | None) -> str | None:
     """What a trained adapter folder was trained for (transcribe, short_context), from its ADAPTER_INFO; else None."""
-    info = Path(model_path) / ADAPTER_INFO if model_path else None
-    if info is None or not info.is_file():
-        return None
-    return json.loads(info.read_text(encoding="utf-8")).get("objective", "transcribe")
+    info = adapter_info(Path(model_path)) if model_path else None
+    return None if info is None else info.get("objective", "transcribe")
 
 
 def adapter_base(folder: Path) -> str:
     """The base model name a trained adapter folder extends."""
-    info = folder / ADAPTER_INFO
-    if info.is_file():
-        return json.loads(info.read_text(encoding="utf-8"))["base_model"]
+    info = adapter_info(folder)
+    if info is not None:
+        return info["base_model"]
     return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]

@@ -9,11 +9,9 @@ whole window too, which holds the adapted model's 30 s reading to the model's ow
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from whisper_lora.core.budget import ENCODER_POSITIONS, SAMPLES_PER_POSITION, SHORT_WINDOW_MARGIN
+from whisper_lora.core.budget import ENCODER_POSITIONS, SHORT_WINDOW_MARGIN, short_window_positions
 from whisper_lora.train.dataset import IGNORE_INDEX, encoder_stem, encoder_top
 
 OBJECTIVES = ("transcribe", "short_context")
@@ -33,7 +31,7 @@ def decoder_states(whisper, encoded: torch.Tensor, tokens: torch.Tensor) -> torc
 
 def window_positions(audio_samples: torch.Tensor, margin: int) -> int:
     """Encoder positions that hold the batch's longest audio and a margin, at most the whole window."""
-    return min(ENCODER_POSITIONS, math.ceil(int(audio_samples.max()) / SAMPLES_PER_POSITION) + margin)
+    return short_window_positions(int(audio_samples.max()), margin) or ENCODER_POSITIONS
 
 
 def draw_positions(audio_samples: torch.Tensor) -> int:
