@@ -29,13 +29,13 @@ from results import write_result
 from timestamps import long_files  # benchmarks/ is on the path when a script in it runs
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.core.memory import rss_mb  # the RSS that serve logs per loaded model
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.models import cache_root
 from whisper_lora.core.records import Clip, Runtime, TranscribeOptions
 from whisper_lora.data.realspeech import prompts
 from whisper_lora.infer.stream import LiveTranscriber, join_words, play
 from whisper_lora.infer.transcriber import Transcriber
-from whisper_lora.serve.state import rss_mb  # the RSS that serve logs per loaded model
 
 
 def build_files(folder: Path, language: str, count: int, seconds: float) -> list[dict]:

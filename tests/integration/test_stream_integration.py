@@ -18,7 +18,7 @@ from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.infer.transcriber import Transcriber
-from whisper_lora.serve.state import rss_mb
+from whisper_lora.core.memory import rss_mb
 
 short_window, paths = sys.argv[1] == "short", sys.argv[2:]
 pause = np.zeros(SAMPLE_RATE // 2, np.float32)

@@ -6,18 +6,17 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from fastapi import Request
 
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.memory import rss_mb
 from whisper_lora.core.records import Runtime
 from whisper_lora.infer.transcriber import Transcriber
 
@@ -70,13 +69,6 @@ class UnknownModel(Exception):
 
 class ModelUnavailable(Exception):
     """A served model failed to load; the message says why."""
-
-
-def rss_mb() -> float | None:
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None  # not Linux
 
 
 def failure(error: Exception) -> str:

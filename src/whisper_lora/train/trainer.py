@@ -22,6 +22,7 @@ from whisper_lora.core.errors import TrainingInterrupted, UserError
 from whisper_lora.core.extras import require
 from whisper_lora.core.files import write_atomic, write_json_atomic
 from whisper_lora.core.languages import normalize_language
+from whisper_lora.core.memory import MemoryProfile
 from whisper_lora.core.metrics import default_metric
 from whisper_lora.core.models import ADAPTER_INFO, resolve_model
 from whisper_lora.core.progress import Progress
@@ -539,11 +540,14 @@ def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
     set_seed(config.seed)
+    memory = MemoryProfile("train")
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
     train_rows, seconds, eval_rows, metric = _read_rows(config, tokenizer)
+    memory.mark("reading the rows")
     model, processor = load_whisper(config.model_name_or_path, cache_dir=config.cache_dir)
     model = _apply_lora(model, config)
+    memory.mark("loading the model")
     replay, replay_seconds = _replay_rows(config, tokenizer, processor, model, len(train_rows))
     train_rows, seconds = train_rows + replay, seconds + replay_seconds
     options = LabelOptions(
@@ -564,6 +568,7 @@ def train(config: TrainConfig) -> dict:
     scoring = LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual)
     eval_set = SpeechDataset(eval_rows, processor, scoring, with_lengths=distilling)
     guard = _guard(config, tokenizer, processor, model)
+    memory.mark("preparing the data" + (" and the base model's scores" if replay or guard else ""))
     interrupt = InterruptCallback()
     trainer = WhisperLoraTrainer(
         model=model,
@@ -581,9 +586,14 @@ def train(config: TrainConfig) -> dict:
         objective=config.objective,
     )
     started = time.perf_counter()
-    result, final = _fit(trainer, config, interrupt, guard, bool(eval_rows))
+    result, final = _fit(trainer, config, interrupt, guard, bool(eval_rows), memory)
     if trainer.is_world_process_zero():
-        return _save_outputs(trainer, processor, config, result, final, metric, time.perf_counter() - started, guard)
+        seconds = time.perf_counter() - started
+        metrics = _save_outputs(trainer, processor, config, result, final, metric, seconds, guard)
+        memory.mark("saving")
+        metrics["memory_mb"] = memory.stages
+        write_json_atomic(Path(config.output_dir) / "metrics.json", metrics)
+        return metrics
     return {}
 
 
@@ -600,9 +610,12 @@ def _read_rows(config: TrainConfig, tokenizer) -> tuple[list[Row], list[float], 
     return train_rows, seconds, eval_rows, metric
 
 
-def _fit(trainer, config: TrainConfig, interrupt, guard: ForgettingGuard | None, has_eval: bool) -> tuple:
+def _fit(
+    trainer, config: TrainConfig, interrupt, guard: ForgettingGuard | None, has_eval: bool, memory: MemoryProfile
+) -> tuple:
     """Train (resuming when asked), then the final validation scores; TrainingInterrupted on Ctrl-C or SIGTERM."""
     result = trainer.train(resume_from_checkpoint=_resume_path(config))
+    memory.mark("training")
     if interrupt.requested:
         raise TrainingInterrupted(
             f"stopped at step {trainer.state.global_step}; the checkpoint is in {config.output_dir}. "
@@ -611,6 +624,8 @@ def _fit(trainer, config: TrainConfig, interrupt, guard: ForgettingGuard | None,
     final = _final_evaluation(trainer) if has_eval else {}
     if guard is not None and not has_eval:
         trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
+    if has_eval or guard is not None:
+        memory.mark("the final evaluation")
     return result, final
 
 
@@ -664,6 +679,7 @@ def _save_outputs(
     seconds: float,
     guard: ForgettingGuard | None,
 ) -> dict:
+    """Save the adapter, processor, configs and curves; the metrics, which the caller completes and writes."""
 
     out = Path(config.output_dir)
     trainer.model.save_pretrained(out)
@@ -681,7 +697,6 @@ def _save_outputs(
     scorer = trainer.scorer or (guard.scorer if guard is not None else None)
     if scorer is not None:
         metrics["scored_by"] = scorer.describe()
-    write_json_atomic(out / "metrics.json", metrics)
     _plot_curves(trainer.state.log_history, metric, out / "training_curves.png")
     return metrics
 
