@@ -15,17 +15,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    """The CPU model and the cores this process may use."""
-    cpu = platform.processor() or platform.machine()
+    """The CPU model, its widest vector instructions (two "AMD EPYC" can differ 2x) and the cores this process may use."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    vector = next((name for name in ("amx_bf16", "avx512f", "avx2") if name in flags), None)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores}
+    return {"cpu": cpu, "vector": vector, "cores": cores}
 
 
 def commit() -> str:

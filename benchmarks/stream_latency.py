@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="speech per long file")
     parser.add_argument("--sessions", default="1,2,3", help="live sessions at once to try over the server")
     parser.add_argument("--memory_minutes", type=float, default=30.0, help="length of the memory run (0: skip)")
+    parser.add_argument("--result", default="stream_latency", help="result file name in benchmarks/results")
     args = parser.parse_args()
     rows = build_files(Path(args.workdir), args.language, max(1, args.files), args.seconds)
     transcriber = Transcriber.run(Runtime(model_path=args.model_path, compute_type=args.compute_type), batch_size=1)
@@ -192,17 +193,9 @@ def main() -> None:
             f"p95 {single['latency_p95']:.2f} s; WER offline {single['offline_wer']:.1%}, streamed {single['streamed_wer']:.1%}"
         )
     samples = decode_audio(rows[0]["audio_path"])
-    server, url = start_server(args.model_path, args.compute_type, max_streams=16)
-    try:
-        for count in [int(n) for n in args.sessions.split(",") if n]:
-            found = concurrency(url, samples, args.language, count)
-            results["sessions"].append(found)
-            print(
-                f"{count} live sessions over /v1/realtime: delta latency p50 {found['p50']:.2f} s, p95 {found['p95']:.2f} s"
-            )
-    finally:
-        server.terminate()
-        server.wait()
+    counts = [int(n) for n in args.sessions.split(",") if n]
+    if counts:
+        results["sessions"] = sessions_over_server(args, samples, counts)
     if args.memory_minutes > 0:
         found = memory(transcriber, samples, args.language, args.memory_minutes)
         results["memory"] = found
@@ -210,7 +203,24 @@ def main() -> None:
             f"memory: RSS {found['after_1_min']:.0f} MB after 1 minute of audio, {found['at_end']:.0f} MB after "
             f"{found['minutes']:g} ({found['wall_s']:.0f} s to decode); peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         )
-    write_result("stream_latency", summary(results), f"model {args.model_path or 'base'}, {args.language}")
+    write_result(args.result, summary(results), f"model {args.model_path or 'base'}, {args.language}")
+
+
+def sessions_over_server(args, samples: np.ndarray, counts: list[int]) -> list[dict]:
+    """Delta latency of each count of live sessions at once over a server's /v1/realtime."""
+    server, url = start_server(args.model_path, args.compute_type, max_streams=16)
+    found = []
+    try:
+        for count in counts:
+            found.append(concurrency(url, samples, args.language, count))
+            print(
+                f"{count} live sessions over /v1/realtime: delta latency p50 {found[-1]['p50']:.2f} s, "
+                f"p95 {found[-1]['p95']:.2f} s"
+            )
+    finally:
+        server.terminate()
+        server.wait()
+    return found
 
 
 def summary(results: dict) -> dict:

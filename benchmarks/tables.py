@@ -27,7 +27,9 @@ def render(record: dict) -> str:
     machine = record["machine"]
     lines = [
         f"**{record['title']}** — {record['date']}, commit `{record['commit']}`, "
-        f"{machine['cpu']}, {machine['cores']} cores",
+        f"{machine['cpu']}"
+        + (f" ({machine['vector']})" if machine.get("vector") else "")
+        + f", {machine['cores']} cores",
         "",
         f"`{record['command']}`",
         "",

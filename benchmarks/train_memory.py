@@ -1,0 +1,97 @@
+"""The whole train command against the Hugging Face recipe at the recipe's batch settings: peak RSS and samples/s.
+
+Each run is a process of its own, measured from start to exit (model load, data, training, the final evaluation
+and saving included): its peak RSS as the kernel counted it (wait4), and training rows x epochs over its wall
+time. Ours is `whisper-lora train` with --per_device_train_batch_size 4 --gradient_accumulation_steps 2, as the
+recipe trains (generalization.py's train_recipe: r=8 on q_proj/v_proj, batch 4 x 2, lr 5e-4); its metrics.json
+says where the memory went, stage by stage. The rows are recorded Spanish training prompts (Debian's
+asterisk-core-sounds-es), so every run reads the same audio.
+
+    whisper_lora_env/bin/python benchmarks/train_memory.py [--rows 48] [--epochs 2] [--language es]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from results import write_result  # benchmarks/ is on the path when a script in it runs
+
+from whisper_lora.core.files import write_json_atomic
+from whisper_lora.core.models import cache_root
+from whisper_lora.data.realspeech import write_manifests
+
+RECIPE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {benchmarks!r})
+from generalization import train_recipe
+train_recipe(Path({manifest!r}), {epochs}, Path({output!r}))
+"""
+
+
+def measured(command: list[str]) -> tuple[float, float]:
+    """Run a command to its end: its wall seconds and its own peak RSS in MB."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[:4]} failed with status {process.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default=str(cache_root() / "benchmarks" / "train_memory"))
+    parser.add_argument("--language", default="es")
+    parser.add_argument("--rows", type=int, default=48, help="recorded training prompts")
+    parser.add_argument("--epochs", type=float, default=2.0, help="the recipe's 2 by default")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    rows = json.loads(write_manifests((args.language,))[f"{args.language}_train"].read_text(encoding="utf-8"))
+    manifest = write_json_atomic(workdir / "train.json", random.Random(0).sample(rows, min(args.rows, len(rows))))
+    samples = min(args.rows, len(rows)) * args.epochs
+    recipe = RECIPE.format(
+        benchmarks=str(Path(__file__).resolve().parent),
+        manifest=str(manifest),
+        epochs=args.epochs,
+        output=str(workdir / "recipe"),
+    )
+    ours_out = workdir / "ours"
+    ours = [
+        sys.executable,
+        "-m",
+        "whisper_lora.cli",
+        "train",
+        "--train_file",
+        str(manifest),
+        "--output_dir",
+        str(ours_out),
+    ]
+    ours += ["--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "4"]
+    ours += ["--gradient_accumulation_steps", "2", "--language", args.language, "--report_to", "none"]
+    table_rows = []
+    for label, command in (("Hugging Face recipe", [sys.executable, "-c", recipe]), ("whisper-lora train", ours)):
+        seconds, peak = measured(command)
+        print(f"{label}: {samples / seconds:.2f} samples/s end to end, peak RSS {peak:.0f} MB")
+        table_rows.append([label, f"{seconds:.0f} s", f"{samples / seconds:.2f}", f"{peak:.0f} MB"])
+    stages = json.loads((ours_out / "metrics.json").read_text())["memory_mb"]
+    profile = "; ".join(f"{s['stage']} {s['rss_mb']} MB (peak {s['peak_mb']})" for s in stages)
+    columns = ["run", "wall, start to exit", "samples/s", "peak RSS"]
+    table = {"title": "The whole train command against the recipe, at the recipe's batch settings", "columns": columns}
+    notes = (
+        f"{len(json.loads(manifest.read_text()))} recorded {args.language} prompts x {args.epochs:g} epochs, batch 4 x 2, "
+        f"each run a process of its own; whisper-lora train's RSS after each stage: {profile}"
+    )
+    write_result("train_memory", {**table, "rows": table_rows}, notes)
+
+
+if __name__ == "__main__":
+    main()
