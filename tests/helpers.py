@@ -19,19 +19,11 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+from whisper_lora.audio.encode import encode_audio as write_audio
 from whisper_lora.core.records import Segment, Transcript, Word
 from whisper_lora.data.segments import Cue
 from whisper_lora.infer.stream import TimedWord
 from whisper_lora.train.trainer import TrainConfig
-
-# container suffix -> (PyAV format name, codec, sample format the encoder takes)
-CODECS = {
-    ".wav": ("wav", "pcm_s16le", "s16"),
-    ".flac": ("flac", "flac", "s16"),
-    ".mp3": ("mp3", "libmp3lame", "fltp"),
-    ".m4a": ("ipod", "aac", "fltp"),
-    ".ogg": ("ogg", "libopus", "flt"),
-}
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,27 +33,6 @@ def sine(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> n
     t = np.arange(int(seconds * rate)) / rate
     wave = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([wave] * channels)
-
-
-def write_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
-    """Encode (channels, samples) float32 audio into the container that the suffix names."""
-    fmt, codec, sample_format = CODECS[path.suffix]
-    channels = samples.shape[0]
-    layout = "mono" if channels == 1 else "stereo"
-    rate_out = 48000 if codec == "libopus" else rate
-    with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=rate_out, layout=layout)
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples.reshape(1, -1, order="F")), format="flt", layout=layout
-        )
-        frame.sample_rate, frame.time_base, frame.pts = rate, Fraction(1, rate), 0
-        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate_out)
-        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(piece):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
 
 
 def silent_flac(path, seconds: int, rate: int = 8000):

@@ -5,8 +5,9 @@ import struct
 import numpy as np
 import pytest
 
-from helpers import CODECS, espeak, have_espeak, sine, write_audio
+from helpers import espeak, have_espeak, sine, write_audio
 from whisper_lora.audio.decode import SAMPLE_RATE, AudioError, decode_audio
+from whisper_lora.audio.encode import CODECS
 
 
 def dominant_hz(samples: np.ndarray) -> float:

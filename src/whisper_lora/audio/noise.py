@@ -46,6 +46,13 @@ def non_speech(kind: str, seconds: float, seed: int) -> np.ndarray:
     return (level * samples).astype(np.float32)
 
 
+def add_noise(speech: np.ndarray, snr_db: float, kind: str, seed: int) -> np.ndarray:
+    """speech with one kind of non_speech audio mixed in at snr_db below it (by mean power), clipped to [-1, 1]."""
+    noise = non_speech(kind, len(speech) / SAMPLE_RATE + 1.0, seed)[: len(speech)]
+    gain = np.sqrt(np.mean(speech**2) / max(float(np.mean(noise**2)), 1e-12) / 10 ** (snr_db / 10))
+    return np.clip(speech + gain * noise, -1.0, 1.0).astype(np.float32)
+
+
 def write_wav(path: Path, samples: np.ndarray) -> str:
     """16 kHz mono 16-bit WAV; returns the path as a string."""
     with wave.open(str(path), "wb") as handle:

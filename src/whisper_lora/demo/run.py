@@ -14,6 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.audio.encode import encode_audio
+from whisper_lora.audio.noise import add_noise
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.files import write_json_atomic
@@ -182,6 +185,53 @@ def build_out_of_domain(
     named = [(f"ood/{language}_{i:04d}.wav", language, voice, text) for i, (language, voice, text) in enumerate(plan)]
     rows = _speak_all(folder, named, rng, log)
     return write_json_atomic(manifest, rows)
+
+
+# A set built unlike the corpus in every way it can be: voice variants, speeds and pitches outside the corpus's
+# draws (125-175 words a minute, pitch 30-70), telephone band in MP3 or Ogg/Opus instead of espeak-ng's 22 kHz WAV, and noise.
+SHIFTED_VOICES = {"zh": ("cmn-latn-pinyin+f3", "cmn-latn-pinyin+m3"), "en": ("en-gb+f3", "en-us+m3")}
+SHIFTED_SPEEDS = (105, 115, 185, 195)
+SHIFTED_PITCHES = (15, 22, 78, 85)
+SHIFTED_RATE = 8000
+SHIFTED_SNR_DB = (15.0, 25.0)
+
+
+def build_shifted(folder: str | Path, seed: int = 0, zh: int = 16, en: int = 0, log=print) -> Path:
+    """The last zh and en of sentences.MANDARIN and .ENGLISH, spoken unlike the corpus (SHIFTED_*) into folder/shifted.
+
+    The sentences are not build_out_of_domain's first ones either, so the two sets share neither text nor sound.
+    An existing set is reused; the manifest's paths are relative to folder.
+    """
+    folder = Path(folder)
+    manifest = folder / "test_shifted.json"
+    if manifest.is_file():
+        return manifest
+    (folder / "shifted").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed + 2)
+    plan = [("zh", text) for text in MANDARIN[len(MANDARIN) - zh :]] + [
+        ("en", text) for text in ENGLISH[len(ENGLISH) - en :]
+    ]
+    with Progress(len(plan), "speaking", "clip", write=log) as progress:
+        rows = []
+        for i, (language, text) in enumerate(plan):
+            suffix = (".mp3", ".ogg")[i % 2]  # MP3 at 8 kHz, or Opus (48 kHz in name) over a telephone band
+            rows.append(_speak_shifted(folder, f"shifted/{language}_{i:04d}{suffix}", language, text, rng))
+            progress.update()
+    return write_json_atomic(manifest, rows)
+
+
+def _speak_shifted(folder: Path, name: str, language: str, text: str, rng: random.Random) -> dict:
+    with tempfile.TemporaryDirectory(prefix="whisper-lora-shifted-") as scratch:
+        voice, speed, pitch = (
+            rng.choice(SHIFTED_VOICES[language]),
+            rng.choice(SHIFTED_SPEEDS),
+            rng.choice(SHIFTED_PITCHES),
+        )
+        speech = decode_audio(speak(text, Path(scratch) / "clip.wav", voice, speed, pitch), sample_rate=SHIFTED_RATE)
+    kind, snr_db = rng.choice(("white noise", "brown noise")), rng.uniform(*SHIFTED_SNR_DB)
+    mixed = add_noise(speech, snr_db, kind, rng.randrange(10**6))
+    encode_audio(folder / name, mixed[None], SHIFTED_RATE)
+    return {"audio_path": name, "text": text, "language": language}
 
 
 def _scorer(test_manifest: Path, model, processor, batch_size: int = 8):
