@@ -15,7 +15,7 @@ from whisper_lora.convert.export import export_model
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.records import TranscribeOptions
-from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain
+from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain, build_shifted
 from whisper_lora.infer.evaluate import load_test_rows, run_model
 from whisper_lora.infer.parity import greedy_reader, whispercpp_reader
 from whisper_lora.infer.transcriber import Transcriber
@@ -27,13 +27,13 @@ pytestmark = [
 ]
 
 
-# The goal at this size (48 rows, 2 epochs): out-of-domain CER at most 0.7x zero-shot. The zero-shot
-# model loops on espeak-ng Mandarin (about 600% CER here, measured by benchmarks/generalization.py --scale test),
-# so that ratio alone could hardly fail; the absolute bounds can. Measured on 2 AVX2 cores: 24.7% out of domain
-# and 27.3% on 20 held-out corpus rows with the defaults; 136.4% out of domain with the earlier ones, which
-# adapted the whole decoder and learnt the training sentences. See README, "Defaults, and why".
-OOD_BOUND = 0.7
-OOD_CER_BOUND = 0.40
+# Out of domain, the set is built unlike the training rows in every way (demo.run.build_shifted: other sentences,
+# voice variants, speeds and pitches outside the corpus's, 8 kHz MP3 or Opus, noise at 15-25 dB). Measured on 2
+# AVX2 cores: zero-shot 87.9% CER, 72.0% after this fine-tune (0.82x). On the sentences alone in the corpus's voices
+# (build_out_of_domain) the same defaults reached 24.7% from a zero-shot that loops (about 600%): the voice, not the
+# text, is what such a short fine-tune learns least. In domain, 27.3% on 20 held-out corpus rows.
+SHIFTED_BOUND = 0.9
+SHIFTED_CER_BOUND = 0.80
 IN_DOMAIN_CER_BOUND = 0.45
 
 
@@ -61,7 +61,7 @@ def tuned(tmp_path_factory, worker_id):
     facts = json.loads((folder / "tuned.json").read_text())
     model, processor = load_whisper(folder / "model")
     test_manifest = folder / "corpus" / "test_10.json"
-    return facts["before"], facts["metrics"], model, processor, test_manifest, tuple(facts["ood"])
+    return facts["before"], facts["metrics"], model, processor, test_manifest, tuple(facts["shifted"])
 
 
 def tune(folder):
@@ -72,11 +72,12 @@ def tune(folder):
     train_manifest.write_text(json.dumps(rows))
     test_manifest = all_tests.with_name("test_10.json")  # ten rows tell before from after; twenty cost minutes
     test_manifest.write_text(json.dumps(json.loads(all_tests.read_text())[:10]))
-    ood_manifest = build_out_of_domain(folder / "corpus", seed=3, zh=16, en=0)
+    build_out_of_domain(folder / "corpus", seed=3, zh=16, en=0)  # the whisper.cpp test reads it too
+    shifted_manifest = build_shifted(folder / "corpus", seed=3, zh=16, en=0)
     base, processor = load_whisper("base")
     # Each set in one batch: zero-shot, every row loops to the decoder's 448 tokens, so batches cost steps, not rows.
     before = _scorer(test_manifest, base, processor, batch_size=16).by_language(base)["zh"]["score"]
-    ood_before = _scorer(ood_manifest, base, processor, batch_size=16).by_language(base)["zh"]["score"]
+    shifted_before = _scorer(shifted_manifest, base, processor, batch_size=16).by_language(base)["zh"]["score"]
     del base
     out = folder / "model"
     metrics = train(
@@ -90,8 +91,8 @@ def tune(folder):
         )
     )
     model, processor = load_whisper(out)
-    ood_after = _scorer(ood_manifest, model, processor).by_language(model)["zh"]["score"]
-    facts = {"before": before, "metrics": metrics, "ood": [ood_before, ood_after]}
+    shifted_after = _scorer(shifted_manifest, model, processor).by_language(model)["zh"]["score"]
+    facts = {"before": before, "metrics": metrics, "shifted": [shifted_before, shifted_after]}
     (folder / "tuned.json").write_text(json.dumps(facts, default=str))
 
 
@@ -104,9 +105,9 @@ def test_loss_falls_and_cer_improves(tuned):
     assert before > 0.5 and after < min(0.5 * before, IN_DOMAIN_CER_BOUND), (before, after)
 
 
-def test_a_short_fine_tune_beats_zero_shot_on_sentences_unlike_its_training_rows(tuned):
-    before, after = tuned[-1]
-    assert after < min(OOD_BOUND * before, OOD_CER_BOUND), (before, after)
+def test_a_short_fine_tune_beats_zero_shot_on_a_set_built_unlike_its_training_rows(tuned):
+    before, after = tuned[-1]  # other sentences, voices, speeds, pitches, container, sample rate, and noise
+    assert after < min(SHIFTED_BOUND * before, SHIFTED_CER_BOUND), (before, after)
 
 
 def test_fine_tuned_model_still_predicts_timestamps(tuned):
