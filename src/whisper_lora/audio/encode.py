@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 # container suffix -> (PyAV format name, codec, sample format the encoder takes)
 CODECS = {
@@ -25,7 +27,7 @@ def encode_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
     layout = "mono" if channels == 1 else "stereo"
     rate_out = 48000 if codec == "libopus" else rate  # Opus runs at 48 kHz; the audio keeps its band
     with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=rate_out, layout=layout)
+        stream = cast(AudioStream, container.add_stream(codec, rate=rate_out, layout=layout))
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(samples.reshape(1, -1, order="F")), format="flt", layout=layout
         )

@@ -26,7 +26,8 @@ class MemoryProfile:
     """RSS and peak RSS at the end of each stage of a command, printed as it goes and kept for metrics.json."""
 
     def __init__(self, command: str, write=print):
-        self.command, self.write, self.stages = command, write, []
+        self.command, self.write = command, write
+        self.stages: list[dict] = []
 
     def mark(self, stage: str) -> None:
         """Record that a stage ended now."""

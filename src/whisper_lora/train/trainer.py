@@ -588,8 +588,8 @@ def train(config: TrainConfig) -> dict:
     started = time.perf_counter()
     result, final = _fit(trainer, config, interrupt, guard, bool(eval_rows), memory)
     if trainer.is_world_process_zero():
-        seconds = time.perf_counter() - started
-        metrics = _save_outputs(trainer, processor, config, result, final, metric, seconds, guard)
+        elapsed = time.perf_counter() - started
+        metrics = _save_outputs(trainer, processor, config, result, final, metric, elapsed, guard)
         memory.mark("saving")
         metrics["memory_mb"] = memory.stages
         write_json_atomic(Path(config.output_dir) / "metrics.json", metrics)
