@@ -36,7 +36,7 @@ print(json.dumps({"words": words, "buffer": len(live.audio), "rss": rss}))
 
 
 # Short windows, uncapped, grew 78 MB from minute 2 to 4; capped, 2 MB alone and 28 MB beside the whole suite,
-# where 30 s windows moved 42 MB once (20 alone): RSS beside other work is noisy, so the bound only catches a leak.
+# where 30 s windows moved 42 MB once (0 alone): RSS beside other work is noisy, so the bound only catches a leak.
 @pytest.mark.parametrize("window", ["30 s", "short"])
 def test_a_live_session_holds_its_memory_flat(window):
     # benchmarks/stream_latency.py runs the same loop for 30 minutes; here 4, and the slope after the first 2 counts.
