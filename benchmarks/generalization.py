@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from results import write_result
 
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.files import write_json_atomic
+from whisper_lora.core.memory import peak_rss_mb
 from whisper_lora.data.manifests import read_manifest
 from whisper_lora.data.realspeech import write_manifests
 from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain
@@ -199,7 +199,7 @@ def run_one(args, run: str, task: str | None) -> dict:
             files = {"replay_file": [str(data["real"].get(replay, replay))]} if replay else {}
             model, processor, rows = train_ours(manifest, epochs_of(args, run), output_dir, {**overrides, **files})
         speed = rows * epochs_of(args, run) / (time.perf_counter() - started)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak_gb = peak_rss_mb() / 1024
     scores = {
         name: _scorer(path, model, processor).by_language(model)
         for name, path in sets_for(task, data["test"], args.tasks).items()

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import json
 import random
-import resource
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from results import write_result
 from timestamps import long_files  # benchmarks/ is on the path when a script in it runs
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
-from whisper_lora.core.memory import rss_mb  # the RSS that serve logs per loaded model
+from whisper_lora.core.memory import peak_rss_mb, rss_mb  # the RSS that serve logs per loaded model
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.models import cache_root
 from whisper_lora.core.records import Clip, Runtime, TranscribeOptions
@@ -201,7 +200,7 @@ def main() -> None:
         results["memory"] = found
         print(
             f"memory: RSS {found['after_1_min']:.0f} MB after 1 minute of audio, {found['at_end']:.0f} MB after "
-            f"{found['minutes']:g} ({found['wall_s']:.0f} s to decode); peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+            f"{found['minutes']:g} ({found['wall_s']:.0f} s to decode); peak {peak_rss_mb():.0f} MB"
         )
     write_result(args.result, summary(results), f"model {args.model_path or 'base'}, {args.language}")
 

@@ -56,8 +56,9 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(args.workdir)
     rows = json.loads(write_manifests((args.language,))[f"{args.language}_train"].read_text(encoding="utf-8"))
-    manifest = write_json_atomic(workdir / "train.json", random.Random(0).sample(rows, min(args.rows, len(rows))))
-    samples = min(args.rows, len(rows)) * args.epochs
+    chosen = random.Random(0).sample(rows, min(args.rows, len(rows)))
+    manifest = write_json_atomic(workdir / "train.json", chosen)
+    samples = len(chosen) * args.epochs
     recipe = RECIPE.format(
         benchmarks=str(Path(__file__).resolve().parent),
         manifest=str(manifest),
@@ -87,7 +88,7 @@ def main() -> None:
     columns = ["run", "wall, start to exit", "samples/s", "peak RSS"]
     table = {"title": "The whole train command against the recipe, at the recipe's batch settings", "columns": columns}
     notes = (
-        f"{len(json.loads(manifest.read_text()))} recorded {args.language} prompts x {args.epochs:g} epochs, batch 4 x 2, "
+        f"{len(chosen)} recorded {args.language} prompts x {args.epochs:g} epochs, batch 4 x 2, "
         f"each run a process of its own; whisper-lora train's RSS after each stage: {profile}"
     )
     write_result("train_memory", {**table, "rows": table_rows}, notes)

@@ -680,7 +680,6 @@ def _save_outputs(
     guard: ForgettingGuard | None,
 ) -> dict:
     """Save the adapter, processor, configs and curves; the metrics, which the caller completes and writes."""
-
     out = Path(config.output_dir)
     trainer.model.save_pretrained(out)
     processor.save_pretrained(out)
