@@ -3,8 +3,9 @@
 Each run is a process of its own, measured from start to exit (model load, data, training, the final evaluation
 and saving included): its peak RSS as the kernel counted it (wait4), and training rows x epochs over its wall
 time. Ours is `whisper-lora train` with --per_device_train_batch_size 4 --gradient_accumulation_steps 2, as the
-recipe trains (generalization.py's train_recipe: r=8 on q_proj/v_proj, batch 4 x 2, lr 5e-4); its metrics.json
-says where the memory went, stage by stage. The rows are recorded Spanish training prompts (Debian's
+recipe trains (generalization.py's train_recipe: r=8 on q_proj/v_proj, batch 4 x 2, lr 5e-4, fp32); its metrics.json
+says where the memory went, stage by stage. Where the CPU has bf16, ours trains in it by default, so it also runs
+with --precision fp32. The rows are recorded Spanish training prompts (Debian's
 asterisk-core-sounds-es), so every run reads the same audio.
 
     whisper_lora_env/bin/python benchmarks/train_memory.py [--rows 48] [--epochs 2] [--language es]
@@ -26,6 +27,7 @@ from results import write_result  # benchmarks/ is on the path when a script in 
 from whisper_lora.core.files import write_json_atomic
 from whisper_lora.core.models import cache_root
 from whisper_lora.data.realspeech import write_manifests
+from whisper_lora.train.trainer import cpu_has_bf16
 
 RECIPE = """
 import sys
@@ -73,13 +75,20 @@ def main() -> None:
         "train",
         "--train_file",
         str(manifest),
-        "--output_dir",
-        str(ours_out),
     ]
     ours += ["--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "4"]
     ours += ["--gradient_accumulation_steps", "2", "--language", args.language, "--report_to", "none"]
+    ours += ["--output_dir", str(ours_out)]
+    runs = [("Hugging Face recipe", [sys.executable, "-c", recipe]), ("whisper-lora train", ours)]
+    if cpu_has_bf16():  # where the default is bf16, fp32 too: the recipe's precision
+        runs.append(
+            (
+                "whisper-lora train --precision fp32",
+                [*ours[:-2], "--output_dir", str(workdir / "ours_fp32"), "--precision", "fp32"],
+            )
+        )
     table_rows = []
-    for label, command in (("Hugging Face recipe", [sys.executable, "-c", recipe]), ("whisper-lora train", ours)):
+    for label, command in runs:
         seconds, peak = measured(command)
         print(f"{label}: {samples / seconds:.2f} samples/s end to end, peak RSS {peak:.0f} MB")
         table_rows.append([label, f"{seconds:.0f} s", f"{samples / seconds:.2f}", f"{peak:.0f} MB"])

@@ -86,6 +86,29 @@ def _unpack(language: str, root: Path, tree: Path) -> Path:
     return tree
 
 
+def debian_package(name: str, root: Path | None = None) -> Path:
+    """Download and unpack one Debian package (such as fortunes-zh) once under the cache; return its unpacked tree."""
+    root = Path(root or default_root())
+    tree = root / "tree" / name
+    if (tree / ".complete").is_file():
+        return tree
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise UserError(f"{name}: Debian's apt-get and dpkg-deb are needed to download it")
+    debs = root / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / f"{name}.lock"):
+        if (tree / ".complete").is_file():
+            return tree
+        if not list(debs.glob(f"{name}_*.deb")):
+            _download(name, debs)
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.mkdir(parents=True)
+        for deb in debs.glob(f"{name}_*.deb"):
+            _run(["dpkg-deb", "-x", str(deb), str(tree)], debs, f"dpkg-deb -x {deb.name}")
+        (tree / ".complete").touch()
+    return tree
+
+
 def _download(name: str, debs: Path) -> None:
     """apt-get download, refreshing the package lists once when the package is not found (a fresh machine)."""
     if subprocess.run(["apt-get", "download", name], cwd=debs, check=False, capture_output=True).returncode == 0:

@@ -3,9 +3,6 @@ or whisper.cpp."""
 
 from __future__ import annotations
 
-import ctypes
-import platform
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from itertools import chain, islice
@@ -16,6 +13,7 @@ import numpy as np
 
 from whisper_lora.audio.decode import SAMPLE_RATE, AudioError, decode_blocks, quietest_cut
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.memory import release_free_memory
 from whisper_lora.core.models import resolve_model
 from whisper_lora.core.records import Clip, Runtime, Segment, TranscribeOptions, Transcript, join_segments
 from whisper_lora.infer.backends.ct2 import CT2Backend
@@ -23,7 +21,6 @@ from whisper_lora.infer.backends.whispercpp import WhisperCppBackend
 from whisper_lora.infer.coverage import decode_rest, flag_unheard, keep_within_audio, shift
 
 BLOCK_SECONDS = 120.0  # a longer file is transcribed in blocks of this length, in bounded memory
-LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else None
 
 
 def cuda_available(backend: str) -> bool:
@@ -218,13 +215,6 @@ def _append(whole: Transcript, part: Transcript, offset: float) -> None:
     for flag in ("redecoded", "unheard"):
         if getattr(part, flag) and not getattr(whole, flag):
             setattr(whole, flag, f"from {offset:.0f} s: {getattr(part, flag)}")
-
-
-def release_free_memory() -> None:
-    """Hand memory freed by the last block back to the system (glibc keeps it otherwise, and hours of blocks of
-    different sizes fragment it); elsewhere nothing."""
-    if LIBC is not None:
-        LIBC.malloc_trim(0)
 
 
 def _emptied(items: list) -> Iterator:

@@ -22,7 +22,7 @@ from whisper_lora.core.errors import TrainingInterrupted, UserError
 from whisper_lora.core.extras import require
 from whisper_lora.core.files import write_atomic, write_json_atomic
 from whisper_lora.core.languages import normalize_language
-from whisper_lora.core.memory import MemoryProfile
+from whisper_lora.core.memory import MemoryProfile, map_large_allocations
 from whisper_lora.core.metrics import default_metric
 from whisper_lora.core.models import ADAPTER_INFO, resolve_model
 from whisper_lora.core.progress import Progress
@@ -37,6 +37,7 @@ from whisper_lora.train.dataset import (
     encoder_top,
     pack_rows,
 )
+from whisper_lora.train.lora import recompute_lora_dropout
 from whisper_lora.train.short_context import OBJECTIVES, distillation_loss, draw_positions
 
 log = logging.getLogger("whisper_lora.train.trainer")
@@ -487,7 +488,7 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
 
 
 def _apply_lora(model, config: TrainConfig):
-
+    """The model with peft's LoRA layers on the configured targets, their dropout recomputed in backward."""
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -496,9 +497,11 @@ def _apply_lora(model, config: TrainConfig):
         use_dora=config.use_dora,
     )
     try:
-        return get_peft_model(model, lora)
+        model = get_peft_model(model, lora)
     except ValueError as error:
         raise UserError(f"--target_modules {config.target_modules!r}: {error}") from None
+    recompute_lora_dropout(model)
+    return model
 
 
 def frozen_depth(encoder) -> int:
@@ -540,6 +543,7 @@ def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
     set_seed(config.seed)
+    map_large_allocations()
     memory = MemoryProfile("train")
     resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
