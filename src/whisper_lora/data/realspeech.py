@@ -121,7 +121,7 @@ def _download(name: str, debs: Path) -> None:
 def _run(command: list[str], cwd: Path, what: str) -> None:
     done = subprocess.run(command, cwd=cwd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
-        raise UserError(f"real speech: {what} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+        raise UserError(f"{what} failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
 
 def prompts(language: str, root: Path | None = None) -> list[Prompt]:

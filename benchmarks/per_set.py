@@ -1,0 +1,264 @@
+"""Every method on every out-of-domain set, each reported on its own; defaults chosen by leave-one-set-out.
+
+Each method fine-tunes the embedded whisper-base on the same templated espeak-ng Mandarin rows, in a process of
+its own, for the recipe's 2 epochs; every model is then scored (CER) on sets built unlike those rows and unlike
+each other:
+- ood: sentences written apart from the templates (data.sentences' first ones), the corpus's voice, 22 kHz WAV;
+- shifted: the last of those sentences, voice variants +f3/+m3, speeds and pitches outside the corpus's,
+  8 kHz MP3 or Ogg/Opus with white or brown noise (demo.run.build_shifted);
+- fortunes: modern sentences of 2 to 40 characters from Debian's fortunes-zh (another author, another register),
+  the corpus's voice, 16 kHz FLAC;
+- held-back: other fortunes-zh sentences, variants +f4/+m7, 24 kHz AAC in M4A, music-like chords at 10 to 20 dB.
+  No choice reads it: it is scored last, for the method chosen on the three others.
+For each tuning set, the method with the lowest mean CER on the two other tuning sets is chosen; a default is
+confirmed only where that choice is the default. Finished runs are kept in WORKDIR/results and reused.
+
+    whisper_lora_env/bin/python benchmarks/per_set.py [--rows 96] [--clips 16] [--runs base,recipe,default,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import opencc
+from generalization import parse_value, train_ours, train_recipe
+from results import write_result
+
+from whisper_lora.audio.decode import decode_audio
+from whisper_lora.audio.encode import encode_audio
+from whisper_lora.audio.noise import add_noise
+from whisper_lora.convert.hf import load_whisper
+from whisper_lora.core.files import write_json_atomic
+from whisper_lora.core.memory import peak_rss_mb
+from whisper_lora.core.models import cache_root
+from whisper_lora.data.realspeech import debian_package
+from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain, build_shifted, speak
+from whisper_lora.train.trainer import LINEAR
+
+ENCODER = rf"model\.encoder\.layers\.\d+\.{LINEAR}"
+METHODS = {  # TrainConfig overrides of each run of ours; base and recipe are not ours
+    "default": {},
+    "encoder": {"target_modules": ENCODER},
+    "all": {"target_modules": "all"},
+    "qv": {"target_modules": "qv"},
+    "specaug": {"spec_augment": True},
+}
+LABELS = {
+    "base": "zero-shot base",
+    "recipe": "Hugging Face recipe (q,v r=8 everywhere)",
+    "default": "default (every encoder projection + decoder cross-attention)",
+    "encoder": "encoder projections only",
+    "all": "every projection, decoder self-attention and FFN too",
+    "qv": "q,v only, encoder and decoder",
+    "specaug": "default + SpecAugment",
+}
+TUNING = ("ood", "shifted", "fortunes")
+HELD_BACK = "held-back"
+EPOCHS = 2.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+HAN = re.compile(r"[\u4e00-\u9fff]")
+PLAIN = re.compile(r"[\u4e00-\u9fff，、。！？；：]+")
+MODERN = re.compile(r"[的了们这吗呢你我他]")  # most classical verse in the file has none of these
+LENGTHS = ((2, 9), (10, 19), (20, 29), (30, 40))
+
+
+def fortune_sentences() -> list[str]:
+    """Modern simplified sentences of 2 to 40 Han characters from fortunes-zh's 'chinese' file, sorted."""
+    tree = debian_package("fortunes-zh", cache_root() / "benchmarks" / "per_set")
+    text = ANSI.sub("", (tree / "usr/share/games/fortunes/chinese").read_text(encoding="utf-8"))
+    found, simplified = set(), opencc.OpenCC("t2s")
+    for entry in text.split("\n%\n"):
+        body = "".join(line.strip() for line in entry.splitlines() if not line.strip().startswith("--"))
+        for sentence in re.split(r"(?<=[。！？])", body):
+            length = len(HAN.findall(sentence))
+            plain = PLAIN.fullmatch(sentence) and simplified.convert(sentence) == sentence
+            if 2 <= length <= 40 and plain and MODERN.search(sentence):
+                found.add(sentence)
+    return sorted(found)
+
+
+def fortune_split(count: int, seed: int) -> tuple[list[str], list[str]]:
+    """Two disjoint draws of count sentences, each spread evenly over LENGTHS."""
+    rng, first, second = random.Random(seed), [], []
+    sentences = fortune_sentences()
+    for index, (low, high) in enumerate(LENGTHS):
+        share = count // len(LENGTHS) + (index < count % len(LENGTHS))
+        bucket = [s for s in sentences if low <= len(HAN.findall(s)) <= high]
+        drawn = rng.sample(bucket, 2 * share)
+        first += drawn[:share]
+        second += drawn[share:]
+    return first, second
+
+
+def speak_set(folder: Path, name: str, texts: list[str], sound: dict, seed: int) -> Path:
+    """Speak texts into folder/name as sound says (voices, speeds, pitches, rate, suffixes, noise); the manifest."""
+    manifest = folder / f"test_{name}.json"
+    if manifest.is_file():
+        return manifest
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    rng, rows = random.Random(seed), []
+    for i, text in enumerate(texts):
+        with tempfile.TemporaryDirectory(prefix="whisper-lora-set-") as scratch:
+            voice, speed, pitch = (
+                rng.choice(sound["voices"]),
+                rng.randint(*sound["speeds"]),
+                rng.randint(*sound["pitches"]),
+            )
+            samples = decode_audio(
+                speak(text, Path(scratch) / "clip.wav", voice, speed, pitch), sample_rate=sound["rate"]
+            )
+        if sound.get("noise"):
+            samples = add_noise(samples, rng.uniform(*sound["snr_db"]), sound["noise"], rng.randrange(10**6))
+        path = f"{name}/zh_{i:04d}{sound['suffixes'][i % len(sound['suffixes'])]}"
+        encode_audio(folder / path, samples[None], sound["rate"])
+        rows.append({"audio_path": path, "text": text, "language": "zh"})
+    return write_json_atomic(manifest, rows)
+
+
+def datasets(workdir: Path, rows: int, clips: int) -> tuple[Path, dict[str, Path]]:
+    """The training manifest and {set name: test manifest}, built once and reused."""
+    folder = workdir / f"corpus_{rows}_{clips}"
+    train, in_domain = build_corpus(folder, zh=(rows, clips), en=(0, 0), seed=5)
+    fortunes, held_back = fortune_split(clips, seed=5)
+    plain = {"voices": ["cmn-latn-pinyin"], "speeds": (140, 165), "pitches": (35, 65), "rate": 16000}
+    unlike = {"voices": ["cmn-latn-pinyin+f4", "cmn-latn-pinyin+m7"], "speeds": (120, 200), "pitches": (10, 90)}
+    unlike.update(rate=24000, suffixes=[".m4a"], noise="chords", snr_db=(10.0, 20.0))
+    tests = {
+        "in-domain": in_domain,
+        "ood": build_out_of_domain(folder, seed=5, zh=clips, en=0),
+        "shifted": build_shifted(folder, seed=5, zh=clips, en=0),
+        "fortunes": speak_set(folder, "fortunes", fortunes, {**plain, "suffixes": [".flac"]}, seed=6),
+        HELD_BACK: speak_set(folder, "held_back", held_back, unlike, seed=7),
+    }
+    return train, tests
+
+
+def label(run: str, overrides: dict | None) -> str:
+    """A run's name in the tables: LABELS's, or a variant's flags."""
+    flags = ", ".join(f"--{key} {value}" for key, value in (overrides or {}).items())
+    return LABELS.get(run, f"default, {flags}")
+
+
+def run_one(args, run: str) -> dict:
+    """Train (unless base) and score every set in this process; the result record."""
+    train, tests = datasets(Path(args.workdir), args.rows, args.clips)
+    started = time.perf_counter()
+    output_dir = Path(args.workdir) / "models" / f"{run}_{args.rows}"
+    if run == "base":
+        model, processor = load_whisper("base")
+    elif run == "recipe":
+        model, processor, _ = train_recipe(train, EPOCHS, output_dir)
+    else:
+        model, processor, _ = train_ours(train, EPOCHS, output_dir, args.methods[run])
+    seconds = time.perf_counter() - started
+    scores = {name: _scorer(path, model, processor).by_language(model)["zh"]["score"] for name, path in tests.items()}
+    return {
+        "run": run,
+        "overrides": args.methods.get(run),
+        "train_seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "scores": scores,
+    }
+
+
+def chosen_by(records: dict, methods: list[str], sets: tuple) -> str:
+    """The trained method with the lowest mean CER over sets."""
+    return min(methods, key=lambda m: sum(records[m]["scores"][s] for s in sets) / len(sets))
+
+
+def leave_one_out(records: dict) -> list[list[str]]:
+    """Per tuning set: the method the other tuning sets choose, its CER there, and the default's and recipe's."""
+    trained = [run for run in records if run not in ("base", "recipe")]
+    rows = []
+    for held in TUNING:
+        pick = chosen_by(records, trained, tuple(s for s in TUNING if s != held))
+        cer = {run: records[run]["scores"][held] for run in (pick, "default", "recipe") if run in records}
+        ratio = f"{cer['default'] / cer['recipe']:.2f}x" if "recipe" in cer else "-"
+        rows.append([held, pick, f"{cer[pick]:.1%}", f"{cer.get('default', float('nan')):.1%}", ratio])
+    final = chosen_by(records, trained, TUNING)
+    rows.append(
+        [
+            f"{HELD_BACK} (reported last)",
+            final,
+            f"{records[final]['scores'][HELD_BACK]:.1%}",
+            f"{records['default']['scores'][HELD_BACK]:.1%}",
+            f"{records['default']['scores'][HELD_BACK] / records['recipe']['scores'][HELD_BACK]:.2f}x"
+            if "recipe" in records
+            else "-",
+        ]
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default=str(cache_root() / "benchmarks" / "per_set"))
+    parser.add_argument("--rows", type=int, default=96, help="templated Mandarin training rows")
+    parser.add_argument("--clips", type=int, default=16, help="clips in each test set")
+    parser.add_argument("--runs", default=",".join(["base", "recipe", *METHODS]))
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="another method: TrainConfig overrides, e.g. r8:lora_r=8,lora_alpha=16",
+    )
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.methods = dict(METHODS)
+    for spec in args.variant:
+        name, _, settings = spec.partition(":")
+        args.methods[name] = {k: parse_value(v) for k, v in (i.split("=", 1) for i in settings.split(",") if i)}
+    workdir = Path(args.workdir)
+    if args.one:
+        write_json_atomic(workdir / "results" / f"{args.one}_{args.rows}_{args.clips}.json", run_one(args, args.one))
+        return
+    datasets(workdir, args.rows, args.clips)  # built once, before the runs
+    records = {}
+    for run in args.runs.split(","):
+        path = workdir / "results" / f"{run}_{args.rows}_{args.clips}.json"
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if record is None or record["overrides"] != args.methods.get(run):
+            print(f"--- {run}", flush=True)
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", run], check=True)
+            record = json.loads(path.read_text(encoding="utf-8"))
+        records[run] = record
+    sets = ("in-domain", *TUNING, HELD_BACK)
+    table = [
+        [
+            label(run, args.methods.get(run)),
+            f"{r['train_seconds']:.0f} s" if run != "base" else "-",
+            *(f"{r['scores'][s]:.1%}" for s in sets),
+        ]
+        for run, r in records.items()
+    ]
+    for row in table:
+        print(" | ".join(row))
+    notes = (
+        f"{args.rows} templated espeak-ng Mandarin rows, {EPOCHS:g} epochs each (the recipe's), {args.clips} clips a set; "
+        "CER. Train time includes loading and saving; it compares only runs that had the cores to themselves."
+    )
+    write_result(
+        "per_set", {"title": "Every method on every set", "columns": ["run", "train", *sets], "rows": table}, notes
+    )
+    choice = leave_one_out(records)
+    for row in choice:
+        print(" | ".join(row))
+    columns = ["set left out", "chosen on the others", "its CER there", "default's CER there", "default / recipe"]
+    write_result(
+        "per_set-choice",
+        {"title": "Leave-one-set-out choice of the adaptation method", "columns": columns, "rows": choice},
+        "The held-back set is scored once, for the choice made on all three tuning sets.",
+    )
+
+
+if __name__ == "__main__":
+    main()
