@@ -167,6 +167,15 @@ def parse_value(text: str):
         return text
 
 
+def parse_variants(specs: list[str]) -> dict[str, dict]:
+    """--variant NAME:KEY=VALUE,... options as {name: TrainConfig overrides}."""
+    variants = {}
+    for spec in specs:
+        name, _, settings = spec.partition(":")
+        variants[name] = {k: parse_value(v) for k, v in (item.split("=", 1) for item in settings.split(",") if item)}
+    return variants
+
+
 RECIPE_EPOCHS = 2.0  # the textbook recipe as the issue defines it, whatever --epochs gives ours
 
 
@@ -321,12 +330,7 @@ def main() -> None:
     args = parser.parse_args()
     args.runs, args.tasks = args.runs.split(","), args.tasks.split(",")
     args.real_languages = args.real_languages.split(",")
-    args.variants = {}
-    for spec in args.variant:
-        name, _, settings = spec.partition(":")
-        args.variants[name] = {
-            k: parse_value(v) for k, v in (item.split("=", 1) for item in settings.split(",") if item)
-        }
+    args.variants = parse_variants(args.variant)
     if args.one:
         run, task = args.one
         task = None if task == "-" else task

@@ -24,23 +24,19 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import opencc
-from generalization import parse_value, train_ours, train_recipe
+from generalization import parse_variants, train_ours, train_recipe
 from results import write_result
 
-from whisper_lora.audio.decode import decode_audio
-from whisper_lora.audio.encode import encode_audio
-from whisper_lora.audio.noise import add_noise
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.files import write_json_atomic
 from whisper_lora.core.memory import peak_rss_mb
 from whisper_lora.core.models import cache_root
 from whisper_lora.data.realspeech import debian_package
-from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain, build_shifted, speak
+from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain, build_shifted, speak_degraded
 from whisper_lora.train.trainer import LINEAR
 
 ENCODER = rf"model\.encoder\.layers\.\d+\.{LINEAR}"
@@ -106,20 +102,12 @@ def speak_set(folder: Path, name: str, texts: list[str], sound: dict, seed: int)
     (folder / name).mkdir(parents=True, exist_ok=True)
     rng, rows = random.Random(seed), []
     for i, text in enumerate(texts):
-        with tempfile.TemporaryDirectory(prefix="whisper-lora-set-") as scratch:
-            voice, speed, pitch = (
-                rng.choice(sound["voices"]),
-                rng.randint(*sound["speeds"]),
-                rng.randint(*sound["pitches"]),
-            )
-            samples = decode_audio(
-                speak(text, Path(scratch) / "clip.wav", voice, speed, pitch), sample_rate=sound["rate"]
-            )
+        voice = (rng.choice(sound["voices"]), rng.randint(*sound["speeds"]), rng.randint(*sound["pitches"]))
+        noise = None
         if sound.get("noise"):
-            samples = add_noise(samples, rng.uniform(*sound["snr_db"]), sound["noise"], rng.randrange(10**6))
+            noise = (sound["noise"], rng.uniform(*sound["snr_db"]), rng.randrange(10**6))
         path = f"{name}/zh_{i:04d}{sound['suffixes'][i % len(sound['suffixes'])]}"
-        encode_audio(folder / path, samples[None], sound["rate"])
-        rows.append({"audio_path": path, "text": text, "language": "zh"})
+        rows.append(speak_degraded(folder, path, "zh", text, voice, sound["rate"], noise))
     return write_json_atomic(manifest, rows)
 
 
@@ -175,26 +163,17 @@ def chosen_by(records: dict, methods: list[str], sets: tuple) -> str:
 
 
 def leave_one_out(records: dict) -> list[list[str]]:
-    """Per tuning set: the method the other tuning sets choose, its CER there, and the default's and recipe's."""
+    """Per set left out: the method the tuning sets choose without it, its CER there, the default's, and its ratio
+    to the recipe's; the held-back set last, for the choice made on every tuning set."""
     trained = [run for run in records if run not in ("base", "recipe")]
+    folds = [(held, tuple(s for s in TUNING if s != held), held) for held in TUNING]
+    folds.append((HELD_BACK, TUNING, f"{HELD_BACK} (reported last)"))
     rows = []
-    for held in TUNING:
-        pick = chosen_by(records, trained, tuple(s for s in TUNING if s != held))
-        cer = {run: records[run]["scores"][held] for run in (pick, "default", "recipe") if run in records}
-        ratio = f"{cer['default'] / cer['recipe']:.2f}x" if "recipe" in cer else "-"
-        rows.append([held, pick, f"{cer[pick]:.1%}", f"{cer.get('default', float('nan')):.1%}", ratio])
-    final = chosen_by(records, trained, TUNING)
-    rows.append(
-        [
-            f"{HELD_BACK} (reported last)",
-            final,
-            f"{records[final]['scores'][HELD_BACK]:.1%}",
-            f"{records['default']['scores'][HELD_BACK]:.1%}",
-            f"{records['default']['scores'][HELD_BACK] / records['recipe']['scores'][HELD_BACK]:.2f}x"
-            if "recipe" in records
-            else "-",
-        ]
-    )
+    for held, sets, name in folds:
+        pick = chosen_by(records, trained, sets)
+        default = records["default"]["scores"][held]
+        ratio = f"{default / records['recipe']['scores'][held]:.2f}x" if "recipe" in records else "-"
+        rows.append([name, pick, f"{records[pick]['scores'][held]:.1%}", f"{default:.1%}", ratio])
     return rows
 
 
@@ -213,10 +192,7 @@ def main() -> None:
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.methods = dict(METHODS)
-    for spec in args.variant:
-        name, _, settings = spec.partition(":")
-        args.methods[name] = {k: parse_value(v) for k, v in (i.split("=", 1) for i in settings.split(",") if i)}
+    args.methods = {**METHODS, **parse_variants(args.variant)}
     workdir = Path(args.workdir)
     if args.one:
         write_json_atomic(workdir / "results" / f"{args.one}_{args.rows}_{args.clips}.json", run_one(args, args.one))

@@ -68,25 +68,16 @@ def main() -> None:
         output=str(workdir / "recipe"),
     )
     ours_out = workdir / "ours"
-    ours = [
-        sys.executable,
-        "-m",
-        "whisper_lora.cli",
-        "train",
-        "--train_file",
-        str(manifest),
-    ]
+    ours = [sys.executable, "-m", "whisper_lora.cli", "train", "--train_file", str(manifest)]
     ours += ["--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "4"]
     ours += ["--gradient_accumulation_steps", "2", "--language", args.language, "--report_to", "none"]
-    ours += ["--output_dir", str(ours_out)]
-    runs = [("Hugging Face recipe", [sys.executable, "-c", recipe]), ("whisper-lora train", ours)]
+    runs = [
+        ("Hugging Face recipe", [sys.executable, "-c", recipe]),
+        ("whisper-lora train", [*ours, "--output_dir", str(ours_out)]),
+    ]
     if cpu_has_bf16():  # where the default is bf16, fp32 too: the recipe's precision
-        runs.append(
-            (
-                "whisper-lora train --precision fp32",
-                [*ours[:-2], "--output_dir", str(workdir / "ours_fp32"), "--precision", "fp32"],
-            )
-        )
+        fp32 = [*ours, "--output_dir", str(workdir / "ours_fp32"), "--precision", "fp32"]
+        runs.append(("whisper-lora train --precision fp32", fp32))
     table_rows = []
     for label, command in runs:
         seconds, peak = measured(command)

@@ -60,52 +60,39 @@ def fetch(language: str, root: Path | None = None) -> Path:
     """Download and unpack one language's transcript and audio packages once; return the unpacked tree."""
     if language not in LANGUAGES:
         raise UserError(f"real speech: no recordings for {language!r}; choose from {', '.join(LANGUAGES)}")
-    root = Path(root or default_root())
-    tree = root / "tree" / language
-    if (tree / ".complete").is_file():
-        return tree
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(root / f"{language}.lock"):  # another process may be unpacking the same language
-        return tree if (tree / ".complete").is_file() else _unpack(language, root, tree)
-
-
-def _unpack(language: str, root: Path, tree: Path) -> Path:
-    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
-        raise UserError("real speech needs Debian's apt-get and dpkg-deb to download asterisk-core-sounds packages")
-    debs = root / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
     package = PACKAGE.format(language=language)
-    for name in (package, f"{package}-g722"):
-        if not list(debs.glob(f"{name}_*.deb")):
-            _download(name, debs)
-    shutil.rmtree(tree, ignore_errors=True)
-    tree.mkdir(parents=True)
-    for deb in [*debs.glob(f"{package}_*.deb"), *debs.glob(f"{package}-g722_*.deb")]:
-        _run(["dpkg-deb", "-x", str(deb), str(tree)], debs, f"dpkg-deb -x {deb.name}")
-    (tree / ".complete").touch()
-    return tree
+    return debian_packages((package, f"{package}-g722"), language, root)
 
 
 def debian_package(name: str, root: Path | None = None) -> Path:
     """Download and unpack one Debian package (such as fortunes-zh) once under the cache; return its unpacked tree."""
+    return debian_packages((name,), name, root)
+
+
+def debian_packages(names: tuple[str, ...], tree_name: str, root: Path | None = None) -> Path:
+    """Download Debian packages and unpack them together into root/tree/TREE_NAME once; return that tree."""
     root = Path(root or default_root())
-    tree = root / "tree" / name
+    tree = root / "tree" / tree_name
     if (tree / ".complete").is_file():
         return tree
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / f"{tree_name}.lock"):  # another process may be unpacking the same tree
+        return tree if (tree / ".complete").is_file() else _unpack(names, root, tree)
+
+
+def _unpack(names: tuple[str, ...], root: Path, tree: Path) -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
-        raise UserError(f"{name}: Debian's apt-get and dpkg-deb are needed to download it")
+        raise UserError(f"Debian's apt-get and dpkg-deb are needed to download {', '.join(names)}")
     debs = root / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    with FileLock(root / f"{name}.lock"):
-        if (tree / ".complete").is_file():
-            return tree
+    for name in names:
         if not list(debs.glob(f"{name}_*.deb")):
             _download(name, debs)
-        shutil.rmtree(tree, ignore_errors=True)
-        tree.mkdir(parents=True)
-        for deb in debs.glob(f"{name}_*.deb"):
-            _run(["dpkg-deb", "-x", str(deb), str(tree)], debs, f"dpkg-deb -x {deb.name}")
-        (tree / ".complete").touch()
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    for deb in [deb for name in names for deb in debs.glob(f"{name}_*.deb")]:
+        _run(["dpkg-deb", "-x", str(deb), str(tree)], debs, f"dpkg-deb -x {deb.name}")
+    (tree / ".complete").touch()
     return tree
 
 

@@ -221,16 +221,26 @@ def build_shifted(folder: str | Path, seed: int = 0, zh: int = 16, en: int = 0, 
 
 
 def _speak_shifted(folder: Path, name: str, language: str, text: str, rng: random.Random) -> dict:
-    with tempfile.TemporaryDirectory(prefix="whisper-lora-shifted-") as scratch:
-        voice, speed, pitch = (
-            rng.choice(SHIFTED_VOICES[language]),
-            rng.choice(SHIFTED_SPEEDS),
-            rng.choice(SHIFTED_PITCHES),
-        )
-        speech = decode_audio(speak(text, Path(scratch) / "clip.wav", voice, speed, pitch), sample_rate=SHIFTED_RATE)
-    kind, snr_db = rng.choice(("white noise", "brown noise")), rng.uniform(*SHIFTED_SNR_DB)
-    mixed = add_noise(speech, snr_db, kind, rng.randrange(10**6))
-    encode_audio(folder / name, mixed[None], SHIFTED_RATE)
+    voice, speed, pitch = (
+        rng.choice(SHIFTED_VOICES[language]),
+        rng.choice(SHIFTED_SPEEDS),
+        rng.choice(SHIFTED_PITCHES),
+    )
+    noise = (rng.choice(("white noise", "brown noise")), rng.uniform(*SHIFTED_SNR_DB), rng.randrange(10**6))
+    return speak_degraded(folder, name, language, text, (voice, speed, pitch), SHIFTED_RATE, noise)
+
+
+def speak_degraded(
+    folder: Path, name: str, language: str, text: str, voice: tuple, rate: int, noise: tuple | None = None
+) -> dict:
+    """Speak text in voice (espeak-ng voice, speed, pitch) at rate, mix in noise (kind, SNR dB, seed) if given, and
+    encode it into folder/name (the format from its suffix); the manifest row."""
+    with tempfile.TemporaryDirectory(prefix="whisper-lora-degraded-") as scratch:
+        speech = decode_audio(speak(text, Path(scratch) / "clip.wav", *voice), sample_rate=rate)
+    if noise is not None:
+        kind, snr_db, seed = noise
+        speech = add_noise(speech, snr_db, kind, seed)
+    encode_audio(folder / name, speech[None], rate)
     return {"audio_path": name, "text": text, "language": language}
 
 
