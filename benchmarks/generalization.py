@@ -146,14 +146,8 @@ def train_ours(manifest: Path, epochs: float, output_dir: Path, overrides: dict)
     """whisper-lora's train() with its defaults, or with overrides for a variant."""
     from whisper_lora.train.trainer import TrainConfig, train
 
-    config = TrainConfig(
-        train_file=[str(manifest)],
-        output_dir=str(output_dir),
-        num_train_epochs=epochs,
-        save_steps=10_000,
-        report_to="none",
-        **overrides,
-    )
+    options = dict(num_train_epochs=epochs, save_steps=10_000, report_to="none")
+    config = TrainConfig(train_file=[str(manifest)], output_dir=str(output_dir), **{**options, **overrides})
     train(config)
     model, processor = load_whisper(str(output_dir))
     return model, processor, len(read_manifest(manifest)[0])

@@ -10,6 +10,7 @@ each other:
   the corpus's voice, 16 kHz FLAC;
 - held-back: other fortunes-zh sentences, variants +f4/+m7, 24 kHz AAC in M4A, music-like chords at 10 to 20 dB.
   No choice reads it: it is scored last, for the method chosen on the three others.
+The early-stopping method watches a stop split of its own: other fortunes-zh sentences, 16 kHz Ogg/Opus.
 For each tuning set, the method with the lowest mean CER on the two other tuning sets is chosen; a default is
 confirmed only where that choice is the default. Finished runs are kept in WORKDIR/results and reused.
 
@@ -39,6 +40,7 @@ from whisper_lora.data.realspeech import debian_package
 from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain, build_shifted, speak_degraded
 from whisper_lora.train.trainer import LINEAR
 
+EPOCHS = 2.0
 ENCODER = rf"model\.encoder\.layers\.\d+\.{LINEAR}"
 METHODS = {  # TrainConfig overrides of each run of ours; base and recipe are not ours
     "default": {},
@@ -46,6 +48,11 @@ METHODS = {  # TrainConfig overrides of each run of ours; base and recipe are no
     "all": {"target_modules": "all"},
     "qv": {"target_modules": "qv"},
     "specaug": {"spec_augment": True},
+    "perturb": {"perturb": "speed,noise"},
+    "smooth": {"label_smoothing": 0.1},
+    "average": {"average_checkpoints": 3, "save_steps": 8},  # steps 32, 40 and 48 of 48
+    # Up to twice the epochs, stopped when the stop split's CER has not improved in 2 evaluations; the best kept.
+    "early": {"early_stopping_patience": 2, "eval_steps": 6, "save_steps": 6, "num_train_epochs": 2 * EPOCHS},
 }
 LABELS = {
     "base": "zero-shot base",
@@ -55,10 +62,13 @@ LABELS = {
     "all": "every projection, decoder self-attention and FFN too",
     "qv": "q,v only, encoder and decoder",
     "specaug": "default + SpecAugment",
+    "perturb": "default + speed and noise perturbation",
+    "smooth": "default + label smoothing 0.1",
+    "average": "default, adapter averaged over the last 3 of 6 checkpoints",
+    "early": "default, stopped early on the stop split (up to 4 epochs)",
 }
 TUNING = ("ood", "shifted", "fortunes")
 HELD_BACK = "held-back"
-EPOCHS = 2.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 HAN = re.compile(r"[\u4e00-\u9fff]")
 PLAIN = re.compile(r"[\u4e00-\u9fff，、。！？；：]+")
@@ -81,10 +91,10 @@ def fortune_sentences() -> list[str]:
     return sorted(found)
 
 
-def fortune_split(count: int, seed: int) -> tuple[list[str], list[str]]:
-    """Two disjoint draws of count sentences, each spread evenly over LENGTHS."""
+def fortune_split(count: int, seed: int, besides: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """Two disjoint draws of count sentences, none of them in besides, each spread evenly over LENGTHS."""
     rng, first, second = random.Random(seed), [], []
-    sentences = fortune_sentences()
+    sentences = [s for s in fortune_sentences() if s not in besides]
     for index, (low, high) in enumerate(LENGTHS):
         share = count // len(LENGTHS) + (index < count % len(LENGTHS))
         bucket = [s for s in sentences if low <= len(HAN.findall(s)) <= high]
@@ -111,11 +121,12 @@ def speak_set(folder: Path, name: str, texts: list[str], sound: dict, seed: int)
     return write_json_atomic(manifest, rows)
 
 
-def datasets(workdir: Path, rows: int, clips: int) -> tuple[Path, dict[str, Path]]:
-    """The training manifest and {set name: test manifest}, built once and reused."""
+def datasets(workdir: Path, rows: int, clips: int) -> tuple[Path, dict[str, Path], Path]:
+    """The training manifest, {set name: test manifest} and the stop split (early stopping's), built once."""
     folder = workdir / f"corpus_{rows}_{clips}"
     train, in_domain = build_corpus(folder, zh=(rows, clips), en=(0, 0), seed=5)
     fortunes, held_back = fortune_split(clips, seed=5)
+    stop = fortune_split(clips, seed=8, besides=(*fortunes, *held_back))[0]
     plain = {"voices": ["cmn-latn-pinyin"], "speeds": (140, 165), "pitches": (35, 65), "rate": 16000}
     unlike = {"voices": ["cmn-latn-pinyin+f4", "cmn-latn-pinyin+m7"], "speeds": (120, 200), "pitches": (10, 90)}
     unlike.update(rate=24000, suffixes=[".m4a"], noise="chords", snr_db=(10.0, 20.0))
@@ -126,7 +137,7 @@ def datasets(workdir: Path, rows: int, clips: int) -> tuple[Path, dict[str, Path
         "fortunes": speak_set(folder, "fortunes", fortunes, {**plain, "suffixes": [".flac"]}, seed=6),
         HELD_BACK: speak_set(folder, "held_back", held_back, unlike, seed=7),
     }
-    return train, tests
+    return train, tests, speak_set(folder, "stop", stop, {**plain, "suffixes": [".ogg"]}, seed=8)
 
 
 def label(run: str, overrides: dict | None) -> str:
@@ -137,7 +148,7 @@ def label(run: str, overrides: dict | None) -> str:
 
 def run_one(args, run: str) -> dict:
     """Train (unless base) and score every set in this process; the result record."""
-    train, tests = datasets(Path(args.workdir), args.rows, args.clips)
+    train, tests, stop = datasets(Path(args.workdir), args.rows, args.clips)
     started = time.perf_counter()
     output_dir = Path(args.workdir) / "models" / f"{run}_{args.rows}"
     if run == "base":
@@ -145,7 +156,10 @@ def run_one(args, run: str) -> dict:
     elif run == "recipe":
         model, processor, _ = train_recipe(train, EPOCHS, output_dir)
     else:
-        model, processor, _ = train_ours(train, EPOCHS, output_dir, args.methods[run])
+        overrides = args.methods[run]
+        if "early_stopping_patience" in overrides:
+            overrides = {**overrides, "validation_file": [str(stop)]}
+        model, processor, _ = train_ours(train, EPOCHS, output_dir, overrides)
     seconds = time.perf_counter() - started
     scores = {name: _scorer(path, model, processor).by_language(model)["zh"]["score"] for name, path in tests.items()}
     return {

@@ -180,17 +180,17 @@ def test_spec_augment_masks_training_features_and_refuses_the_stem_cache(short_m
 
     from helpers import tiny_whisper
     from whisper_lora.core.errors import UserError
-    from whisper_lora.train.trainer import _enable_spec_augment
+    from whisper_lora.train.trainer import _augment
 
     model = tiny_whisper()
     model.get_base_model = lambda: model
-    _enable_spec_augment(model, None)
+    _augment(model, TrainConfig(train_file=[str(tones[0])], spec_augment=True), None)
     features = torch.randn(2, 80, 3000) + 5.0  # no entry is zero before masking
     masked = model.model.train()._mask_input_features(features.clone())
     zeroed = (masked == 0).float().mean().item()
     assert 0.03 < zeroed < 0.3
     assert torch.equal(model.model.eval()._mask_input_features(features.clone()), features)  # only in training
-    with pytest.raises(UserError, match="--spec_augment masks the encoder's input features"):
+    with pytest.raises(UserError, match="--spec_augment change what the encoder reads at every step"):
         train(
             config(
                 short_model_dir, tones, tmp_path / "out", target_modules="default", encoder_layers=1, spec_augment=True

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.perturb import perturb
 from whisper_lora.convert.ct2 import TIME_PRECISION, TIMESTAMP_TOKENS
 from whisper_lora.convert.hf import no_speech_token
 from whisper_lora.core.languages import traits
@@ -164,7 +165,8 @@ class SpeechDataset(torch.utils.data.Dataset):
     """Windows of rows decoded on access into {input_features or encoder_stem, decoder_input_ids, labels}.
 
     A window is one row unless `windows` (from pack_rows) groups several: they are then laid end to end
-    with silence between them, and transcribed one after the other.
+    with silence between them, and transcribed one after the other. With `perturbations` each reading of a
+    window draws its own speed and noise (audio.perturb), and its timestamps follow the speed.
     """
 
     def __init__(
@@ -175,9 +177,12 @@ class SpeechDataset(torch.utils.data.Dataset):
         encoder_cache: EncoderStemCache | None = None,
         windows: list[list[int]] | None = None,
         with_lengths: bool = False,
+        perturbations: tuple[str, ...] = (),
     ):
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
         self.with_lengths = with_lengths  # each example's audio_samples, for the short-context objective
+        self.perturbations = perturbations
+        self.readings = [0] * len(windows or rows)  # how often each window was read, which seeds its perturbation
         self.windows = windows or [[index] for index in range(len(rows))]
         self.pieces: dict[int, list[tuple[str, tuple[float, float]]]] = {}  # each window's transcripts and spans
 
@@ -212,6 +217,15 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.pieces[window] = found
         return np.concatenate(parts)
 
+    def _perturbed(self, window: int, samples: np.ndarray) -> np.ndarray:
+        if not self.perturbations:
+            return samples
+        self.readings[window] += 1
+        rng = random.Random((self.options.seed * 1_000_003 + window) * 7_919 + self.readings[window])
+        samples, factor = perturb(samples, self.perturbations, rng, PACK_SECONDS)
+        self.pieces[window] = [(text, (start / factor, end / factor)) for text, (start, end) in self.pieces[window]]
+        return samples
+
     def __getitem__(self, window: int) -> dict:
         options, members = self.options, self.windows[window]
         timestamped = random.Random(options.seed * 1_000_003 + window).random() < options.timestamp_fraction
@@ -220,7 +234,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if cache is not None and window in cache.outputs:
             audio = {"encoder_stem": cache(window, None)}  # the audio need not be decoded again
         else:
-            samples = self.window_samples(window)
+            samples = self._perturbed(window, self.window_samples(window))
             features = self.features(samples)
             audio = {"input_features": features} if cache is None else {"encoder_stem": cache(window, features)}
             audio |= {"audio_samples": len(samples)} if self.with_lengths else {}

@@ -1,10 +1,14 @@
-"""LoRA dropout that keeps no copy of its output for the backward pass: the dropped input is recomputed there."""
+"""LoRA layers for training: dropout recomputed in backward instead of kept, and adapters averaged over checkpoints."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -43,3 +47,15 @@ def recompute_lora_dropout(model: nn.Module) -> int:
             module.lora_dropout[name] = nn.Identity()
             moved += 1
     return moved
+
+
+def average_adapters(model, folders: list[Path]) -> int:
+    """Set model's LoRA weights to the mean of its own and those saved in folders; how many were averaged."""
+    current = get_peft_model_state_dict(model)
+    saved = [load_file(str(folder / "adapter_model.safetensors")) for folder in folders]
+    averaged = {
+        key: (value + sum(state[key].to(value.dtype) for state in saved)) / (1 + len(saved))
+        for key, value in current.items()
+    }
+    set_peft_model_state_dict(model, averaged)
+    return 1 + len(saved)

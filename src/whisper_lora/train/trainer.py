@@ -15,8 +15,15 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from peft import LoraConfig, get_peft_model
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+    set_seed,
+)
 
+from whisper_lora.audio.perturb import PERTURBATIONS
 from whisper_lora.convert.hf import load_tokenizer, load_whisper
 from whisper_lora.core.errors import TrainingInterrupted, UserError
 from whisper_lora.core.extras import require
@@ -37,7 +44,7 @@ from whisper_lora.train.dataset import (
     encoder_top,
     pack_rows,
 )
-from whisper_lora.train.lora import recompute_lora_dropout
+from whisper_lora.train.lora import average_adapters, recompute_lora_dropout
 from whisper_lora.train.short_context import OBJECTIVES, distillation_loss, draw_positions
 
 log = logging.getLogger("whisper_lora.train.trainer")
@@ -147,6 +154,25 @@ class TrainConfig:
             "help": "SpecAugment: zero random time spans (5%%) and mel bands (5%%) of each training example's features"
         },
     )
+    perturb: str = field(
+        default="",
+        metadata={
+            "help": "comma list of what to vary in each reading of a training example: speed (0.9, 1.0 or 1.1x) and noise (white or brown, 10-30 dB below the speech, in half of them)"
+        },
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "share of each label's probability spread over the vocabulary (0: off)"}
+    )
+    average_checkpoints: int = field(
+        default=1,
+        metadata={
+            "help": "average the adapter over the last N checkpoints (every --save_steps) and the end of training"
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "stop after this many evaluations on --validation_file without a better score"},
+    )
     use_dora: bool = field(default=False, metadata={"help": "weight-decomposed LoRA (DoRA)"})
     timestamp_fraction: float = field(
         default=0.5,
@@ -198,7 +224,7 @@ class TrainConfig:
             problems.append("--encoder_layers must be 0 or more")
         if self.metric not in (None, "cer", "wer"):
             problems.append(f"--metric must be cer or wer, not {self.metric!r}")
-        problems += _objective_problems(self)
+        problems += _objective_problems(self) + _regularizer_problems(self)
         if self.replay_fraction <= 0:
             problems.append("--replay_fraction must be more than 0")
         if not 0.0 <= self.timestamp_fraction <= 1.0:
@@ -223,6 +249,10 @@ class TrainConfig:
         if problems:
             raise UserError("; ".join(problems))
 
+    def perturbations(self) -> tuple[str, ...]:
+        """The --perturb kinds, in order."""
+        return tuple(kind.strip() for kind in self.perturb.split(",") if kind.strip())
+
     def reporters(self) -> list[str]:
         names = [] if self.report_to == "none" else [n.strip() for n in self.report_to.split(",") if n.strip()]
         if self.use_wandb and "wandb" not in names:
@@ -236,6 +266,25 @@ def _objective_problems(config: TrainConfig) -> list[str]:
     if config.objective == "short_context" and config.spec_augment:
         return ["--spec_augment with --objective short_context: the teacher must hear what the student hears"]
     return []
+
+
+def _regularizer_problems(config: TrainConfig) -> list[str]:
+    problems = [
+        f"--perturb: {kind!r} is not one of {', '.join(PERTURBATIONS)}"
+        for kind in config.perturbations()
+        if kind not in PERTURBATIONS
+    ]
+    if not 0.0 <= config.label_smoothing < 1.0:
+        problems.append("--label_smoothing must be at least 0 and less than 1")
+    if config.average_checkpoints < 1:
+        problems.append("--average_checkpoints must be at least 1")
+    if config.average_checkpoints > 1 and config.validation_file:
+        problems.append("--average_checkpoints with --validation_file: the best checkpoint is kept, choose one")
+    if config.average_checkpoints > config.save_total_limit + 1:
+        problems.append(f"--average_checkpoints needs --save_total_limit {config.average_checkpoints - 1} or more")
+    if config.early_stopping_patience is not None and not config.validation_file:
+        problems.append("--early_stopping_patience needs --validation_file, the rows it watches")
+    return problems
 
 
 def target_modules(spec: str, encoder_layers: int | None = None, total_encoder_layers: int = 6) -> str | list[str]:
@@ -411,13 +460,17 @@ class LineProgress(TrainerCallback):
             self.progress.close()
 
 
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The checkpoint folders in output_dir, the newest first."""
+    return sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+
+
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest checkpoint whose trainer_state.json (written last by the Trainer) is whole.
 
     A process killed while saving leaves a checkpoint folder without it; resuming from that would fail.
     """
-    folders = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for folder in folders:
+    for folder in checkpoints(output_dir):
         try:
             json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
             return folder
@@ -473,6 +526,7 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
         report_to=reporters or "none",
         disable_tqdm=not sys.stderr.isatty(),  # then LineProgress writes whole lines, and the Trainer prints its logs
         seed=config.seed,
+        label_smoothing_factor=config.label_smoothing,
         remove_unused_columns=False,
         label_names=["labels"],
         prediction_loss_only=True,
@@ -522,22 +576,24 @@ def _stem_cache(model, config: TrainConfig, bf16: bool) -> EncoderStemCache | No
     return EncoderStemCache(encoder, depth, int(config.encoder_cache_gb * 2**30), bf16=bf16)
 
 
-def _enable_spec_augment(model, cache: EncoderStemCache | None) -> None:
-    """Turn on transformers' SpecAugment masking, which acts on the features before the encoder."""
-    if cache is not None:
+def _augment(model, config: TrainConfig, cache: EncoderStemCache | None) -> None:
+    """Turn on transformers' SpecAugment masking where asked; refuse augmentation that the encoder cache would skip."""
+    flags = [name for name, on in (("--spec_augment", config.spec_augment), ("--perturb", config.perturb)) if on]
+    if flags and cache is not None:
         raise UserError(
-            "--spec_augment masks the encoder's input features, which the frozen-encoder cache skips: "
-            "adapt every encoder layer (the default --encoder_layers) or set --encoder_cache_gb 0"
+            f"{' and '.join(flags)} change what the encoder reads at every step, which the frozen-encoder cache "
+            "skips: adapt every encoder layer (the default --encoder_layers) or set --encoder_cache_gb 0"
         )
-    model.get_base_model().config.update(
-        {
-            "apply_spec_augment": True,
-            "mask_time_prob": 0.05,
-            "mask_time_length": 10,
-            "mask_feature_prob": 0.05,
-            "mask_feature_length": 10,
-        }
-    )
+    if config.spec_augment:
+        model.get_base_model().config.update(
+            {
+                "apply_spec_augment": True,
+                "mask_time_prob": 0.05,
+                "mask_time_length": 10,
+                "mask_feature_prob": 0.05,
+                "mask_feature_length": 10,
+            }
+        )
 
 
 def train(config: TrainConfig) -> dict:
@@ -564,11 +620,12 @@ def train(config: TrainConfig) -> dict:
     arguments = _arguments(config, bool(eval_rows), metric)
     distilling = config.objective == "short_context"
     cache = None if distilling else _stem_cache(model, config, bf16=arguments.bf16)  # the student's windows vary
-    if config.spec_augment:
-        _enable_spec_augment(model, cache)
+    _augment(model, config, cache)
     windows = pack_rows(train_rows, seconds, tokenizer, options, config.pack_rows)
     print(f"train: {len(train_rows)} rows in {len(windows)} windows of up to {config.pack_rows}")
-    train_set = SpeechDataset(train_rows, processor, options, cache, windows, with_lengths=distilling)
+    train_set = SpeechDataset(
+        train_rows, processor, options, cache, windows, with_lengths=distilling, perturbations=config.perturbations()
+    )
     scoring = LabelOptions(config.language, config.task, 0.0, config.seed, options.multilingual)
     eval_set = SpeechDataset(eval_rows, processor, scoring, with_lengths=distilling)
     guard = _guard(config, tokenizer, processor, model)
@@ -581,7 +638,7 @@ def train(config: TrainConfig) -> dict:
         eval_dataset=eval_set if eval_rows else None,
         data_collator=SpeechCollator(processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")),
         processing_class=processor.feature_extractor,
-        callbacks=[interrupt, LineProgress()],
+        callbacks=[interrupt, LineProgress(), *_stopping(config)],
         scorer=ModelScorer(eval_rows, processor, config.per_device_eval_batch_size, config.language, config.task)
         if eval_rows
         else None,
@@ -599,6 +656,23 @@ def train(config: TrainConfig) -> dict:
         write_json_atomic(Path(config.output_dir) / "metrics.json", metrics)
         return metrics
     return {}
+
+
+class ScoredEarlyStopping(EarlyStoppingCallback):
+    """transformers' early stopping, on the CER/WER that WhisperLoraTrainer.evaluate logs after the loss."""
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        pass  # these metrics hold only the loss: the scores come to on_log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and f"eval_{args.metric_for_best_model}" in logs:
+            super().on_evaluate(args, state, control, logs, **kwargs)
+
+
+def _stopping(config: TrainConfig) -> list[TrainerCallback]:
+    if config.early_stopping_patience is None:
+        return []
+    return [ScoredEarlyStopping(early_stopping_patience=config.early_stopping_patience)]
 
 
 def _read_rows(config: TrainConfig, tokenizer) -> tuple[list[Row], list[float], list[Row], str]:
@@ -625,12 +699,29 @@ def _fit(
             f"stopped at step {trainer.state.global_step}; the checkpoint is in {config.output_dir}. "
             "Resume with --resume_from_checkpoint auto"
         )
+    if config.average_checkpoints > 1:
+        _average(trainer, config)
     final = _final_evaluation(trainer) if has_eval else {}
     if guard is not None and not has_eval:
         trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
     if has_eval or guard is not None:
         memory.mark("the final evaluation")
     return result, final
+
+
+def _average(trainer, config: TrainConfig) -> None:
+    """The adapter averaged over the end of training and the checkpoints saved before it, the last first."""
+    step = trainer.state.global_step
+    earlier = [folder for folder in checkpoints(config.output_dir) if int(folder.name.split("-")[-1]) < step]
+    chosen = earlier[: config.average_checkpoints - 1]
+    count = average_adapters(trainer.model, chosen)
+    steps = [step, *(int(folder.name.split("-")[-1]) for folder in chosen)]
+    print(f"averaged the adapter over {count} points of training (steps {', '.join(map(str, steps))})")
+    if count < config.average_checkpoints:
+        print(
+            f"  --average_checkpoints {config.average_checkpoints}: only {count - 1} checkpoint(s) came before the "
+            f"end; a smaller --save_steps saves more"
+        )
 
 
 def _guard(config: TrainConfig, tokenizer, processor, model) -> ForgettingGuard | None:
