@@ -144,7 +144,10 @@ def test_the_api_key_comes_from_the_header_or_the_browser_subprotocol():
             assert ws.accepted_subprotocol is None  # the key is never sent back in the handshake
 
 
-def test_audio_over_the_message_and_minute_limits_is_refused():
+def test_audio_over_the_message_and_minute_limits_is_refused(monkeypatch):
+    from whisper_lora.serve import realtime
+
+    monkeypatch.setattr(realtime, "MINUTE_AUDIO_SECONDS", 4.0)  # 240 s in use: 4x real time
     limit_mb = 64000 / 2**20  # 2 s of 16 kHz PCM16
     with client_for(max_upload_mb=limit_mb) as client, client.websocket_connect("/v1/realtime") as ws:
         ws.receive_json()
@@ -152,10 +155,10 @@ def test_audio_over_the_message_and_minute_limits_is_refused():
         ws.receive_json()
         ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(clock_audio(3.0))})
         assert "over the" in until(ws, "error")[-1]["error"]["message"]
-        for _ in range(3):
+        for _ in range(5):
             ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(clock_audio(0.9))})
         error = until(ws, "error")[-1]["error"]
-        assert error["code"] == "rate_limit_exceeded" and "in a minute" in error["message"]
+        assert error["code"] == "rate_limit_exceeded" and "more than 4 s of audio in a minute" in error["message"]
         with pytest.raises(WebSocketDisconnect):
             until(ws, "never")
 

@@ -52,7 +52,6 @@ async def realtime(websocket: WebSocket, model: str | None = None):
 
 async def live_session(state: ServerState, websocket: WebSocket, model: str | None) -> None:
     """Run one accepted session: client events in, the engine's events out, until either side ends it."""
-    limit = state.settings.max_upload_bytes
     held: list[str] = []  # a model per turn, held until the session ends
     holding = threading.Lock()
 
@@ -71,8 +70,7 @@ async def live_session(state: ServerState, websocket: WebSocket, model: str | No
         run=state.run,
         make_live=make_live,
         config=SessionConfig(model=model),
-        message_limit=limit,
-        minute_limit=limit,
+        message_limit=state.settings.max_upload_bytes,
     )
     worker = asyncio.create_task(_work(session, websocket))
     try:

@@ -25,6 +25,7 @@ from whisper_lora.infer.stream import LiveTranscriber, TimedWord, Update, join_w
 RATES = (16000, 24000)
 STEP_SECONDS = 1.0  # least new audio between two decodings of a turn
 VAD_CONTEXT_SECONDS = 3.0  # audio before the new samples that the voice-activity check reads again
+MINUTE_AUDIO_SECONDS = 240.0  # audio a session may send in any minute: 4x real time, room for a client catching up
 
 
 @dataclass(frozen=True)
@@ -179,11 +180,10 @@ class RealtimeSession:
         make_live: Callable[[SessionConfig], LiveTranscriber],
         config: SessionConfig,
         message_limit: int,
-        minute_limit: int,
     ):
         self.send_event, self.run, self.make_live, self.config = send, run, make_live, config
-        self.message_limit, self.minute_limit = message_limit, minute_limit
-        self.received: deque[tuple[float, int]] = deque()  # (time, bytes) of the last minute's audio
+        self.message_limit = message_limit
+        self.received: deque[tuple[float, float]] = deque()  # (time, seconds) of the last minute's audio
         self.incoming: list[np.ndarray] = []
         self.decoder: PCMDecoder | None = None
         self.live: LiveTranscriber | None = None
@@ -255,12 +255,12 @@ class RealtimeSession:
                 f"the audio message is {len(pcm) / 2**20:.1f} MB, over the {self.message_limit / 2**20:g} MB limit"
             )
         now = time.monotonic()
-        self.received.append((now, len(pcm)))
+        self.received.append((now, len(pcm) / 2 / self.config.rate))
         while self.received and self.received[0][0] < now - 60:
             self.received.popleft()
-        if sum(size for _, size in self.received) > self.minute_limit:
+        if sum(seconds for _, seconds in self.received) > MINUTE_AUDIO_SECONDS:
             await self.error(
-                f"more than {self.minute_limit / 2**20:g} MB of audio in a minute",
+                f"more than {MINUTE_AUDIO_SECONDS:g} s of audio in a minute ({MINUTE_AUDIO_SECONDS / 60:g}x real time)",
                 code="rate_limit_exceeded",
                 event_id=event_id,
             )

@@ -59,7 +59,7 @@ class ServeSettings:
 
     @property
     def max_upload_bytes(self) -> int:
-        """--max_upload_mb in bytes: the most an upload, or a realtime session's audio in a minute, may hold."""
+        """--max_upload_mb in bytes: the most an upload, or one realtime audio message, may hold."""
         return int(self.max_upload_mb * 2**20)
 
 
