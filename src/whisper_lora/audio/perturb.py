@@ -28,7 +28,9 @@ def change_speed(samples: np.ndarray, factor: float) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def perturb(samples: np.ndarray, kinds: tuple[str, ...], rng: random.Random, max_seconds: float) -> tuple:
+def perturb(
+    samples: np.ndarray, kinds: tuple[str, ...], rng: random.Random, max_seconds: float
+) -> tuple[np.ndarray, float]:
     """samples with the drawn perturbations, and the speed factor (times in them divide by it); no slower than fits."""
     factor = 1.0
     if "speed" in kinds:

@@ -182,8 +182,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.rows, self.processor, self.options, self.encoder_cache = rows, processor, options, encoder_cache
         self.with_lengths = with_lengths  # each example's audio_samples, for the short-context objective
         self.perturbations = perturbations
-        self.readings = [0] * len(windows or rows)  # how often each window was read, which seeds its perturbation
         self.windows = windows or [[index] for index in range(len(rows))]
+        self.readings = [0] * len(self.windows)  # how often each window was read, which seeds its perturbation
         self.pieces: dict[int, list[tuple[str, tuple[float, float]]]] = {}  # each window's transcripts and spans
 
     def __len__(self) -> int:

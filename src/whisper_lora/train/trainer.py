@@ -460,9 +460,14 @@ class LineProgress(TrainerCallback):
             self.progress.close()
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The training step a checkpoint-N folder was saved at."""
+    return int(folder.name.split("-")[-1])
+
+
 def checkpoints(output_dir: str | Path) -> list[Path]:
     """The checkpoint folders in output_dir, the newest first."""
-    return sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    return sorted(Path(output_dir).glob("checkpoint-*"), key=checkpoint_step, reverse=True)
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
@@ -578,7 +583,9 @@ def _stem_cache(model, config: TrainConfig, bf16: bool) -> EncoderStemCache | No
 
 def _augment(model, config: TrainConfig, cache: EncoderStemCache | None) -> None:
     """Turn on transformers' SpecAugment masking where asked; refuse augmentation that the encoder cache would skip."""
-    flags = [name for name, on in (("--spec_augment", config.spec_augment), ("--perturb", config.perturb)) if on]
+    flags = [
+        name for name, on in (("--spec_augment", config.spec_augment), ("--perturb", config.perturbations())) if on
+    ]
     if flags and cache is not None:
         raise UserError(
             f"{' and '.join(flags)} change what the encoder reads at every step, which the frozen-encoder cache "
@@ -712,10 +719,10 @@ def _fit(
 def _average(trainer, config: TrainConfig) -> None:
     """The adapter averaged over the end of training and the checkpoints saved before it, the last first."""
     step = trainer.state.global_step
-    earlier = [folder for folder in checkpoints(config.output_dir) if int(folder.name.split("-")[-1]) < step]
-    chosen = earlier[: config.average_checkpoints - 1]
+    chosen = [folder for folder in checkpoints(config.output_dir) if checkpoint_step(folder) < step]
+    chosen = chosen[: config.average_checkpoints - 1]
     count = average_adapters(trainer.model, chosen)
-    steps = [step, *(int(folder.name.split("-")[-1]) for folder in chosen)]
+    steps = [step, *map(checkpoint_step, chosen)]
     print(f"averaged the adapter over {count} points of training (steps {', '.join(map(str, steps))})")
     if count < config.average_checkpoints:
         print(
