@@ -90,6 +90,23 @@ def test_the_saved_adapter_is_the_mean_of_the_last_checkpoints(short_model_dir, 
         torch.testing.assert_close(value, sum(point[key] for point in points) / 3)
 
 
+def test_averaging_skips_checkpoints_that_an_earlier_run_left_or_that_were_cut_short(
+    short_model_dir, tones, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    stale, cut_short = out / "checkpoint-10", out / "checkpoint-9"
+    for folder in (stale, cut_short, out / "checkpoint-old"):
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"not this run's")
+    (stale / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 9.0, "step": 1}]}))
+    short = dict(validation_file=None, report_to="none", num_train_epochs=6, save_total_limit=10)
+    train(config(short_model_dir, tones, out, average_checkpoints=3, **short))
+    printed = capsys.readouterr().out
+    assert f"not averaging {stale}: an earlier run saved it" in printed
+    assert f"not averaging {cut_short}: incomplete" in printed
+    assert "averaged the adapter over 3 points of training (steps 12, 8, 4)" in printed
+
+
 def test_early_stopping_ends_training_when_the_validation_score_stops_improving(short_model_dir, tones, tmp_path):
     out = tmp_path / "out"
     metrics = train(

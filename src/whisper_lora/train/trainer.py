@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -466,8 +467,17 @@ def checkpoint_step(folder: Path) -> int:
 
 
 def checkpoints(output_dir: str | Path) -> list[Path]:
-    """The checkpoint folders in output_dir, the newest first."""
-    return sorted(Path(output_dir).glob("checkpoint-*"), key=checkpoint_step, reverse=True)
+    """The checkpoint-N folders in output_dir, the newest first."""
+    found = [path for path in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
+    return sorted(found, key=checkpoint_step, reverse=True)
+
+
+def _saved_state(folder: Path) -> dict | None:
+    """A checkpoint's trainer_state.json, or None where it is missing or cut short."""
+    try:
+        return json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
@@ -476,11 +486,9 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     A process killed while saving leaves a checkpoint folder without it; resuming from that would fail.
     """
     for folder in checkpoints(output_dir):
-        try:
-            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        if _saved_state(folder) is not None:
             return folder
-        except (OSError, ValueError):
-            print(f"skipping {folder}: incomplete (the run stopped while saving it)")
+        print(f"skipping {folder}: incomplete (the run stopped while saving it)")
     return None
 
 
@@ -719,8 +727,10 @@ def _fit(
 def _average(trainer, config: TrainConfig) -> None:
     """The adapter averaged over the end of training and the checkpoints saved before it, the last first."""
     step = trainer.state.global_step
-    chosen = [folder for folder in checkpoints(config.output_dir) if checkpoint_step(folder) < step]
-    chosen = chosen[: config.average_checkpoints - 1]
+    chosen: list[Path] = []
+    for folder in checkpoints(config.output_dir):
+        if len(chosen) < config.average_checkpoints - 1 and checkpoint_step(folder) < step:
+            chosen += [folder] if _same_run(folder, trainer.state.log_history) else []
     count = average_adapters(trainer.model, chosen)
     steps = [step, *map(checkpoint_step, chosen)]
     print(f"averaged the adapter over {count} points of training (steps {', '.join(map(str, steps))})")
@@ -729,6 +739,19 @@ def _average(trainer, config: TrainConfig) -> None:
             f"  --average_checkpoints {config.average_checkpoints}: only {count - 1} checkpoint(s) came before the "
             f"end; a smaller --save_steps saves more"
         )
+
+
+def _same_run(folder: Path, log_history: list[dict]) -> bool:
+    """Whether a checkpoint is whole and was saved by this run (its log is the start of this run's), else say why not."""
+    state = _saved_state(folder)
+    if state is None or not (folder / "adapter_model.safetensors").is_file():
+        print(f"  not averaging {folder}: incomplete (a run stopped while saving it)")
+        return False
+    saved = state.get("log_history", [])
+    if saved != log_history[: len(saved)]:
+        print(f"  not averaging {folder}: an earlier run saved it (its losses are not this run's)")
+        return False
+    return True
 
 
 def _guard(config: TrainConfig, tokenizer, processor, model) -> ForgettingGuard | None:
