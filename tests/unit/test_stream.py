@@ -4,6 +4,7 @@ import pytest
 
 from helpers import ScriptedModel, clock_audio, script
 from whisper_lora.core.errors import UserError
+from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
 
 
@@ -67,3 +68,17 @@ def test_finish_reads_the_audio_that_came_after_the_last_step():
     live.feed(audio[100_000:])
     said = live.finish()
     assert said[-1].text == " mat." and join_words(said).endswith("on the mat.")
+
+
+def test_each_decoding_keeps_the_users_fallback_temperatures_and_thresholds():
+    # Greedy decoding alone loops on some short windows ("it is it is ..."), and two looping decodings agree.
+    model = ScriptedModel(script(4.0))
+    seen = []
+    original = model.clips
+    model.clips = lambda clips, options: seen.append(options) or original(clips, options)
+    asked = TranscribeOptions(language="en", temperature=[0.0, 0.5], compression_ratio_threshold=1.2, beam_size=2)
+    play(LiveTranscriber(model, asked), clock_audio(4.0), speed=0, chunk_seconds=1.0)
+    assert {(o.temperature, o.compression_ratio_threshold, o.beam_size, o.language) for o in seen} == {
+        ((0.0, 0.5), 1.2, 2, "en")
+    }
+    assert all(o.word_timestamps for o in seen)  # the engine's own need

@@ -107,9 +107,8 @@ class LiveTranscriber:
         options = options or TranscribeOptions()
         self.transcriber, self.user_prompt = transcriber, options.initial_prompt
         short = options.short_window or trained_objective(transcriber.model_path) == "short_context"
-        self.options = replace(
-            options, word_timestamps=True, return_timestamps=True, temperature=[0.0], short_window=short
-        )
+        # The temperature fallback stays: greedy alone loops on some short windows, and two looping decodings agree.
+        self.options = replace(options, word_timestamps=True, return_timestamps=True, short_window=short)
         self.trim_seconds, self.max_buffer_seconds = trim_seconds, max_buffer_seconds
         self.audio = np.zeros(0, dtype=np.float32)
         self.offset = 0.0  # session seconds at the buffer's start
