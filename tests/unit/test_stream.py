@@ -4,7 +4,7 @@ import pytest
 
 from helpers import ScriptedModel, clock_audio, script
 from whisper_lora.core.errors import UserError
-from whisper_lora.core.records import TranscribeOptions
+from whisper_lora.core.records import Segment, TranscribeOptions, Transcript, Word
 from whisper_lora.infer.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
 
 
@@ -70,15 +70,26 @@ def test_finish_reads_the_audio_that_came_after_the_last_step():
     assert said[-1].text == " mat." and join_words(said).endswith("on the mat.")
 
 
-def test_each_decoding_keeps_the_users_fallback_temperatures_and_thresholds():
-    # Greedy decoding alone loops on some short windows ("it is it is ..."), and two looping decodings agree.
-    model = ScriptedModel(script(4.0))
+def test_a_decoding_that_loops_is_redone_at_the_next_temperatures_and_its_loop_never_committed():
+    words = script(6.0)
+    model = ScriptedModel(words)
     seen = []
     original = model.clips
-    model.clips = lambda clips, options: seen.append(options) or original(clips, options)
+
+    def greedy_loops(clips, options):
+        seen.append(options)
+        heard = original(clips, options)
+        if options.temperature == (0.0,):  # greedy: the words, then "it is" over and over
+            said = heard[0].segments[0].words + [Word(5.0, 5.1, w, 0.9) for w in [" it", " is"] * 20]
+            return [Transcript("live", "".join(w.word for w in said), [Segment(0.0, 5.1, "", said)])]
+        return heard
+
+    model.clips = greedy_loops
     asked = TranscribeOptions(language="en", temperature=[0.0, 0.5], compression_ratio_threshold=1.2, beam_size=2)
-    play(LiveTranscriber(model, asked), clock_audio(4.0), speed=0, chunk_seconds=1.0)
-    assert {(o.temperature, o.compression_ratio_threshold, o.beam_size, o.language) for o in seen} == {
-        ((0.0, 0.5), 1.2, 2, "en")
+    commits = play(LiveTranscriber(model, asked), clock_audio(6.0), speed=0, chunk_seconds=1.0)
+    assert join_words(c.word for c in commits) == join_words(words)
+    assert {(o.temperature, o.compression_ratio_threshold, o.beam_size) for o in seen} == {
+        ((0.0,), 1.2, 2),
+        ((0.5,), 1.2, 2),
     }
     assert all(o.word_timestamps for o in seen)  # the engine's own need

@@ -15,6 +15,7 @@ from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.models import trained_objective
 from whisper_lora.core.records import Clip, TranscribeOptions
+from whisper_lora.infer.backends.ct2 import repeats_itself
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 PROMPT_CHARS = 200  # committed text that steers the next decoding, as whisper_streaming keeps it
@@ -107,7 +108,6 @@ class LiveTranscriber:
         options = options or TranscribeOptions()
         self.transcriber, self.user_prompt = transcriber, options.initial_prompt
         short = options.short_window or trained_objective(transcriber.model_path) == "short_context"
-        # The temperature fallback stays: greedy alone loops on some short windows, and two looping decodings agree.
         self.options = replace(options, word_timestamps=True, return_timestamps=True, short_window=short)
         self.trim_seconds, self.max_buffer_seconds = trim_seconds, max_buffer_seconds
         self.audio = np.zeros(0, dtype=np.float32)
@@ -155,9 +155,17 @@ class LiveTranscriber:
         return rest
 
     def _decode(self) -> list[TimedWord]:
+        """The buffer's words at the first temperature; at the others where they repeat themselves.
+
+        The fallback for unlikely text is left out: it decoded most steps several times and tripled the lag. A loop
+        is not: two greedy decodings loop alike, and the loop would be committed.
+        """
         self.undecoded = False
         options = replace(self.options, initial_prompt=self._prompt())
-        transcript = self.transcriber.clips([Clip("live", self.audio)], options)[0]
+        clip = Clip("live", self.audio)
+        transcript = self.transcriber.clips([clip], replace(options, temperature=options.temperature[:1]))[0]
+        if len(options.temperature) > 1 and repeats_itself(transcript.text, options):
+            transcript = self.transcriber.clips([clip], replace(options, temperature=options.temperature[1:]))[0]
         return [
             TimedWord(round(self.offset + w.start, 2), round(self.offset + w.end, 2), w.word)
             for segment in transcript.segments

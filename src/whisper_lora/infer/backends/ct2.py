@@ -18,6 +18,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_compression_ratio
 from filelock import FileLock
 
 from whisper_lora.audio.decode import SAMPLE_RATE
@@ -264,6 +265,11 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[
 
 # faster-whisper's gzip ratio of the text: openai/whisper's 2.4 where our option's token-id measure gives 1.35
 TEXT_RATIO_PER_TOKEN_RATIO = 2.4 / 1.35
+
+
+def repeats_itself(text: str, options: TranscribeOptions) -> bool:
+    """Whether text is more repetitive than --compression_ratio_threshold allows, as faster-whisper judges a window."""
+    return get_compression_ratio(text) > options.compression_ratio_threshold * TEXT_RATIO_PER_TOKEN_RATIO
 
 
 def _decode_options(options: TranscribeOptions, samples: int) -> dict:
