@@ -85,11 +85,11 @@ def test_a_decoding_that_loops_is_redone_at_the_next_temperatures_and_its_loop_n
         return heard
 
     model.clips = greedy_loops
-    asked = TranscribeOptions(language="en", temperature=[0.0, 0.5], compression_ratio_threshold=1.2, beam_size=2)
+    asked = TranscribeOptions(language="en", temperature=[0.0, 0.5, 1.0], compression_ratio_threshold=1.2, beam_size=2)
     commits = play(LiveTranscriber(model, asked), clock_audio(6.0), speed=0, chunk_seconds=1.0)
     assert join_words(c.word for c in commits) == join_words(words)
     assert {(o.temperature, o.compression_ratio_threshold, o.beam_size) for o in seen} == {
         ((0.0,), 1.2, 2),
-        ((0.5,), 1.2, 2),
+        ((0.5, 1.0), 1.2, 2),
     }
     assert all(o.word_timestamps for o in seen)  # the engine's own need

@@ -155,10 +155,10 @@ class LiveTranscriber:
         return rest
 
     def _decode(self) -> list[TimedWord]:
-        """The buffer's words at the first temperature; at the others where they repeat themselves.
+        """The buffer's words at the first temperature, or at the next ones where those repeat themselves.
 
-        The fallback for unlikely text is left out: it decoded most steps several times and tripled the lag. A loop
-        is not: two greedy decodings loop alike, and the loop would be committed.
+        A loop must not reach the text: two greedy decodings loop alike, and agree. The fallback for unlikely text is
+        left out for speed: it decoded many steps several times and took p95 from 2.8 to 7.4 s.
         """
         self.undecoded = False
         options = replace(self.options, initial_prompt=self._prompt())
