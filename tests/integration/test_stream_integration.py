@@ -35,8 +35,9 @@ print(json.dumps({"words": words, "buffer": len(live.audio), "rss": rss}))
 """
 
 
-# Short windows, uncapped, grew 78 MB from minute 2 to 4; capped, 2 MB alone and 28 MB beside the whole suite,
-# where 30 s windows moved 42 MB once (0 alone): RSS beside other work is noisy, so the bound only catches a leak.
+# Short windows, uncapped, grew 78 MB from minute 2 to 4, in both minutes; capped, 2 MB alone and 28 MB beside the
+# whole suite. A one-time step is no leak: 30 s windows moved 42 MB once beside the suite (0 alone), and the first
+# decoding that loops and is sampled again moved them 30 MB alone, 111 MB beside the suite, then nothing.
 @pytest.mark.parametrize("window", ["30 s", "short"])
 def test_a_live_session_holds_its_memory_flat(window):
     # benchmarks/stream_latency.py runs the same loop for 30 minutes; here 4, and the slope after the first 2 counts.
@@ -50,4 +51,6 @@ def test_a_live_session_holds_its_memory_flat(window):
     rss = {int(second): mb for second, mb in found["rss"].items()}
     assert found["words"] > 300 and found["buffer"] == 0  # it transcribed the speech, and let go of the buffer
     print(f"RSS at 1, 2, 3 and 4 minutes: {[round(rss[s]) for s in (60, 120, 180, 240)]} MB")
-    assert rss[240] - rss[120] < 60, rss
+    assert min(rss[180] - rss[120], rss[240] - rss[180]) < 20 and rss[240] - rss[120] < 150, (
+        rss
+    )  # no minute-on-minute growth
