@@ -729,8 +729,10 @@ def _average(trainer, config: TrainConfig) -> None:
     step = trainer.state.global_step
     chosen: list[Path] = []
     for folder in checkpoints(config.output_dir):
-        if len(chosen) < config.average_checkpoints - 1 and checkpoint_step(folder) < step:
-            chosen += [folder] if _same_run(folder, trainer.state.log_history) else []
+        if len(chosen) == config.average_checkpoints - 1:
+            break
+        if checkpoint_step(folder) < step and _same_run(folder, trainer.state.log_history):
+            chosen.append(folder)
     count = average_adapters(trainer.model, chosen)
     steps = [step, *map(checkpoint_step, chosen)]
     print(f"averaged the adapter over {count} points of training (steps {', '.join(map(str, steps))})")

@@ -267,9 +267,14 @@ def _decode_window(model, window, options: TranscribeOptions) -> dict[int, list[
 TEXT_RATIO_PER_TOKEN_RATIO = 2.4 / 1.35
 
 
+def text_ratio_threshold(options: TranscribeOptions) -> float:
+    """--compression_ratio_threshold as faster-whisper measures it, on the text."""
+    return options.compression_ratio_threshold * TEXT_RATIO_PER_TOKEN_RATIO
+
+
 def repeats_itself(text: str, options: TranscribeOptions) -> bool:
     """Whether text is more repetitive than --compression_ratio_threshold allows, as faster-whisper judges a window."""
-    return get_compression_ratio(text) > options.compression_ratio_threshold * TEXT_RATIO_PER_TOKEN_RATIO
+    return get_compression_ratio(text) > text_ratio_threshold(options)
 
 
 def _decode_options(options: TranscribeOptions, samples: int) -> dict:
@@ -279,7 +284,7 @@ def _decode_options(options: TranscribeOptions, samples: int) -> dict:
     prompt = CONDITIONED_PROMPT if options.condition_on_previous_text or options.initial_prompt else START_TOKENS
     return dict(
         max_new_tokens=max_new_tokens(samples / SAMPLE_RATE, options.language, prompt),
-        compression_ratio_threshold=options.compression_ratio_threshold * TEXT_RATIO_PER_TOKEN_RATIO,
+        compression_ratio_threshold=text_ratio_threshold(options),
         language=options.language,
         task=options.task,
         beam_size=options.beam_size,
