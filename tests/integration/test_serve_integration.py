@@ -1,5 +1,7 @@
 """The real server with the embedded whisper-base: the official openai client, raw sockets, and headless Chromium."""
 
+import base64
+import json
 import shutil
 import socket
 import subprocess
@@ -248,6 +250,27 @@ def long_recording(tmp_path_factory):
     return recording(tmp_path_factory.mktemp("long"), 24, "long.wav")
 
 
+@pytest.fixture(scope="module")
+def minute_recording(tmp_path_factory):
+    """About 60 s of recorded English, for the live page."""
+    return recording(tmp_path_factory.mktemp("minute"), 60, "minute.wav")
+
+
+def keep_append(frame, appended: list[str]) -> None:
+    """Keep the base64 audio of an input_audio_buffer.append frame that the page sent."""
+    event = json.loads(frame) if isinstance(frame, str) else {}
+    if event.get("type") == "input_audio_buffer.append":
+        appended.append(event["audio"])
+
+
+def pcm16_samples(appended: list[str]):
+    """The float samples of base64 16 kHz PCM16 pieces, end to end."""
+    import numpy as np
+
+    pcm = b"".join(base64.b64decode(piece) for piece in appended)
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
 def test_stream_true_sends_text_as_it_is_decoded_with_the_openai_client(server, long_recording):
     from whisper_lora.core.metrics import error_rate
 
@@ -320,21 +343,21 @@ def test_whisper_lora_stream_prints_committed_text_and_logs_when_each_word_came(
 
 
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_web_page_live_transcribes_the_microphone_while_it_speaks(server, long_recording):
+def test_web_page_live_transcribes_the_microphone_while_it_speaks(server, minute_recording):
     from whisper_lora.core.metrics import error_rate
-    from whisper_lora.core.records import TranscribeOptions
+    from whisper_lora.core.records import Clip, TranscribeOptions
     from whisper_lora.infer.transcriber import Transcriber
 
     playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
-    # 60 s lost the sentence before the last one (16% WER against offline) beside the whole suite: issue 34 open
-    path, reference, _ = long_recording
+    path, reference, _ = minute_recording
     seconds = Path(path).stat().st_size / 32000
-    offline = Transcriber(None).files([str(path)], TranscribeOptions(language="en"))[0].text
     committed = "document.querySelector('#live').querySelectorAll('.committed')"
+    appended: list[str] = []
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=chromium(), args=fake_microphone(f"{path}%noloop"))
         try:
             page = english_page(browser, server[0])
+            page.on("websocket", lambda socket: socket.on("framesent", lambda frame: keep_append(frame, appended)))
             started = time.monotonic()
             page.click("#live-button")
             page.wait_for_function(f"[...{committed}].some((s) => s.textContent.length > 0)", timeout=120_000)
@@ -347,6 +370,10 @@ def test_web_page_live_transcribes_the_microphone_while_it_speaks(server, long_r
             live = " ".join(page.eval_on_selector_all("#live .committed", "spans => spans.map(s => s.textContent)"))
         finally:
             browser.close()
+    # Starved of CPU, Chromium's fake microphone can drop audio before the page sees it: the server is judged on
+    # the audio the page sent, read offline.
+    heard = Clip("sent", pcm16_samples(appended))
+    offline = Transcriber(None).clips([heard], TranscribeOptions(language="en"))[0].text
     assert first_text_after < seconds, first_text_after  # text while the speech still plays (latency: benchmarks)
     assert error_rate([offline], [live], "wer", "en") <= 0.1, (offline, live)
-    assert error_rate([reference], [live], "wer", "en") < 0.2, (reference, live)
+    assert error_rate([reference], [offline], "wer", "en") < 0.2, (reference, offline)  # the microphone dropped little
