@@ -151,7 +151,7 @@ def train_ours(manifest: Path, epochs: float, output_dir: Path, overrides: dict)
     """whisper-lora's train() with its defaults, or with overrides for a variant."""
     from whisper_lora.train.trainer import TrainConfig, train
 
-    options = dict(num_train_epochs=epochs, save_steps=10_000, report_to="none")
+    options = dict(num_train_epochs=epochs, save_steps=10_000, report_to="none", overwrite_output_dir=True)
     config = TrainConfig(train_file=[str(manifest)], output_dir=str(output_dir), **{**options, **overrides})
     train(config)
     model, processor = load_whisper(str(output_dir))

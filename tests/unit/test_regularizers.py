@@ -90,21 +90,19 @@ def test_the_saved_adapter_is_the_mean_of_the_last_checkpoints(short_model_dir, 
         torch.testing.assert_close(value, sum(point[key] for point in points) / 3)
 
 
-def test_averaging_skips_checkpoints_that_an_earlier_run_left_or_that_were_cut_short(
-    short_model_dir, tones, tmp_path, capsys
-):
+def test_averaging_takes_only_whole_checkpoints_of_this_run(short_model_dir, tones, tmp_path, capsys):
+    from whisper_lora.train.trainer import _same_run
+
     out = tmp_path / "out"
-    stale, cut_short = out / "checkpoint-10", out / "checkpoint-9"
-    for folder in (stale, cut_short, out / "checkpoint-old"):
-        folder.mkdir(parents=True)
-        (folder / "adapter_model.safetensors").write_bytes(b"not this run's")
-    (stale / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 9.0, "step": 1}]}))
-    short = dict(validation_file=None, report_to="none", num_train_epochs=6, save_total_limit=10)
-    train(config(short_model_dir, tones, out, average_checkpoints=3, **short))
+    train(config(short_model_dir, tones, out, validation_file=None, report_to="none", num_train_epochs=4))
+    history = json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
+    assert _same_run(out / "checkpoint-4", history)
+    assert not _same_run(out / "checkpoint-4", [{"loss": 9.0, "step": 1}, *history])  # another run's losses
+    (out / "checkpoint-4" / "adapter_model.safetensors").unlink()  # cut short while saving
+    assert not _same_run(out / "checkpoint-4", history)
     printed = capsys.readouterr().out
-    assert f"not averaging {stale}: an earlier run saved it" in printed
-    assert f"not averaging {cut_short}: incomplete" in printed
-    assert "averaged the adapter over 3 points of training (steps 12, 8, 4)" in printed
+    assert f"not averaging {out / 'checkpoint-4'}: an earlier run saved it" in printed
+    assert f"not averaging {out / 'checkpoint-4'}: incomplete" in printed
 
 
 def test_early_stopping_ends_training_when_the_validation_score_stops_improving(short_model_dir, tones, tmp_path):

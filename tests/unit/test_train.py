@@ -95,6 +95,29 @@ def test_all_bad_rows_stop_before_the_model_loads(tmp_path, capsys, monkeypatch)
     assert "no usable rows" in capsys.readouterr().err
 
 
+def test_a_fresh_run_refuses_an_earlier_runs_checkpoints_before_the_model_loads(tones, tmp_path, capsys, monkeypatch):
+    from whisper_lora.cli.main import main
+    from whisper_lora.train import trainer
+
+    earlier = tmp_path / "out" / "checkpoint-8"
+    earlier.mkdir(parents=True)
+    (earlier / "trainer_state.json").write_text("{}")
+    monkeypatch.setattr(trainer, "load_whisper", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["train", "--train_file", str(tones[0]), "--output_dir", str(tmp_path / "out")]) == 2
+    printed = capsys.readouterr().err
+    assert "holds checkpoints of an earlier run (checkpoint-8)" in printed and "--overwrite_output_dir" in printed
+    assert earlier.is_dir()  # the Trainer's rotation would have deleted it
+
+
+def test_overwrite_output_dir_deletes_the_earlier_checkpoints_and_trains(short_model_dir, tones, tmp_path, capsys):
+    out = tmp_path / "out"
+    for name in ("checkpoint-40", "checkpoint-41", "checkpoint-notes"):
+        (out / name).mkdir(parents=True)
+    train(config(short_model_dir, tones, out, validation_file=None, num_train_epochs=2, overwrite_output_dir=True))
+    assert "deleted 2 checkpoint(s) of an earlier run" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-notes"]
+
+
 def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(
     short_model_dir, tones, tmp_path
 ):

@@ -296,6 +296,7 @@ def run_demo(
         num_train_epochs=passes,
         save_steps=10_000,
         logging_steps=20,
+        overwrite_output_dir=True,  # the demo's own folder: a checkpoint left by a Ctrl-C must not stop a rerun
     )
     metrics = train(config)
     log(f"fine-tuned at {metrics['train_samples_per_second']:.2f} samples/s")

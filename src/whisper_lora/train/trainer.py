@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import time
@@ -192,6 +193,10 @@ class TrainConfig:
     )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "a checkpoint folder, or 'auto' for the last in output_dir"}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "start afresh where output_dir holds an earlier run's checkpoints, deleting them"},
     )
     seed: int = field(default=42, metadata={"help": "random seed"})
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, wandb, both (comma list) or none"})
@@ -492,6 +497,26 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
+def _clear_earlier_run(config: TrainConfig) -> None:
+    """Refuse to start afresh beside an earlier run's checkpoints, which the Trainer's rotation would delete.
+
+    --overwrite_output_dir deletes them first; --resume_from_checkpoint goes on from them.
+    """
+    earlier = checkpoints(config.output_dir)
+    if config.resume_from_checkpoint is not None or not earlier:
+        return
+    if not config.overwrite_output_dir:
+        names = ", ".join(folder.name for folder in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        raise UserError(
+            f"{config.output_dir} holds checkpoints of an earlier run ({names}): go on from them with "
+            "--resume_from_checkpoint auto, start afresh with --overwrite_output_dir (deletes them), "
+            "or choose another --output_dir"
+        )
+    for folder in earlier:
+        shutil.rmtree(folder, ignore_errors=True)  # every DDP process tries; the first one deletes
+    print(f"--overwrite_output_dir: deleted {len(earlier)} checkpoint(s) of an earlier run in {config.output_dir}")
+
+
 def _resume_path(config: TrainConfig) -> str | None:
     if config.resume_from_checkpoint is None:
         return None
@@ -611,12 +636,18 @@ def _augment(model, config: TrainConfig, cache: EncoderStemCache | None) -> None
         )
 
 
+def _start(config: TrainConfig) -> None:
+    """Seed, refuse what would fail or lose work later (a bad model name, an earlier run's checkpoints), set glibc."""
+    set_seed(config.seed)
+    resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
+    _clear_earlier_run(config)
+    map_large_allocations()
+
+
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the adapter, processor, config, metrics.json and training_curves.png to output_dir."""
-    set_seed(config.seed)
-    map_large_allocations()
+    _start(config)
     memory = MemoryProfile("train")
-    resolve_model(config.model_name_or_path)  # a bad name fails before the data is read
     tokenizer = load_tokenizer(config.model_name_or_path, config.cache_dir)
     train_rows, seconds, eval_rows, metric = _read_rows(config, tokenizer)
     memory.mark("reading the rows")
