@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command\'s own flags."""
+    parser.epilog = (
+        "Live, a decoding that repeats itself is redone at the next --temperature values; an unlikely one is not "
+        "(too slow), so --logprob_threshold only marks silence, with --no_speech_threshold."
+    )
     parser.add_argument("audio", help="an audio file, or - for 16-bit 16 kHz mono PCM on stdin")
     parser.add_argument(
         "--speed", type=float, default=1.0, help="playback speed of a file: 1 real time, 0 as fast as it decodes"
