@@ -141,8 +141,10 @@ class ScriptedModel:
 
     def __init__(self, words):
         self.words, self.calls, self.longest = words, 0, 0.0
+        self.asked: list = []  # the options of every call
 
     def clips(self, clips, options):
+        self.asked.append(options)
         samples = clips[0].samples
         first, last = float(samples[0]) * CLOCK, float(samples[-1]) * CLOCK
         self.calls, self.longest = self.calls + 1, max(self.longest, last - first)

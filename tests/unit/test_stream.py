@@ -43,11 +43,8 @@ def test_silence_never_grows_the_buffer_past_its_bound():
 
 def test_the_prompt_carries_the_text_cut_from_the_buffer():
     model = ScriptedModel(script(40.0))
-    prompts = []
-    original = model.clips
-    model.clips = lambda clips, options: prompts.append(options.initial_prompt) or original(clips, options)
-    live = LiveTranscriber(model)
-    play(live, clock_audio(40.0), speed=0, chunk_seconds=1.0)
+    play(LiveTranscriber(model), clock_audio(40.0), speed=0, chunk_seconds=1.0)
+    prompts = [options.initial_prompt for options in model.asked]
     assert prompts[0] is None and prompts[-1].endswith("the cat sat on the mat.") and 150 < len(prompts[-1]) <= 200
 
 
@@ -70,26 +67,25 @@ def test_finish_reads_the_audio_that_came_after_the_last_step():
     assert said[-1].text == " mat." and join_words(said).endswith("on the mat.")
 
 
+class GreedyLoops(ScriptedModel):
+    """Greedy decoding hears the words, then "it is" over and over; sampling hears them right."""
+
+    def clips(self, clips, options):
+        heard = super().clips(clips, options)
+        if options.temperature != (0.0,):
+            return heard
+        said = heard[0].segments[0].words + [Word(5.0, 5.1, w, 0.9) for w in [" it", " is"] * 20]
+        return [Transcript("live", "".join(w.word for w in said), [Segment(0.0, 5.1, "", said)])]
+
+
 def test_a_decoding_that_loops_is_redone_at_the_next_temperatures_and_its_loop_never_committed():
     words = script(6.0)
-    model = ScriptedModel(words)
-    seen = []
-    original = model.clips
-
-    def greedy_loops(clips, options):
-        seen.append(options)
-        heard = original(clips, options)
-        if options.temperature == (0.0,):  # greedy: the words, then "it is" over and over
-            said = heard[0].segments[0].words + [Word(5.0, 5.1, w, 0.9) for w in [" it", " is"] * 20]
-            return [Transcript("live", "".join(w.word for w in said), [Segment(0.0, 5.1, "", said)])]
-        return heard
-
-    model.clips = greedy_loops
+    model = GreedyLoops(words)
     asked = TranscribeOptions(language="en", temperature=[0.0, 0.5, 1.0], compression_ratio_threshold=1.2, beam_size=2)
     commits = play(LiveTranscriber(model, asked), clock_audio(6.0), speed=0, chunk_seconds=1.0)
     assert join_words(c.word for c in commits) == join_words(words)
-    assert {(o.temperature, o.compression_ratio_threshold, o.beam_size) for o in seen} == {
+    assert {(o.temperature, o.compression_ratio_threshold, o.beam_size) for o in model.asked} == {
         ((0.0,), 1.2, 2),
         ((0.5, 1.0), 1.2, 2),
     }
-    assert all(o.word_timestamps for o in seen)  # the engine's own need
+    assert all(o.word_timestamps for o in model.asked)  # the engine's own need
