@@ -84,12 +84,14 @@ def main() -> None:
         print(f"{label}: {samples / seconds:.2f} samples/s end to end, peak RSS {peak:.0f} MB")
         table_rows.append([label, f"{seconds:.0f} s", f"{samples / seconds:.2f}", f"{peak:.0f} MB"])
     stages = json.loads((ours_out / "metrics.json").read_text())["memory_mb"]
-    profile = "; ".join(f"{s['stage']} {s['rss_mb']} MB (peak {s['peak_mb']})" for s in stages)
+    profile = "; ".join(
+        f"{s['stage']} {s['rss_mb']} MB (peak {s['peak_mb']}, {s.get('seconds', '?')} s)" for s in stages
+    )
     columns = ["run", "wall, start to exit", "samples/s", "peak RSS"]
     table = {"title": "The whole train command against the recipe, at the recipe's batch settings", "columns": columns}
     notes = (
         f"{len(chosen)} recorded {args.language} prompts x {args.epochs:g} epochs, batch 4 x 2, "
-        f"each run a process of its own; whisper-lora train's RSS after each stage: {profile}"
+        f"each run a process of its own; whisper-lora train's RSS after each stage, and its seconds: {profile}"
     )
     write_result("train_memory", {**table, "rows": table_rows}, notes)
 

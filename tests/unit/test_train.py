@@ -59,7 +59,8 @@ def test_training_lowers_the_loss_and_writes_every_output(short_model_dir, tones
     assert [s["stage"] for s in saved["memory_mb"]] == stages  # where the memory goes, stage by stage
     peaks = [s["peak_mb"] for s in saved["memory_mb"]]
     assert peaks == sorted(peaks) and all(s["rss_mb"] <= s["peak_mb"] + 1 for s in saved["memory_mb"])
-    assert re.search(r"^train memory after training: RSS \d+ MB, peak \d+ MB$", printed.out, re.M)
+    assert re.search(r"^train memory after training: RSS \d+ MB, peak \d+ MB \([\d.]+ s\)$", printed.out, re.M)
+    assert all(s["seconds"] >= 0 for s in saved["memory_mb"])
     rows, clips = load_test_rows([str(tones[1])])  # the saved (best) model, scored as `evaluate` scores it
     greedy = TranscribeOptions(temperature=[0.0])  # as training scores, so a looping clip is decoded once
     evaluated = run_model(Transcriber(str(out), backend="transformers"), rows, clips, greedy)

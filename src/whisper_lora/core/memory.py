@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import sys
+import time
 from pathlib import Path
 
 LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else None
@@ -45,15 +46,19 @@ def map_large_allocations(threshold_bytes: int = 8 << 20) -> bool:
 
 
 class MemoryProfile:
-    """RSS and peak RSS at the end of each stage of a command, printed as it goes and kept for metrics.json."""
+    """RSS, peak RSS and seconds of each stage of a command, printed as it goes and kept for metrics.json."""
 
     def __init__(self, command: str, write=print):
         self.command, self.write = command, write
         self.stages: list[dict] = []
+        self.since = time.perf_counter()
 
     def mark(self, stage: str) -> None:
         """Record that a stage ended now."""
-        now, peak = rss_mb(), peak_rss_mb()
-        self.stages.append({"stage": stage, "rss_mb": None if now is None else round(now), "peak_mb": round(peak)})
+        now, peak, ended = rss_mb(), peak_rss_mb(), time.perf_counter()
+        seconds, self.since = round(ended - self.since, 1), ended
+        self.stages.append(
+            {"stage": stage, "rss_mb": None if now is None else round(now), "peak_mb": round(peak), "seconds": seconds}
+        )
         shown = "" if now is None else f"RSS {now:.0f} MB, "
-        self.write(f"{self.command} memory after {stage}: {shown}peak {peak:.0f} MB")
+        self.write(f"{self.command} memory after {stage}: {shown}peak {peak:.0f} MB ({seconds:g} s)")
