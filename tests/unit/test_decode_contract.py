@@ -33,6 +33,7 @@ CONTRACT = {
     "logprob_threshold": (-0.5, ("log_prob_threshold", -0.5), ("logprob_threshold", -0.5), ("logprob_thold", -0.5)),
     "condition_on_previous_text": (False, ("condition_on_previous_text", False), None, ("n_max_text_ctx", 0)),
     "no_speech_threshold": (0.0, ("no_speech_threshold", 0.0), None, ("no_speech_thold", 0.0)),
+    "no_repeat_ngram_size": (3, ("no_repeat_ngram_size", 3), ("no_repeat_ngram_size", 3), "refused"),
     "word_timestamps": (True, ("word_timestamps", True), "refused", "refused"),
     "vad_filter": (True, ("vad_filter", True), "refused", "refused"),
     "return_timestamps": (True, None, None, None),

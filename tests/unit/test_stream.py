@@ -68,24 +68,40 @@ def test_finish_reads_the_audio_that_came_after_the_last_step():
 
 
 class GreedyLoops(ScriptedModel):
-    """Greedy decoding hears the words, then "it is" over and over; sampling hears them right."""
+    """Greedy decoding hears the words, then "it is" over and over, unless a repeated 3-token run is forbidden
+    (or, stubborn, whatever is forbidden); sampling hears them right."""
+
+    def __init__(self, words, stubborn: bool = False):
+        super().__init__(words)
+        self.stubborn = stubborn
 
     def clips(self, clips, options):
         heard = super().clips(clips, options)
-        if options.temperature != (0.0,):
+        if options.temperature != (0.0,) or (options.no_repeat_ngram_size and not self.stubborn):
             return heard
         said = heard[0].segments[0].words + [Word(5.0, 5.1, w, 0.9) for w in [" it", " is"] * 20]
         return [Transcript("live", "".join(w.word for w in said), [Segment(0.0, 5.1, "", said)])]
 
 
-def test_a_decoding_that_loops_is_redone_at_the_next_temperatures_and_its_loop_never_committed():
+def decoded_with(model) -> set:
+    return {(o.temperature, o.no_repeat_ngram_size, o.compression_ratio_threshold, o.beam_size) for o in model.asked}
+
+
+ASKED = TranscribeOptions(language="en", temperature=[0.0, 0.5, 1.0], compression_ratio_threshold=1.2, beam_size=2)
+
+
+def test_a_decoding_that_loops_is_redone_once_without_repeats_and_its_loop_never_committed():
     words = script(6.0)
     model = GreedyLoops(words)
-    asked = TranscribeOptions(language="en", temperature=[0.0, 0.5, 1.0], compression_ratio_threshold=1.2, beam_size=2)
-    commits = play(LiveTranscriber(model, asked), clock_audio(6.0), speed=0, chunk_seconds=1.0)
+    commits = play(LiveTranscriber(model, ASKED), clock_audio(6.0), speed=0, chunk_seconds=1.0)
     assert join_words(c.word for c in commits) == join_words(words)
-    assert {(o.temperature, o.compression_ratio_threshold, o.beam_size) for o in model.asked} == {
-        ((0.0,), 1.2, 2),
-        ((0.5, 1.0), 1.2, 2),
-    }
+    assert decoded_with(model) == {((0.0,), 0, 1.2, 2), ((0.0,), 3, 1.2, 2)}  # one decoding more, greedy
     assert all(o.word_timestamps for o in model.asked)  # the engine's own need
+
+
+def test_a_loop_that_survives_the_repeat_ban_is_redone_at_the_next_temperatures():
+    words = script(6.0)
+    model = GreedyLoops(words, stubborn=True)
+    commits = play(LiveTranscriber(model, ASKED), clock_audio(6.0), speed=0, chunk_seconds=1.0)
+    assert join_words(c.word for c in commits) == join_words(words)
+    assert decoded_with(model) == {((0.0,), 0, 1.2, 2), ((0.0,), 3, 1.2, 2), ((0.5, 1.0), 0, 1.2, 2)}

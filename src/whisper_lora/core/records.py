@@ -85,6 +85,12 @@ class TranscribeOptions:
     no_speech_threshold: float = field(
         default=0.6, metadata={"help": "no-speech probability above which an unlikely window is silence"}
     )
+    no_repeat_ngram_size: int = field(
+        default=0,
+        metadata={
+            "help": "no run of this many tokens may come twice in a window (0: off); live, a looping step gets 3"
+        },
+    )
     word_timestamps: bool = field(default=False, metadata={"help": "word start and end times (ct2 backend)"})
     vad_filter: bool = field(default=False, metadata={"help": "skip non-speech with Silero VAD (ct2 backend)"})
     short_window: bool = field(
@@ -102,6 +108,8 @@ class TranscribeOptions:
             raise UserError("; ".join(problems))
         if self.beam_size < 1:
             raise UserError("--beam_size must be at least 1")
+        if self.no_repeat_ngram_size < 0:
+            raise UserError("--no_repeat_ngram_size must be 0 (off) or more")
 
 
 @dataclass

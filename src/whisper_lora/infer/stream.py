@@ -19,6 +19,7 @@ from whisper_lora.infer.backends.ct2 import repeats_itself
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 PROMPT_CHARS = 200  # committed text that steers the next decoding, as whisper_streaming keeps it
+LOOP_NGRAM = 3  # a looping live decoding is redone with no run of this many tokens allowed twice
 
 
 @dataclass(frozen=True)
@@ -155,22 +156,29 @@ class LiveTranscriber:
         return rest
 
     def _decode(self) -> list[TimedWord]:
-        """The buffer's words at the first temperature, or at the next ones where those repeat themselves.
+        """The buffer's words at the first temperature; where those repeat themselves, decoded again without repeats.
 
-        A loop must not reach the text: two greedy decodings loop alike, and agree. The fallback for unlikely text is
-        left out for speed: it decoded many steps several times and took p95 from 2.8 to 7.4 s.
+        A loop must not reach the text: two greedy decodings loop alike, and agree. It is decoded once more with no
+        3-token run allowed twice (where --no_repeat_ngram_size is not set already), then, if it still loops, at the
+        next temperatures, which cost a decoding each. The fallback for unlikely text is left out for speed: it took
+        p95 from 2.8 to 7.4 s.
         """
         self.undecoded = False
         options = replace(self.options, initial_prompt=self._prompt())
-        clip = Clip("live", self.audio)
-        transcript = self.transcriber.clips([clip], replace(options, temperature=options.temperature[:1]))[0]
-        if len(options.temperature) > 1 and repeats_itself(transcript.text, options):
-            transcript = self.transcriber.clips([clip], replace(options, temperature=options.temperature[1:]))[0]
+        first, rest = replace(options, temperature=options.temperature[:1]), options.temperature[1:]
+        transcript = self._heard(first)
+        if not options.no_repeat_ngram_size and repeats_itself(transcript.text, options):
+            transcript = self._heard(replace(first, no_repeat_ngram_size=LOOP_NGRAM))
+        if rest and repeats_itself(transcript.text, options):
+            transcript = self._heard(replace(options, temperature=rest))
         return [
             TimedWord(round(self.offset + w.start, 2), round(self.offset + w.end, 2), w.word)
             for segment in transcript.segments
             for w in segment.words or []
         ]
+
+    def _heard(self, options: TranscribeOptions):
+        return self.transcriber.clips([Clip("live", self.audio)], options)[0]
 
     def _prompt(self) -> str | None:
         said = "".join(self.before_buffer).strip()[-PROMPT_CHARS:]

@@ -227,6 +227,7 @@ UNPACKED_WHEN_SET = (
     "compression_ratio_threshold",
     "logprob_threshold",
     "no_speech_threshold",
+    "no_repeat_ngram_size",
     "short_window",  # each clip's own short window
 )
 
@@ -293,6 +294,7 @@ def _decode_options(options: TranscribeOptions, samples: int) -> dict:
         initial_prompt=options.initial_prompt,
         log_prob_threshold=options.logprob_threshold,
         no_speech_threshold=options.no_speech_threshold,
+        no_repeat_ngram_size=options.no_repeat_ngram_size,
         word_timestamps=options.word_timestamps,
         vad_filter=options.vad_filter,
         without_timestamps=False,  # as accurate on short clips, and the coverage guard needs the times

@@ -78,6 +78,8 @@ def _generate_options(
         compression_ratio_threshold=options.compression_ratio_threshold,
         logprob_threshold=options.logprob_threshold,
     )
+    if options.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = options.no_repeat_ngram_size
     if seconds is None:  # long-form: a full 30 s window may need all the tokens Whisper allows
         kwargs.update(
             condition_on_prev_tokens=options.condition_on_previous_text,

@@ -41,6 +41,8 @@ def refusal(options: TranscribeOptions) -> str | None:
         return "--word_timestamps: the whisper.cpp backend gives segment times only; use --backend ct2"
     if options.vad_filter:
         return "--vad_filter: whisper.cpp's voice detector needs its own model file; use --backend ct2"
+    if options.no_repeat_ngram_size:
+        return "--no_repeat_ngram_size: whisper.cpp has no such constraint; use --backend ct2 or transformers"
     if options.compression_ratio_threshold != DEFAULTS.compression_ratio_threshold:
         return (
             "--compression_ratio_threshold: whisper.cpp judges repetition by token entropy (its entropy_thold, 2.4), "
