@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def write_result(name: str, table: dict, notes: str = "") -> Path:
         "date": datetime.date.today().isoformat(),
         "commit": commit(),
         "machine": machine(),
-        "command": " ".join(["whisper_lora_env/bin/python", script(), *sys.argv[1:]]),
+        "command": shlex.join(["whisper_lora_env/bin/python", script(), *sys.argv[1:]]),  # '' stays an argument
         "notes": notes,
         **table,
     }
