@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command\'s own flags."""
     parser.epilog = (
-        "Live, a decoding that repeats itself is redone at the next --temperature values; an unlikely one is not "
-        "(too slow), so --logprob_threshold only marks silence, with --no_speech_threshold."
+        "Live, a decoding that repeats itself is redone once with no 3-token run allowed twice, then, if it still "
+        "loops, at the next --temperature values; an unlikely one is not (too slow), so --logprob_threshold only "
+        "marks silence, with --no_speech_threshold."
     )
     parser.add_argument("audio", help="an audio file, or - for 16-bit 16 kHz mono PCM on stdin")
     parser.add_argument(
