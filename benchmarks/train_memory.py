@@ -71,6 +71,7 @@ def main() -> None:
     ours = [sys.executable, "-m", "whisper_lora.cli", "train", "--train_file", str(manifest)]
     ours += ["--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "4"]
     ours += ["--gradient_accumulation_steps", "2", "--language", args.language, "--report_to", "none"]
+    ours += ["--overwrite_output_dir"]  # a rerun starts afresh
     runs = [
         ("Hugging Face recipe", [sys.executable, "-c", recipe]),
         ("whisper-lora train", [*ours, "--output_dir", str(ours_out)]),

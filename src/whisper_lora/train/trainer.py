@@ -46,7 +46,7 @@ from whisper_lora.train.dataset import (
     encoder_top,
     pack_rows,
 )
-from whisper_lora.train.lora import average_adapters, recompute_lora_dropout
+from whisper_lora.train.lora import average_adapters, fuse_lora_dropout
 from whisper_lora.train.short_context import OBJECTIVES, distillation_loss, draw_positions
 
 log = logging.getLogger("whisper_lora.train.trainer")
@@ -580,7 +580,7 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
 
 
 def _apply_lora(model, config: TrainConfig):
-    """The model with peft's LoRA layers on the configured targets, their dropout recomputed in backward."""
+    """The model with peft's LoRA layers on the configured targets, their dropout fused into the A projection."""
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -592,7 +592,7 @@ def _apply_lora(model, config: TrainConfig):
         model = get_peft_model(model, lora)
     except ValueError as error:
         raise UserError(f"--target_modules {config.target_modules!r}: {error}") from None
-    recompute_lora_dropout(model)
+    fuse_lora_dropout(model)
     return model
 
 
