@@ -28,6 +28,7 @@ PACKAGE = "asterisk-core-sounds-{language}"
 TEST_SHARE = 4  # one prompt in four goes to the test split
 MAX_SECONDS = 30.0
 _SENTENCE_END = re.compile(r"[.!?]+")
+_ENTRY_START = re.compile(r"\s+(?=[\w/-]+: )")  # where "name: text" may begin inside a line
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,33 @@ def prompts(language: str, root: Path | None = None) -> list[Prompt]:
     if not transcript.is_file() or not voices:
         raise UserError(f"real speech: {tree} lacks the transcript or the audio folder for {language}")
     with gzip.open(transcript, "rt", encoding="utf-8") as lines:
-        found = [prompt for line in lines if (prompt := _prompt(line, voices[0], language))]
-    return sorted(found, key=lambda p: p.name)
+        entries = [entry for line in lines for entry in transcript_entries(line, voices[0])]
+    texts: dict[str, set[str]] = {}
+    for entry in entries:
+        name, _, text = entry.partition(": ")
+        texts.setdefault(name, set()).add(text.strip())
+    found = [
+        prompt
+        for entry in entries
+        if len(texts[entry.partition(": ")[0]]) == 1 and (prompt := _prompt(entry, voices[0], language))
+    ]
+    return sorted({prompt.name: prompt for prompt in found}.values(), key=lambda p: p.name)
+
+
+def transcript_entries(line: str, voice: Path) -> list[str]:
+    """A transcript line's "name: text" entries: the vendor's file runs a few together on one line (Italian's does).
+
+    A new entry starts only at a name whose audio file exists, so "Nota: ..." inside a text stays in it. A name given
+    two different texts is left out by prompts(): which one the audio says is unknown.
+    """
+    pieces = _ENTRY_START.split(line.strip())
+    entries = pieces[:1]
+    for piece in pieces[1:]:
+        if (voice / f"{piece.partition(': ')[0]}.g722").is_file():
+            entries.append(piece)
+        else:
+            entries[-1] += " " + piece
+    return entries
 
 
 def _prompt(line: str, voice: Path, language: str) -> Prompt | None:
