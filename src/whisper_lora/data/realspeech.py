@@ -116,7 +116,8 @@ def prompts(language: str, root: Path | None = None) -> list[Prompt]:
     """The language's usable prompts, sorted by name.
 
     Kept: transcripts of two words or more that have audio of at most 30 s. Left out: bracketed
-    sound descriptions ("[beep]"), and transcripts with digits, which the speaker reads as words.
+    sound descriptions ("[beep]") and notes ("(data)", "(You are now muted.)"), which the speaker does not say,
+    and transcripts with digits, which the speaker reads as words.
     """
     tree = fetch(language, root)
     transcript = tree / "usr/share/doc" / PACKAGE.format(language=language) / f"core-sounds-{language}.txt.gz"
@@ -156,7 +157,7 @@ def transcript_entries(line: str, voice: Path) -> list[str]:
 def _prompt(line: str, voice: Path, language: str) -> Prompt | None:
     name, _, text = line.strip().partition(": ")
     audio = voice / f"{name}.g722"
-    if line.startswith(";") or "[" in text or re.search(r"\d", text) or len(text.split()) < 2:
+    if line.startswith(";") or re.search(r"[(\[]", text) or re.search(r"\d", text) or len(text.split()) < 2:
         return None
     if audio.is_file() and 0 < (seconds := len(decode_audio(str(audio))) / SAMPLE_RATE) <= MAX_SECONDS:
         return Prompt(name, text.strip(), str(audio), language, round(seconds, 2))
