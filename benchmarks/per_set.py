@@ -204,6 +204,7 @@ def main() -> None:
         metavar="NAME:KEY=VALUE,...",
         help="another method: TrainConfig overrides, e.g. r8:lora_r=8,lora_alpha=16",
     )
+    parser.add_argument("--result", default="per_set", help="result file name; the choice goes to NAME-choice")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.methods = {**METHODS, **parse_variants(args.variant)}
@@ -237,14 +238,14 @@ def main() -> None:
         "CER. Train time includes loading and saving; it compares only runs that had the cores to themselves."
     )
     write_result(
-        "per_set", {"title": "Every method on every set", "columns": ["run", "train", *sets], "rows": table}, notes
+        args.result, {"title": "Every method on every set", "columns": ["run", "train", *sets], "rows": table}, notes
     )
     choice = leave_one_out(records)
     for row in choice:
         print(" | ".join(row))
     columns = ["set left out", "chosen on the others", "its CER there", "default's CER there", "default / recipe"]
     write_result(
-        "per_set-choice",
+        f"{args.result}-choice",
         {"title": "Leave-one-set-out choice of the adaptation method", "columns": columns, "rows": choice},
         "The held-back set is scored once, for the choice made on all three tuning sets.",
     )

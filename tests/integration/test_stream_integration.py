@@ -25,7 +25,7 @@ pause = np.zeros(SAMPLE_RATE // 2, np.float32)
 speech = np.concatenate([part for path in paths for part in (decode_audio(path), pause)])
 samples = np.tile(speech, int(np.ceil(240 * SAMPLE_RATE / len(speech))))[: 240 * SAMPLE_RATE]
 live = LiveTranscriber(Transcriber(None, batch_size=1), TranscribeOptions(language="en", short_window=short_window))
-piece, rss, words = 5 * SAMPLE_RATE, {}, 0
+piece, rss, words = (5 if short_window else 10) * SAMPLE_RATE, {}, 0  # 30 s windows: half the steps
 for start in range(0, len(samples), piece):
     live.feed(samples[start : start + piece])
     words += len(live.step().committed)
