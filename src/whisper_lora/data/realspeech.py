@@ -130,12 +130,9 @@ def prompts(language: str, root: Path | None = None) -> list[Prompt]:
     for entry in entries:
         name, _, text = entry.partition(": ")
         texts.setdefault(name, set()).add(text.strip())
-    found = [
-        prompt
-        for entry in entries
-        if len(texts[entry.partition(": ")[0]]) == 1 and (prompt := _prompt(entry, voices[0], language))
-    ]
-    return sorted({prompt.name: prompt for prompt in found}.values(), key=lambda p: p.name)
+    said = {name: next(iter(found)) for name, found in texts.items() if len(found) == 1}  # each audio decoded once
+    found = [prompt for name, text in said.items() if (prompt := _prompt(f"{name}: {text}", voices[0], language))]
+    return sorted(found, key=lambda p: p.name)
 
 
 def transcript_entries(line: str, voice: Path) -> list[str]:

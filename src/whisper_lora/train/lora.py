@@ -20,6 +20,10 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return drawn < round(p * MASK_STEPS)
 
 
+def _dropped(tensor: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
+    return tensor.masked_fill(drop, 0).mul_(scale)
+
+
 class _DroppedLinear(torch.autograd.Function):
     """linear(dropout(x)) that saves x and the mask, not the dropped copy of x."""
 
@@ -30,21 +34,21 @@ class _DroppedLinear(torch.autograd.Function):
         ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.scale, ctx.has_bias = scale, bias is not None
         ctx.save_for_backward(x, drop, weight if ctx.needs_input_grad[0] else None)
-        return F.linear(x.masked_fill(drop, 0).mul_(scale), weight, bias)
+        return F.linear(_dropped(x, drop, scale), weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
         x, drop, weight = ctx.saved_tensors
         device, enabled, dtype = ctx.autocast
         grad_x = grad_weight = grad_bias = None
+        rows = grad.reshape(-1, grad.shape[-1])
         with torch.autocast(device, dtype=dtype, enabled=enabled):
             if ctx.needs_input_grad[0]:
-                grad_x = (grad @ weight.to(grad.dtype)).masked_fill_(drop, 0).mul_(ctx.scale)
+                grad_x = _dropped(grad @ weight.to(grad.dtype), drop, ctx.scale)
             if ctx.needs_input_grad[1]:
-                dropped = x.masked_fill(drop, 0).mul_(ctx.scale)
-                grad_weight = grad.reshape(-1, grad.shape[-1]).T @ dropped.reshape(-1, x.shape[-1])
+                grad_weight = rows.T @ _dropped(x, drop, ctx.scale).reshape(-1, x.shape[-1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
+            grad_bias = rows.sum(0)
         return grad_x, grad_weight, grad_bias, None
 
 
