@@ -5,7 +5,7 @@ import pytest
 from helpers import ScriptedModel, clock_audio, script
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.records import Segment, TranscribeOptions, Transcript, Word
-from whisper_lora.infer.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play
+from whisper_lora.infer.stream import LiveTranscriber, LocalAgreement, TimedWord, join_words, play, spoken_segments
 
 
 def test_two_agreeing_hypotheses_commit_their_common_prefix_and_never_take_it_back():
@@ -105,3 +105,27 @@ def test_a_loop_that_survives_the_repeat_ban_is_redone_at_the_next_temperatures(
     commits = play(LiveTranscriber(model, ASKED), clock_audio(6.0), speed=0, chunk_seconds=1.0)
     assert join_words(c.word for c in commits) == join_words(words)
     assert decoded_with(model) == {((0.0,), 0, 1.2, 2), ((0.0,), 3, 1.2, 2), ((0.5, 1.0), 0, 1.2, 2)}
+
+
+class InventsPastTheSpeech(ScriptedModel):
+    """After the words it hears, repeats the first ones in a segment of its own: improbable, in the buffer's last frame."""
+
+    def clips(self, clips, options):
+        heard = super().clips(clips, options)[0]
+        end = heard.segments[0].end
+        invented = [Word(end, end, w.text, 0.01) for w in self.words[:6]]
+        return [Transcript("live", "", [*heard.segments, Segment(end, end, "", invented)])]
+
+
+def test_words_invented_past_the_speech_at_the_buffers_end_are_never_committed():
+    words = script(8.0)
+    commits = play(LiveTranscriber(InventsPastTheSpeech(words)), clock_audio(8.0), speed=0, chunk_seconds=1.0)
+    assert join_words(c.word for c in commits) == join_words(words)
+
+
+def test_a_short_last_segment_heard_clearly_is_kept():
+    said = Segment(0.0, 2.0, "", [Word(0.0, 1.5, " Call", 0.9), Word(1.5, 2.0, " me.", 0.8)])
+    short = Segment(2.4, 2.6, "", [Word(2.4, 2.6, " Yes.", 0.6)])
+    invented = Segment(2.6, 2.6, "", [Word(2.6, 2.6, " Call", 0.02), Word(2.6, 2.6, " me.", 0.01)])
+    assert spoken_segments([said, short]) == [said, short]
+    assert spoken_segments([said, short, invented]) == [said, short]

@@ -14,12 +14,13 @@ import numpy as np
 from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.core.errors import UserError
 from whisper_lora.core.models import trained_objective
-from whisper_lora.core.records import Clip, TranscribeOptions
+from whisper_lora.core.records import Clip, Segment, TranscribeOptions, Word
 from whisper_lora.infer.backends.ct2 import repeats_itself
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 PROMPT_CHARS = 200  # committed text that steers the next decoding, as whisper_streaming keeps it
 LOOP_NGRAM = 3  # a looping live decoding is redone with no run of this many tokens allowed twice
+PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"  # faster-whisper's: marks alone are not words to judge
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,32 @@ class Update:
 def join_words(words: Iterable[TimedWord]) -> str:
     """The words as text: faster-whisper's words carry their own leading spaces, so they join with nothing."""
     return "".join(word.text for word in words).strip()
+
+
+def anomaly(word: Word) -> float:
+    """How unlike speech a word is: improbable, spoken in under 0.133 s, or stretched past 2 s (faster-whisper's score)."""
+    duration = word.end - word.start
+    return (word.probability < 0.15) + max(0.0, 0.133 - duration) * 15 + max(0.0, duration - 2.0)
+
+
+def hallucinated(segment: Segment) -> bool:
+    """Whether a segment's first 8 words are anomalous enough to be invented, as faster-whisper judges one."""
+    words = [w for w in segment.words or [] if w.word.strip() not in PUNCTUATION][:8]
+    score = sum(anomaly(w) for w in words)
+    return bool(words) and (score >= 3 or score + 0.01 >= len(words))
+
+
+def spoken_segments(segments: list[Segment]) -> list[Segment]:
+    """The segments without the invented ones that end the buffer.
+
+    Past the speech at a buffer's end, Whisper may repeat what it heard earlier: words of probability near 0,
+    squeezed into the last frame. A live decoding commits them at the turn's end, where nothing decodes the
+    stretch again.
+    """
+    end = len(segments)
+    while end and hallucinated(segments[end - 1]):
+        end -= 1
+    return segments[:end]
 
 
 def _key(text: str) -> str:
@@ -173,7 +200,7 @@ class LiveTranscriber:
             transcript = self._heard(replace(options, temperature=rest))
         return [
             TimedWord(round(self.offset + w.start, 2), round(self.offset + w.end, 2), w.word)
-            for segment in transcript.segments
+            for segment in spoken_segments(transcript.segments)
             for w in segment.words or []
         ]
 
