@@ -40,7 +40,10 @@ def test_train_flags_parse_as_typed_fields():
         ["train", "--train_file", "a.json", "b.json", "--lora-r", "8", "--fp16", "--encoder_layers", "3"]
     )
     assert (args.train_file, args.lora_r, args.fp16, args.encoder_layers) == (["a.json", "b.json"], 8, True, 3)
-    assert args.validation_file is None and args.spec_augment is False and args.learning_rate == 5e-4
+    assert args.validation_file is None and args.spec_augment is False and args.learning_rate is None
+    assert (
+        build_parser().parse_args(["train", "--train_file", "a.json", "--learning_rate", "1e-4"]).learning_rate == 1e-4
+    )
 
 
 def test_console_script_runs():

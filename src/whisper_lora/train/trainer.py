@@ -38,6 +38,7 @@ from whisper_lora.core.progress import Progress
 from whisper_lora.core.records import task_and_language_problems
 from whisper_lora.data.manifests import MAX_AUDIO_SECONDS, Row, usable_report
 from whisper_lora.infer.evaluate import ModelScorer
+from whisper_lora.train import schedule
 from whisper_lora.train.dataset import (
     EncoderStemCache,
     LabelOptions,
@@ -108,11 +109,19 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "steps whose gradients add up before one update"}
     )
-    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate (default: 5e-4 at 4 rows an update, times the square root of how many times more rows an update reads, up to 2e-3)"
+        },
+    )
     lr_scheduler_type: str = field(
         default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"}
     )
-    warmup_steps: int = field(default=10, metadata={"help": "updates of linear warm-up"})
+    warmup_steps: int | None = field(
+        default=None,
+        metadata={"help": "updates of linear warm-up (default: 10, or a tenth of a shorter run's updates)"},
+    )
     logging_steps: int = field(default=10, metadata={"help": "updates between loss logs"})
     save_steps: int = field(default=500, metadata={"help": "updates between checkpoints"})
     eval_steps: int | None = field(default=None, metadata={"help": "updates between evaluations (default: save_steps)"})
@@ -551,10 +560,16 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
         per_device_train_batch_size=config.per_device_train_batch_size or 1,  # __post_init__ has set it
         per_device_eval_batch_size=config.per_device_eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
+        learning_rate=schedule.learning_rate(
+            config.learning_rate,
+            config.per_device_train_batch_size or 1,
+            config.gradient_accumulation_steps,
+            world_size(),
+            config.pack_rows,
+        ),
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_steps,
+        warmup_steps=0,  # set once the windows are counted (_warm_up)
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -573,10 +588,37 @@ def _arguments(config: TrainConfig, has_eval: bool, metric: str) -> Seq2SeqTrain
         dataloader_pin_memory=torch.cuda.is_available(),
         # Without use_cpu, torchrun's CPU processes each train alone instead of joining one gloo group.
         use_cpu=not torch.cuda.is_available(),
-        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_backend="gloo" if not torch.cuda.is_available() and world_size() > 1 else None,
         **mixed_precision(config),
         **evaluation,
     )
+
+
+def world_size() -> int:
+    """Processes training together (torchrun's WORLD_SIZE), 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _warm_up(arguments: Seq2SeqTrainingArguments, config: TrainConfig, windows: int) -> None:
+    """Set the warm-up for this run's updates, and say the schedule; warn where the warm-up outlasts the run."""
+    total = schedule.updates(
+        windows,
+        arguments.per_device_train_batch_size,
+        arguments.gradient_accumulation_steps,
+        world_size(),
+        config.num_train_epochs,
+    )
+    arguments.warmup_steps = schedule.warmup_steps(config.warmup_steps, total)
+    print(
+        f"train: {total} updates, learning rate {arguments.learning_rate:.2g} after {arguments.warmup_steps} of warm-up"
+    )
+    if arguments.warmup_steps >= total:
+        log.warning(
+            "--warmup_steps %d is not shorter than the run's %d updates: the learning rate never reaches %.2g",
+            arguments.warmup_steps,
+            total,
+            arguments.learning_rate,
+        )
 
 
 def _apply_lora(model, config: TrainConfig):
@@ -669,6 +711,7 @@ def train(config: TrainConfig) -> dict:
     _augment(model, config, cache)
     windows = pack_rows(train_rows, seconds, tokenizer, options, config.pack_rows)
     print(f"train: {len(train_rows)} rows in {len(windows)} windows of up to {config.pack_rows}")
+    _warm_up(arguments, config, len(windows))
     train_set = SpeechDataset(
         train_rows, processor, options, cache, windows, with_lengths=distilling, perturbations=config.perturbations()
     )
