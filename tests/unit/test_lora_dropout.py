@@ -93,6 +93,9 @@ def test_the_mask_drops_p_of_the_elements_and_a_new_draw_differs():
     assert first.float().mean().item() == pytest.approx(0.1, abs=2e-3)
     assert (first != second).float().mean().item() == pytest.approx(2 * 0.1 * 0.9, abs=3e-3)
     assert round(0.05 * lora.MASK_STEPS) / lora.MASK_STEPS == pytest.approx(0.05, abs=1e-4)
+    odd = drop_mask((1001, 997), 0.1, "cpu").flatten()  # not a whole number of 64-bit words
+    for lane in range(4):  # each 16-bit quarter of a word, the top one's sign bit included, drops p
+        assert odd[lane::4].float().mean().item() == pytest.approx(0.1, abs=3e-3), lane
 
 
 def test_evaluation_and_merging_see_a_plain_linear():

@@ -21,8 +21,8 @@ def test_updates_count_as_the_trainer_counts_them():
     assert schedule.updates(windows=14, batch=4, accumulation=1, world=2, epochs=0.5) == 1
 
 
-def test_a_short_run_warms_up_for_a_tenth_of_it_and_a_given_warm_up_is_kept():
-    assert schedule.warmup_steps(None, 4) == 0
-    assert schedule.warmup_steps(None, 28) == 2
+def test_a_short_run_warms_up_for_half_of_it_and_a_given_warm_up_is_kept():
+    assert schedule.warmup_steps(None, 4) == 2
+    assert schedule.warmup_steps(None, 28) == 10
     assert schedule.warmup_steps(None, 1000) == 10
     assert schedule.warmup_steps(500, 40) == 500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -11,13 +12,18 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 from torch import nn
 
-MASK_STEPS = 2**15  # int16's random_() draws 0 to 2**15 - 1: dropout probabilities are kept to 1/MASK_STEPS
+MASK_STEPS = 2**15  # each draw is 15 bits: dropout probabilities are kept to 1/MASK_STEPS
 
 
 def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """A boolean mask true with probability p: 16-bit integers draw it faster than F.dropout draws its own."""
-    drawn = torch.empty(shape, dtype=torch.int16, device=device).random_()
-    return drawn < round(p * MASK_STEPS)
+    """A boolean mask true with probability p, four 15-bit draws cut from each 64-bit random word.
+
+    The generator's time goes by its calls: int16's draw, a call per element, took twice as long, F.dropout's 4-5x.
+    """
+    count = math.prod(shape)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_()  # 63 random bits each
+    draws = words.view(torch.int16)[:count].bitwise_and_(MASK_STEPS - 1)
+    return (draws < round(p * MASK_STEPS)).view(shape)
 
 
 def _dropped(tensor: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:

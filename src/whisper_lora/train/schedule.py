@@ -8,7 +8,7 @@ BASE_LEARNING_RATE = 5e-4  # chosen at the default batch: one window of up to 4 
 BASE_ROWS = 4
 MAX_LEARNING_RATE = 2e-3
 WARMUP_STEPS = 10
-WARMUP_SHARE = 0.1  # of a shorter run's updates
+WARMUP_SHARE = 0.5  # of a shorter run's updates: the rate peaks halfway at the latest
 
 
 def learning_rate(given: float | None, batch: int, accumulation: int, world: int, pack_rows: int) -> float:
@@ -30,5 +30,5 @@ def updates(windows: int, batch: int, accumulation: int, world: int, epochs: flo
 
 
 def warmup_steps(given: int | None, total: int) -> int:
-    """given, else 10 updates, or a tenth of a run of fewer than 100; a warm-up as long as the run never peaks."""
+    """given, else 10 updates, or half a run of fewer than 20: a warm-up as long as the run never lets the rate peak."""
     return given if given is not None else min(WARMUP_STEPS, int(total * WARMUP_SHARE))

@@ -120,7 +120,7 @@ class TrainConfig:
     )
     warmup_steps: int | None = field(
         default=None,
-        metadata={"help": "updates of linear warm-up (default: 10, or a tenth of a shorter run's updates)"},
+        metadata={"help": "updates of linear warm-up (default: 10, or half a shorter run's updates)"},
     )
     logging_steps: int = field(default=10, metadata={"help": "updates between loss logs"})
     save_steps: int = field(default=500, metadata={"help": "updates between checkpoints"})
