@@ -21,9 +21,10 @@ def seed_args(template, model_dir, tones, out):
     return [str(values.get(word, word)) for word in template.split()]
 
 
-def test_seed_basic_command(short_model_dir, tones, tmp_path):
+def test_seed_basic_command(short_model_dir, tones, tmp_path, caplog):
     out = tmp_path / "output"
     assert main(["train", *seed_args(SEED_BASIC, short_model_dir, tones, out)]) == 0
+    assert "--warmup_steps 500 is not shorter than the run's 3 updates" in caplog.text  # kept, and said
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == 3  # 8 rows / (4 x 2) per update x 3 epochs
     saved = json.loads((out / "training_config.json").read_text())
