@@ -26,7 +26,7 @@ from whisper_lora.core.records import Clip, TranscribeOptions
 from whisper_lora.data.realspeech import prompts
 from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.infer.transcriber import Transcriber
-from whisper_lora.serve.realtime import RealtimeSession, SessionConfig
+from whisper_lora.serve.realtime import STEP_SECONDS, RealtimeSession, SessionConfig
 
 
 def minute_of_speech(seconds: float) -> np.ndarray:
@@ -83,7 +83,7 @@ class PacedSession:
     def idle(self) -> bool:
         """Whether the session has taken the audio it can and decodes nothing."""
         session = self.session
-        return session._waiting_seconds() < 1.0 and not self.running and not session.wake.is_set()
+        return session.waiting_seconds() < STEP_SECONDS and not self.running and not session.wake.is_set()
 
     def finished(self) -> bool:
         """Whether the turn that the client's commit ended has been transcribed (a VAD turn's end does not count)."""

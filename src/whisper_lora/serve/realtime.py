@@ -275,7 +275,7 @@ class RealtimeSession:
         while not self.closed:
             await self.wake.wait()
             self.wake.clear()
-            while not self.closed and (self.commit_requested or self._waiting_seconds() >= STEP_SECONDS):
+            while not self.closed and (self.commit_requested or self.waiting_seconds() >= STEP_SECONDS):
                 if self.commit_requested:
                     self.commit_requested = False
                     await self._end_turn()
@@ -285,11 +285,12 @@ class RealtimeSession:
 
     def _clear_turn(self) -> None:
         """Forget the turn's audio and the words it committed; the session's clock moves past the audio dropped."""
-        self.turn_start += (self.live.seconds if self.live else 0.0) + self._waiting_seconds()
+        self.turn_start += (self.live.seconds if self.live else 0.0) + self.waiting_seconds()
         self.incoming, self.live, self.turn_words = [], None, []
         self.turn_tail, self.turn_seconds, self.heard_speech = np.zeros(0, np.float32), 0.0, False
 
-    def _waiting_seconds(self) -> float:
+    def waiting_seconds(self) -> float:
+        """Seconds of audio received and not yet stepped."""
         return sum(len(chunk) for chunk in self.incoming) / SAMPLE_RATE
 
     async def _step(self) -> bool:
