@@ -24,6 +24,7 @@ import numpy as np
 from results import write_result
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.encode import pcm16
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.models import cache_root
 from whisper_lora.data.realspeech import prompts
@@ -46,7 +47,7 @@ def write_repeated(path: Path, audio: np.ndarray, times: int) -> Path:
     partial = path.with_suffix(".partial.flac")
     with av.open(str(partial), "w", format="flac") as container:
         stream = container.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
-        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)[None]
+        pcm = pcm16(audio)[None]
         for k in range(times):
             frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
             frame.sample_rate, frame.time_base, frame.pts = SAMPLE_RATE, Fraction(1, SAMPLE_RATE), k * pcm.shape[1]

@@ -21,6 +21,7 @@ import numpy as np
 from results import write_result  # benchmarks/ is on the path when a script in it runs
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.encode import pcm16
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.records import Clip, TranscribeOptions
 from whisper_lora.data.realspeech import prompts
@@ -38,7 +39,7 @@ def minute_of_speech(seconds: float) -> np.ndarray:
             total += prompt.seconds
     pause = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)
     samples = np.concatenate([part for p in chosen for part in (decode_audio(p.audio_path), pause)])
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    return pcm16(samples)
 
 
 def step_lengths(pacing: str) -> list[int]:

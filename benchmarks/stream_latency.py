@@ -28,6 +28,7 @@ from results import write_result
 from timestamps import long_files  # benchmarks/ is on the path when a script in it runs
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.encode import pcm16
 from whisper_lora.core.memory import peak_rss_mb, rss_mb  # the RSS that serve logs per loaded model
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.models import cache_root
@@ -127,7 +128,7 @@ async def live_client(url: str, samples: np.ndarray, language: str) -> list[floa
             piece = SAMPLE_RATE // 10
             for first in range(0, len(samples), piece):
                 await asyncio.sleep(max(0.0, first / SAMPLE_RATE - (time.monotonic() - started)))
-                pcm = (np.clip(samples[first : first + piece], -1, 1) * 32767).astype("<i2").tobytes()
+                pcm = pcm16(samples[first : first + piece]).tobytes()
                 await ws.send(
                     json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
                 )

@@ -9,6 +9,7 @@ import pytest
 
 from helpers import real_speech
 from whisper_lora.audio.decode import decode_audio
+from whisper_lora.audio.encode import pcm16
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.records import TranscribeOptions
 from whisper_lora.infer.stream import LiveTranscriber, join_words
@@ -72,7 +73,7 @@ def test_a_turn_that_ends_in_a_pause_commits_no_words_invented_in_it():
     said = prompt.text.split("received.", 1)[1]  # The purpose of this test ... by pressing the pound key.
     audio = np.zeros(230_003, np.float32)
     tail = decode_audio(prompt.audio_path)[124_204:]
-    audio[: len(tail)] = (np.clip(tail, -1, 1) * 32767).astype("<i2") / 32768  # as the page sends it
+    audio[: len(tail)] = pcm16(tail) / 32768  # as the page sends it
     live = LiveTranscriber(Transcriber(None), TranscribeOptions(language="en", initial_prompt=heard))
     live.feed(audio)
     text = join_words(live.finish())

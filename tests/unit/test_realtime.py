@@ -11,6 +11,7 @@ pytest.importorskip("fastapi", reason="the server extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
+from whisper_lora.audio.encode import pcm16  # noqa: E402
 from whisper_lora.infer.stream import join_words  # noqa: E402
 from whisper_lora.serve.app import ServeSettings, create_app  # noqa: E402
 
@@ -22,7 +23,7 @@ def client_for(model=None, **settings):
 
 
 def pcm(samples: np.ndarray) -> str:
-    return base64.b64encode((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+    return base64.b64encode(pcm16(samples).tobytes()).decode()
 
 
 def send_audio(ws, seconds: float, piece: float = 0.5) -> None:

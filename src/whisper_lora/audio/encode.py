@@ -20,6 +20,11 @@ CODECS = {
 }
 
 
+def pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as 16-bit little-endian PCM, clipped to full scale: what a WAV file or a realtime client holds."""
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2")
+
+
 def encode_audio(path: Path, samples: np.ndarray, rate: int) -> Path:
     """Encode (channels, samples) float32 audio at `rate` Hz into the container that path's suffix names."""
     fmt, codec, sample_format = CODECS[path.suffix]

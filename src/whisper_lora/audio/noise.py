@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from whisper_lora.audio.decode import SAMPLE_RATE
+from whisper_lora.audio.encode import pcm16
 
 KINDS = ("white noise", "brown noise", "tones", "near silence", "chords")
 SCALE = (0, 2, 4, 7, 9)  # a pentatonic scale, in semitones
@@ -59,5 +60,5 @@ def write_wav(path: Path, samples: np.ndarray) -> str:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(SAMPLE_RATE)
-        handle.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+        handle.writeframes(pcm16(samples).tobytes())
     return str(path)
