@@ -42,18 +42,23 @@ def minute_of_speech(seconds: float) -> np.ndarray:
     return pcm16(samples)
 
 
-def step_lengths(pacing: str) -> list[int]:
-    """LOW-HIGH[:SEED]: step lengths in samples, drawn uniformly from LOW to HIGH seconds."""
+def pacing_parts(pacing: str) -> tuple[str, str, str]:
+    """LOW-HIGH[:SEED] as its low and high seconds a step and its seed ('' for none)."""
     span, _, seed = pacing.partition(":")
-    low, high = (float(x) for x in span.split("-"))
+    low, high = span.split("-")
+    return low, high, seed
+
+
+def step_lengths(pacing: str) -> list[int]:
+    """Step lengths in samples, drawn uniformly from LOW to HIGH seconds with the pacing's seed (0 by default)."""
+    low, high, seed = pacing_parts(pacing)
     draw = random.Random(int(seed or 0))
-    return [int(draw.uniform(low, high) * SAMPLE_RATE) for _ in range(10_000)]
+    return [int(draw.uniform(float(low), float(high)) * SAMPLE_RATE) for _ in range(10_000)]
 
 
 def label(pacing: str) -> str:
     """A pacing as the table names it: 1 s, or 1 to 6 s, seed 1."""
-    span, _, seed = pacing.partition(":")
-    low, high = span.split("-")
+    low, high, seed = pacing_parts(pacing)
     return (f"{low} s" if low == high else f"{low} to {high} s") + (f", seed {seed}" if seed else "")
 
 

@@ -56,10 +56,10 @@ def measured(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
-def error_rate(model_name: str, test_manifest: Path, language: str) -> str:
-    """The model's error rate on the test prompts, as generalization.py scores them (greedy, transformers)."""
+def error_rate(model_name: str, test_rows: list, language: str) -> str:
+    """The model's error rate on the test rows, as generalization.py scores them (greedy, transformers)."""
     model, processor = load_whisper(model_name)
-    scores = ModelScorer(read_manifest(test_manifest)[0], processor).by_language(model)[language]
+    scores = ModelScorer(test_rows, processor).by_language(model)[language]
     return f"{scores['score']:.1%} {scores['metric'].upper()}"
 
 
@@ -99,7 +99,7 @@ def main() -> None:
         seconds, peak = measured(command)
         print(f"{label}: {samples / seconds:.2f} samples/s end to end, peak RSS {peak:.0f} MB")
         table_rows.append([label, f"{seconds:.0f} s", f"{samples / seconds:.2f}", f"{peak:.0f} MB"])
-    test = manifests[f"{args.language}_test"]
+    test = read_manifest(manifests[f"{args.language}_test"])[0]
     for row, (_, _, model_dir) in zip(table_rows, runs, strict=True):
         row.append(error_rate(str(model_dir), test, args.language))
     table_rows.append(["base model, zero-shot", "", "", "", error_rate("base", test, args.language)])
@@ -111,7 +111,7 @@ def main() -> None:
     table = {"title": "The whole train command against the recipe, at the recipe's batch settings", "columns": columns}
     notes = (
         f"{len(chosen)} recorded {args.language} prompts x {args.epochs:g} epochs, batch 4 x 2, "
-        f"scored on {len(read_manifest(test)[0])} test prompts after every timed run had ended; "
+        f"scored on {len(test)} test prompts after every timed run had ended; "
         f"each run a process of its own; whisper-lora train's RSS after each stage, and its seconds: {profile}"
     )
     write_result("train_memory", {**table, "rows": table_rows}, notes)
