@@ -20,11 +20,11 @@ import random
 import numpy as np
 from results import write_result  # benchmarks/ is on the path when a script in it runs
 
-from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
+from whisper_lora.audio.decode import SAMPLE_RATE
 from whisper_lora.audio.encode import pcm16
 from whisper_lora.core.metrics import error_rate
 from whisper_lora.core.records import Clip, TranscribeOptions
-from whisper_lora.data.realspeech import prompts
+from whisper_lora.data.realspeech import end_to_end, prompts
 from whisper_lora.infer.stream import LiveTranscriber
 from whisper_lora.infer.transcriber import Transcriber
 from whisper_lora.serve.realtime import STEP_SECONDS, RealtimeSession, SessionConfig
@@ -32,13 +32,7 @@ from whisper_lora.serve.realtime import STEP_SECONDS, RealtimeSession, SessionCo
 
 def minute_of_speech(seconds: float) -> np.ndarray:
     """Recorded English test prompts of two sentences or more, 0.8 s apart, up to `seconds` of speech, as PCM16."""
-    chosen, total = [], 0.0
-    for prompt in (p for p in prompts("en") if p.split == "test"):
-        if prompt.sentences >= 2 and total + prompt.seconds <= seconds:
-            chosen.append(prompt)
-            total += prompt.seconds
-    pause = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)
-    samples = np.concatenate([part for p in chosen for part in (decode_audio(p.audio_path), pause)])
+    samples, _ = end_to_end([p for p in prompts("en") if p.split == "test"], seconds)
     return pcm16(samples)
 
 

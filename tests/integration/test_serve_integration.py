@@ -230,17 +230,9 @@ def test_web_page_records_from_the_microphone(server, clip):
 
 def recording(folder: Path, seconds: float, name: str) -> tuple[Path, str, int]:
     """Recorded English test prompts of two sentences or more end to end, 0.8 s apart, up to `seconds` of speech."""
-    import numpy as np
+    from whisper_lora.data.realspeech import end_to_end
 
-    from whisper_lora.audio.decode import decode_audio
-
-    chosen, total = [], 0.0
-    for prompt in real_speech("en"):
-        if prompt.sentences >= 2 and total + prompt.seconds <= seconds:
-            chosen.append(prompt)
-            total += prompt.seconds
-    pause = np.zeros(int(0.8 * 16000), np.float32)
-    samples = np.concatenate([part for p in chosen for part in (decode_audio(p.audio_path), pause)])
+    samples, chosen = end_to_end(real_speech("en"), seconds)
     return write_audio(folder / name, samples[None], 16000), " ".join(p.text for p in chosen), len(chosen)
 
 

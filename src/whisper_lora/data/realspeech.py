@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock
 
 from whisper_lora.audio.decode import SAMPLE_RATE, decode_audio
@@ -175,3 +176,14 @@ def write_manifests(
             ]
             written[f"{language}_{split}"] = write_json_atomic(out_dir / f"{language}_{split}.json", rows)
     return written
+
+
+def end_to_end(found: list[Prompt], seconds: float, pause: float = 0.8) -> tuple[np.ndarray, list[Prompt]]:
+    """Prompts of two sentences or more, in order, up to `seconds` of speech, `pause` s apart: samples and prompts."""
+    chosen, total = [], 0.0
+    for prompt in found:
+        if prompt.sentences >= 2 and total + prompt.seconds <= seconds:
+            chosen.append(prompt)
+            total += prompt.seconds
+    gap = np.zeros(int(pause * SAMPLE_RATE), np.float32)
+    return np.concatenate([part for p in chosen for part in (decode_audio(p.audio_path), gap)]), chosen
