@@ -107,3 +107,14 @@ def test_evaluation_and_merging_see_a_plain_linear():
         unmerged = layer(x)
         merged = model.merge_and_unload().model.encoder.layers[0].fc2(x)
     torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_the_bitwise_drop_is_masked_fill_and_leaves_its_input_alone(dtype):
+    x = torch.randn(3, 50, 40)
+    before = x.clone()
+    drop = drop_mask(x.shape, 0.3, x.device)
+    dropped = lora._dropped(x, drop, dtype)
+    assert dropped.dtype == dtype
+    assert torch.equal(dropped, x.to(dtype).masked_fill(drop, 0))
+    assert torch.equal(x, before)

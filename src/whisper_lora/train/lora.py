@@ -26,33 +26,49 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return (draws < round(p * MASK_STEPS)).view(shape)
 
 
-def _dropped(tensor: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
-    return tensor.masked_fill(drop, 0).mul_(scale)
+BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # an integer view of each float width
+
+
+def _zeroed(tensor: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """tensor, zeroed in place where drop is true: a bitwise and with the mask, a fifth of masked_fill_'s time on CPU."""
+    bits = BITS[tensor.element_size()]
+    tensor.view(bits).bitwise_and_(drop.to(bits).sub_(1))  # 0 where dropped, all ones where kept
+    return tensor
+
+
+def _dropped(x: torch.Tensor, drop: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A copy of x in dtype, zeroed where drop is true."""
+    cast = x.to(dtype)
+    return _zeroed(cast if cast is not x else x.clone(), drop)
 
 
 class _DroppedLinear(torch.autograd.Function):
-    """linear(dropout(x)) that saves x and the mask, not the dropped copy of x."""
+    """linear(dropout(x)) that saves x and the mask, not the dropped copy of x.
+
+    The 1/(1-p) scale goes on the small weight, not on x, and x is cast to autocast's dtype before it is dropped, so
+    each direction copies x once.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, p):
         drop, scale = drop_mask(x.shape, p, x.device), 1 / (1 - p)
         device = x.device.type
-        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        ctx.scale, ctx.has_bias = scale, bias is not None
+        enabled = torch.is_autocast_enabled(device)
+        ctx.dtype = torch.get_autocast_dtype(device) if enabled else x.dtype
+        ctx.scale, ctx.has_bias, ctx.weight_dtype = scale, bias is not None, weight.dtype
         ctx.save_for_backward(x, drop, weight if ctx.needs_input_grad[0] else None)
-        return F.linear(_dropped(x, drop, scale), weight, bias)
+        return F.linear(_dropped(x, drop, ctx.dtype), weight * scale, bias)
 
     @staticmethod
     def backward(ctx, grad):
         x, drop, weight = ctx.saved_tensors
-        device, enabled, dtype = ctx.autocast
         grad_x = grad_weight = grad_bias = None
         rows = grad.reshape(-1, grad.shape[-1])
-        with torch.autocast(device, dtype=dtype, enabled=enabled):
-            if ctx.needs_input_grad[0]:
-                grad_x = _dropped(grad @ weight.to(grad.dtype), drop, ctx.scale)
-            if ctx.needs_input_grad[1]:
-                grad_weight = rows.T @ _dropped(x, drop, ctx.scale).reshape(-1, x.shape[-1])
+        if ctx.needs_input_grad[0]:
+            grad_x = _zeroed(grad @ (weight * ctx.scale).to(grad.dtype), drop)
+        if ctx.needs_input_grad[1]:
+            inputs = _dropped(x, drop, ctx.dtype).reshape(-1, x.shape[-1])
+            grad_weight = (rows.to(ctx.dtype).T @ inputs).to(ctx.weight_dtype).mul_(ctx.scale)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = rows.sum(0)
         return grad_x, grad_weight, grad_bias, None
@@ -63,7 +79,7 @@ class DroppedLinear(nn.Linear):
 
     peft's `lora_B(lora_A(dropout(x)))` keeps dropout(x) alive for every adapted projection, so q, k and v hold
     three copies of one input, and fc2 one four times the model width. Here backward keeps x (one tensor for q, k
-    and v) and each projection's mask, and F.dropout's slow mask is drawn once, from 16-bit integers.
+    and v) and each projection's mask, and F.dropout's slow mask is drawn once (drop_mask).
     """
 
     dropout_p: float = 0.0
