@@ -40,8 +40,8 @@ def map_large_allocations(threshold_bytes: int = 4 << 20) -> bool:
 
     By default glibc raises that threshold each time such a block is freed (up to 32 MB), so a training step's
     activations land in its fragmenting heap: fp32 training of whisper-base at batch 4 peaked at 5.7 GB that way.
-    8 MB left bf16's 6 MB activations in the heap (3.9 GB); 4 MB peaks at 2.9 GB in bf16 and 2.7 GB in fp32, at
-    the same speed within 4%; see benchmarks/README.md. Elsewhere nothing.
+    8 MB left bf16's 6 MB activations in the heap (3.4 GB); 4 MB peaks at 2.7 GB in bf16 and in fp32, for a
+    quarter more training time at batch 4 in bf16 (fresh mappings fault in); see benchmarks/README.md. Elsewhere nothing.
     """
     return LIBC is not None and LIBC.mallopt(M_MMAP_THRESHOLD, threshold_bytes) == 1
 
