@@ -26,6 +26,7 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return (draws < round(p * MASK_STEPS)).view(shape)
 
 
+_SCRATCH: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # an integer view of each float width
 
 
@@ -36,10 +37,22 @@ def _zeroed(tensor: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def _scratch(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of shape in one buffer per dtype and device, kept between calls: its contents last until the next call.
+
+    The dropped copies live for one matmul each, and fresh blocks of their size are new mappings (see
+    core.memory.map_large_allocations), which the kernel faults in and zeroes page by page on every step.
+    """
+    count = math.prod(shape)
+    buffer = _SCRATCH.get((dtype, device))
+    if buffer is None or buffer.numel() < count:
+        buffer = _SCRATCH[dtype, device] = torch.empty(count, dtype=dtype, device=device)
+    return buffer[:count].view(shape)
+
+
 def _dropped(x: torch.Tensor, drop: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A copy of x in dtype, zeroed where drop is true."""
-    cast = x.to(dtype)
-    return _zeroed(cast if cast is not x else x.clone(), drop)
+    """x in dtype, zeroed where drop is true, in the scratch buffer: use it before the next call."""
+    return _zeroed(_scratch(x.shape, dtype, x.device).copy_(x), drop)
 
 
 class _DroppedLinear(torch.autograd.Function):
