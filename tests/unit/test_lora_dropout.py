@@ -110,11 +110,11 @@ def test_evaluation_and_merging_see_a_plain_linear():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_the_bitwise_drop_is_masked_fill_and_leaves_its_input_alone(dtype):
+def test_the_bitwise_drop_is_dropout_then_the_cast_and_leaves_its_input_alone(dtype):
     x = torch.randn(3, 50, 40)
     before = x.clone()
     drop = drop_mask(x.shape, 0.3, x.device)
-    dropped = lora._dropped(x, drop, dtype)
+    dropped = lora._dropped(x, drop, 1 / 0.7, dtype)
     assert dropped.dtype == dtype
-    assert torch.equal(dropped, x.to(dtype).masked_fill(drop, 0))
+    assert torch.equal(dropped, x.masked_fill(drop, 0).mul(1 / 0.7).to(dtype))  # bit for bit
     assert torch.equal(x, before)
