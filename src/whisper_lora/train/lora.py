@@ -81,12 +81,12 @@ class _DroppedLinear(torch.autograd.Function):
     def backward(ctx, grad):
         x, drop, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
-        rows = grad.reshape(-1, grad.shape[-1]).to(ctx.dtype)
+        cast = grad.to(ctx.dtype)
         if ctx.needs_input_grad[0]:
-            grad_x = _zeroed(grad.to(ctx.dtype) @ weight.to(ctx.dtype), drop).mul_(ctx.scale)
+            grad_x = _zeroed(cast @ weight.to(ctx.dtype), drop).mul_(ctx.scale)
         if ctx.needs_input_grad[1]:
             inputs = _dropped(x, drop, ctx.scale, ctx.dtype).reshape(-1, x.shape[-1])
-            grad_weight = (rows.T @ inputs).to(ctx.weight_dtype)
+            grad_weight = (cast.reshape(-1, cast.shape[-1]).T @ inputs).to(ctx.weight_dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
         return grad_x, grad_weight, grad_bias, None
