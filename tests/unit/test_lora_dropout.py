@@ -118,3 +118,20 @@ def test_the_bitwise_drop_is_dropout_then_the_cast_and_leaves_its_input_alone(dt
     assert dropped.dtype == dtype
     assert torch.equal(dropped, x.masked_fill(drop, 0).mul(1 / 0.7).to(dtype))  # bit for bit
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_adding_the_adapter_in_place_gives_pefts_loss_and_gradients_bit_for_bit(dtype):
+    added, peft_forward = lora_model(True), lora_model(True)
+    for module in peft_forward.modules():
+        if isinstance(module, lora.AddedLoraLinear):
+            module.__class__ = lora.PeftLoraLinear
+    loss, peft_bytes = loss_and_saved_bytes(peft_forward, dtype)
+    same_loss, added_bytes = loss_and_saved_bytes(added, dtype)
+    assert same_loss == loss
+    expected, found = lora_gradients(peft_forward), lora_gradients(added)
+    assert all(torch.equal(found[name], gradient) for name, gradient in expected.items())
+    if dtype == torch.bfloat16:  # peft keeps an fp32 copy of each bf16 input it adapts (out_proj's, fc2's)
+        assert added_bytes < peft_bytes
+    else:
+        assert added_bytes == peft_bytes

@@ -1,4 +1,5 @@
-"""LoRA layers for training: dropout whose one-byte mask is kept for backward, and adapters averaged over checkpoints."""
+"""LoRA layers for training: dropout whose one-byte mask is kept for backward, adapter outputs added in place, and
+adapters averaged over checkpoints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.lora import Linear as PeftLoraLinear
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 from torch import nn
@@ -30,24 +32,26 @@ _SCRATCH: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # an integer view of each float width
 
 
-def _zeroed(tensor: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
-    """tensor, zeroed in place where drop is true: a bitwise and with the mask, a fifth of masked_fill_'s time on CPU."""
-    bits = BITS[tensor.element_size()]
-    tensor.view(bits).bitwise_and_(drop.to(bits).sub_(1))  # 0 where dropped, all ones where kept
-    return tensor
-
-
 def _scratch(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A tensor of shape in one buffer per dtype and device, kept between calls: its contents last until the next call.
 
-    The dropped copies live for one matmul each, and fresh blocks of their size are new mappings (see
-    core.memory.map_large_allocations), which the kernel faults in and zeroes page by page on every step.
+    The dropped copies, integer masks and adapter products live for one operation each, and fresh blocks of their
+    size are new mappings (see core.memory.map_large_allocations), which the kernel faults in and zeroes page by page
+    on every step.
     """
     count = math.prod(shape)
     buffer = _SCRATCH.get((dtype, device))
     if buffer is None or buffer.numel() < count:
         buffer = _SCRATCH[dtype, device] = torch.empty(count, dtype=dtype, device=device)
     return buffer[:count].view(shape)
+
+
+def _zeroed(tensor: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """tensor, zeroed in place where drop is true: a bitwise and with the mask, a fifth of masked_fill_'s time on CPU."""
+    bits = BITS[tensor.element_size()]
+    keep = _scratch(drop.shape, bits, drop.device).copy_(drop).sub_(1)  # 0 where dropped, all ones where kept
+    tensor.view(bits).bitwise_and_(keep)
+    return tensor
 
 
 def _dropped(x: torch.Tensor, drop: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
@@ -108,12 +112,70 @@ class DroppedLinear(nn.Linear):
         return _DroppedLinear.apply(x, self.weight, self.bias, self.dropout_p)
 
 
+class _AddedLora(torch.autograd.Function):
+    """result + linear(a, weight) * scaling, written into result; the product lives in the scratch buffer.
+
+    peft's `result + lora_B(a) * scaling` makes three blocks of the output's size, each a fresh mapping at big
+    batches; the rounding here is the same, step by step.
+    """
+
+    @staticmethod
+    def forward(ctx, result, a, weight, scaling):
+        ctx.mark_dirty(result)
+        cast = weight.to(result.dtype)
+        ctx.scaling, ctx.weight_dtype = scaling, weight.dtype
+        ctx.save_for_backward(a, cast)
+        product = torch.mm(a.view(-1, a.shape[-1]), cast.t(), out=_scratch(result.shape, result.dtype, result.device))
+        return result.add_(product.mul_(scaling))
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, weight = ctx.saved_tensors
+        scaled = torch.mul(grad, ctx.scaling, out=_scratch(grad.shape, grad.dtype, grad.device))
+        grad_a = scaled.mm(weight).view(a.shape) if ctx.needs_input_grad[1] else None
+        grad_weight = scaled.t().mm(a.view(-1, a.shape[-1])).to(ctx.weight_dtype) if ctx.needs_input_grad[2] else None
+        return grad, grad_a, grad_weight, None
+
+
+class AddedLoraLinear(PeftLoraLinear):
+    """peft's LoRA Linear that adds its adapters' output into the base layer's in place while it trains."""
+
+    def _adds_in_place(self, x: torch.Tensor, args: tuple, kwargs: dict) -> bool:
+        """Whether this call is plain LoRA training whose base output and adapter products share one dtype."""
+        if args or kwargs or self.disable_adapters or self.merged or not (self.training and torch.is_grad_enabled()):
+            return False
+        names = [name for name in self.active_adapters if name in self.lora_A]
+        if not x.is_contiguous() or any(name in self.lora_variant for name in names):
+            return False
+        dtypes = {self.base_layer.weight.dtype} | {self.lora_A[n].weight.dtype for n in names}
+        dtypes |= {self.lora_B[n].weight.dtype for n in names}
+        return torch.is_autocast_enabled(x.device.type) or len(dtypes) == 1
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if not self._adds_in_place(x, args, kwargs):
+            return super().forward(x, *args, **kwargs)
+        result = self.base_layer(
+            x.view(-1, x.shape[-1])
+        )  # 2-D, so not a view of another tensor: it may change in place
+        autocast = torch.is_autocast_enabled(x.device.type)
+        for name in (name for name in self.active_adapters if name in self.lora_A):
+            # Under autocast the A projection casts its input itself; peft's cast of a bf16 input to fp32 first
+            # would keep a full-precision copy of it for backward and round to the same values.
+            inputs = x if autocast else self._cast_input_dtype(x, self.lora_A[name].weight.dtype)
+            a = self.lora_A[name](self.lora_dropout[name](inputs))
+            result = _AddedLora.apply(result, a, self.lora_B[name].weight, self.scaling[name])
+        return result.view(*x.shape[:-1], result.shape[-1])
+
+
 def fuse_lora_dropout(model: nn.Module) -> int:
-    """Move each plain LoRA layer's dropout into its A projection (DroppedLinear); how many moved."""
+    """Move each plain LoRA layer's dropout into its A projection (DroppedLinear) and add its output in place
+    (AddedLoraLinear); how many dropouts moved."""
     moved = 0
     for module in model.modules():
         if not isinstance(module, LoraLayer):
             continue
+        if type(module) is PeftLoraLinear:
+            module.__class__ = AddedLoraLinear
         for name, dropout in module.lora_dropout.items():
             linear = module.lora_A[name]
             if name in module.lora_variant or not isinstance(dropout, nn.Dropout) or type(linear) is not nn.Linear:
