@@ -154,9 +154,8 @@ class AddedLoraLinear(PeftLoraLinear):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if not self._adds_in_place(x, args, kwargs):
             return super().forward(x, *args, **kwargs)
-        result = self.base_layer(
-            x.view(-1, x.shape[-1])
-        )  # 2-D, so not a view of another tensor: it may change in place
+        # Given 2-D, the base layer returns a tensor of its own rather than a view, which may change in place.
+        result = self.base_layer(x.view(-1, x.shape[-1]))
         autocast = torch.is_autocast_enabled(x.device.type)
         for name in (name for name in self.active_adapters if name in self.lora_A):
             # Under autocast the A projection casts its input itself; peft's cast of a bf16 input to fp32 first
@@ -168,8 +167,7 @@ class AddedLoraLinear(PeftLoraLinear):
 
 
 def fuse_lora_dropout(model: nn.Module) -> int:
-    """Move each plain LoRA layer's dropout into its A projection (DroppedLinear) and add its output in place
-    (AddedLoraLinear); how many dropouts moved."""
+    """Move each plain LoRA layer's dropout into its A projection and add its output in place; how many moved."""
     moved = 0
     for module in model.modules():
         if not isinstance(module, LoraLayer):
