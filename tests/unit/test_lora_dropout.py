@@ -135,3 +135,17 @@ def test_adding_the_adapter_in_place_gives_pefts_loss_and_gradients_bit_for_bit(
         assert added_bytes < peft_bytes
     else:
         assert added_bytes == peft_bytes
+
+
+def test_a_layer_whose_dtypes_differ_without_autocast_keeps_pefts_forward():
+    torch.manual_seed(0)
+    model = get_peft_model(tiny_whisper().to(torch.bfloat16), LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS))
+    fuse_lora_dropout(model)
+    layer = model.base_model.model.model.encoder.layers[0].fc1
+    assert isinstance(layer, lora.AddedLoraLinear)
+    assert layer.lora_A["default"].weight.dtype == torch.float32  # peft keeps the adapter in fp32
+    x = torch.randn(2, 5, layer.in_features, dtype=torch.bfloat16, requires_grad=True)
+    assert not layer.train()._adds_in_place(x, (), {})
+    out = layer(x)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, lora.PeftLoraLinear.forward(layer, x))
