@@ -149,3 +149,15 @@ def test_a_layer_whose_dtypes_differ_without_autocast_keeps_pefts_forward():
     out = layer(x)
     assert out.dtype == torch.bfloat16
     assert torch.equal(out, lora.PeftLoraLinear.forward(layer, x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gradient_checkpointing_as_train_sets_it_gives_the_same_gradients_for_fewer_saved_bytes(dtype):
+    plain, recomputed = lora_model(True), lora_model(True)
+    recomputed.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    loss, plain_bytes = loss_and_saved_bytes(plain, dtype)
+    same_loss, recomputed_bytes = loss_and_saved_bytes(recomputed, dtype)
+    assert same_loss == loss
+    expected, found = lora_gradients(plain), lora_gradients(recomputed)
+    assert all(torch.equal(found[name], gradient) for name, gradient in expected.items())  # the same masks again
+    assert recomputed_bytes < plain_bytes * 0.6
