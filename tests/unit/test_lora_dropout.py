@@ -161,3 +161,13 @@ def test_gradient_checkpointing_as_train_sets_it_gives_the_same_gradients_for_fe
     expected, found = lora_gradients(plain), lora_gradients(recomputed)
     assert all(torch.equal(found[name], gradient) for name, gradient in expected.items())  # the same masks again
     assert recomputed_bytes < plain_bytes * 0.6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_evaluation_adds_in_place_too_with_pefts_output_bit_for_bit(dtype):
+    model = lora_model(True).eval()
+    layer = model.base_model.model.model.encoder.layers[0].fc2
+    x = torch.randn(2, 7, layer.in_features)
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        assert layer._adds_in_place(x, (), {})
+        assert torch.equal(layer(x), lora.PeftLoraLinear.forward(layer, x))

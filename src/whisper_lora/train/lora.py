@@ -138,11 +138,11 @@ class _AddedLora(torch.autograd.Function):
 
 
 class AddedLoraLinear(PeftLoraLinear):
-    """peft's LoRA Linear that adds its adapters' output into the base layer's in place while it trains."""
+    """peft's LoRA Linear that adds its adapters' output into the base layer's in place."""
 
     def _adds_in_place(self, x: torch.Tensor, args: tuple, kwargs: dict) -> bool:
-        """Whether this call is plain LoRA training whose base output and adapter products share one dtype."""
-        if args or kwargs or self.disable_adapters or self.merged or not (self.training and torch.is_grad_enabled()):
+        """Whether this call is plain LoRA whose base output and adapter products share one dtype."""
+        if args or kwargs or self.disable_adapters or self.merged:
             return False
         names = [name for name in self.active_adapters if name in self.lora_A]
         if not x.is_contiguous() or any(name in self.lora_variant for name in names):
