@@ -140,11 +140,15 @@ class _AddedLora(torch.autograd.Function):
 class AddedLoraLinear(PeftLoraLinear):
     """peft's LoRA Linear that adds its adapters' output into the base layer's in place."""
 
+    def _adapters(self) -> list[str]:
+        """The active adapters this layer holds."""
+        return [name for name in self.active_adapters if name in self.lora_A]
+
     def _adds_in_place(self, x: torch.Tensor, args: tuple, kwargs: dict) -> bool:
         """Whether this call is plain LoRA whose base output and adapter products share one dtype."""
         if args or kwargs or self.disable_adapters or self.merged:
             return False
-        names = [name for name in self.active_adapters if name in self.lora_A]
+        names = self._adapters()
         if not x.is_contiguous() or any(name in self.lora_variant for name in names):
             return False
         dtypes = {self.base_layer.weight.dtype} | {self.lora_A[n].weight.dtype for n in names}
@@ -157,7 +161,7 @@ class AddedLoraLinear(PeftLoraLinear):
         # Given 2-D, the base layer returns a tensor of its own rather than a view, which may change in place.
         result = self.base_layer(x.view(-1, x.shape[-1]))
         autocast = torch.is_autocast_enabled(x.device.type)
-        for name in (name for name in self.active_adapters if name in self.lora_A):
+        for name in self._adapters():
             # Under autocast the A projection casts its input itself; peft's cast of a bf16 input to fp32 first
             # would keep a full-precision copy of it for backward and round to the same values.
             inputs = x if autocast else self._cast_input_dtype(x, self.lora_A[name].weight.dtype)
