@@ -199,7 +199,7 @@ def run_one(args, run: str, task: str | None) -> dict:
         model, processor = load_whisper("base")
         speed = None
     else:
-        output_dir = Path(args.workdir) / "models" / f"{run}_{task}{suffix(args.scale)}"
+        output_dir = Path(args.workdir) / "models" / f"{run}_{run_key(args, task)}"
         manifest = data["train"][task]
         if run == "recipe":
             model, processor, rows = train_recipe(manifest, RECIPE_EPOCHS, output_dir)
@@ -230,13 +230,19 @@ def suffix(scale: str) -> str:
     return "" if scale == "full" else f"_{scale}"
 
 
-def result_path(workdir: Path, run: str, task: str | None, scale: str) -> Path:
-    return workdir / "results" / f"{run}_{task or 'zero-shot'}{suffix(scale)}.json"
+def run_key(args, task: str | None) -> str:
+    """What names a run's model and result: its task, scale and, where recordings are read, their languages."""
+    key = (task or "zero-shot") + suffix(args.scale)
+    return key if task == "voices" else f"{key}-{'-'.join(args.real_languages)}"
+
+
+def result_path(args, run: str, task: str | None) -> Path:
+    return Path(args.workdir) / "results" / f"{run}_{run_key(args, task)}.json"
 
 
 def cached(args, run: str, task: str | None, tests: dict) -> dict | None:
     """The stored result of a run, if it was made with the same options and scored every set asked for now."""
-    path = result_path(Path(args.workdir), run, task, args.scale)
+    path = result_path(args, run, task)
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
@@ -334,7 +340,7 @@ def main() -> None:
     if args.one:
         run, task = args.one
         task = None if task == "-" else task
-        write_json_atomic(result_path(Path(args.workdir), run, task, args.scale), run_one(args, run, task))
+        write_json_atomic(result_path(args, run, task), run_one(args, run, task))
         return
     data = datasets(Path(args.workdir), args.real_languages, args.real_rows, args.scale)  # built once, before the runs
     tests = data["test"]
