@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import jiwer
 import opencc
 from generalization import parse_variants, train_ours, train_recipe
 from results import write_result
@@ -35,7 +36,9 @@ from results import write_result
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.files import write_json_atomic
 from whisper_lora.core.memory import peak_rss_mb
+from whisper_lora.core.metrics import normalize_text
 from whisper_lora.core.models import cache_root
+from whisper_lora.data.manifests import read_manifest
 from whisper_lora.data.realspeech import debian_package
 from whisper_lora.demo.run import _scorer, build_corpus, build_out_of_domain, build_shifted, speak_degraded
 from whisper_lora.train.trainer import LINEAR
@@ -161,13 +164,39 @@ def run_one(args, run: str) -> dict:
             overrides = {**overrides, "validation_file": [str(stop)]}
         model, processor, _ = train_ours(train, EPOCHS, output_dir, overrides)
     seconds = time.perf_counter() - started
-    scores = {name: _scorer(path, model, processor).by_language(model)["zh"]["score"] for name, path in tests.items()}
+    scorers = {name: _scorer(path, model, processor) for name, path in tests.items()}
+    transcripts = {name: scorer.transcripts(model) for name, scorer in scorers.items()}
     return {
         "run": run,
         "overrides": args.methods.get(run),
         "train_seconds": seconds,
         "peak_rss_mb": peak_rss_mb(),
-        "scores": scores,
+        "scores": {name: split_errors(scorers[name].rows, transcripts[name], set())["cer"] for name in tests},
+        "transcripts": transcripts,
+    }
+
+
+def characters(text: str) -> str:
+    """text as CER counts it: normalised as `evaluate` does, without spaces."""
+    return normalize_text(text, "zh").replace(" ", "")
+
+
+def split_errors(rows, hypotheses: list[str], said: set[str]) -> dict[str, float]:
+    """CER, and the reference characters wrong (substituted or deleted) among those in said and among the others."""
+    references = [characters(row.text) for row in rows]
+    output = jiwer.process_characters(references, [characters(h) for h in hypotheses])
+    wrong, total = {True: 0, False: 0}, {True: 0, False: 0}
+    for reference, chunks in zip(references, output.alignments, strict=True):
+        for chunk in chunks:
+            for char in reference[chunk.ref_start_idx : chunk.ref_end_idx]:
+                wrong[char in said] += chunk.type != "equal"
+                total[char in said] += 1
+    rate = {True: wrong[True] / max(total[True], 1), False: wrong[False] / max(total[False], 1)}
+    return {
+        "cer": output.cer,
+        "said": rate[True],
+        "unsaid": rate[False],
+        "unsaid_share": total[False] / sum(total.values()),
     }
 
 
@@ -189,6 +218,28 @@ def leave_one_out(records: dict) -> list[list[str]]:
         ratio = f"{default / records['recipe']['scores'][held]:.2f}x" if "recipe" in records else "-"
         rows.append([name, pick, f"{records[pick]['scores'][held]:.1%}", f"{default:.1%}", ratio])
     return rows
+
+
+def unsaid_table(args, records: dict) -> tuple[dict, str]:
+    """Per run and set: the error on characters the training rows say and on those they never say."""
+    train, tests, _ = datasets(Path(args.workdir), args.rows, args.clips)
+    said = {char for row in read_manifest(train)[0] for char in characters(row.text)}
+    rows = {name: read_manifest(path)[0] for name, path in tests.items()}
+    splits = {
+        run: {name: split_errors(rows[name], record["transcripts"][name], said) for name in tests}
+        for run, record in records.items()
+        if "transcripts" in record
+    }
+    shares = next(iter(splits.values()), {})
+    table = [["characters the training rows never say", *(f"{shares[n]['unsaid_share']:.0%}" for n in shares)]]
+    table += [
+        [label(run, args.methods.get(run)), *(f"{s['said']:.1%} / {s['unsaid']:.1%}" for s in split.values())]
+        for run, split in splits.items()
+    ]
+    columns = ["run", *tests]
+    title = "Reference characters wrong, among those the training rows say / among those they never say"
+    notes = "Substitutions and deletions of reference characters, after the CER's normalisation; insertions are in the CER only."
+    return {"title": title, "columns": columns, "rows": table}, notes
 
 
 def main() -> None:
@@ -240,6 +291,7 @@ def main() -> None:
     write_result(
         args.result, {"title": "Every method on every set", "columns": ["run", "train", *sets], "rows": table}, notes
     )
+    write_result(f"{args.result}-unsaid", *unsaid_table(args, records))
     choice = leave_one_out(records)
     for row in choice:
         print(" | ".join(row))
