@@ -171,3 +171,14 @@ def test_evaluation_adds_in_place_too_with_pefts_output_bit_for_bit(dtype):
     with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         assert layer._adds_in_place(x, (), {})
         assert torch.equal(layer(x), lora.PeftLoraLinear.forward(layer, x))
+
+
+def test_training_after_scoring_under_inference_mode_reuses_no_inference_buffer():
+    # Scoring first (the forgetting guard's baseline, a validation batch bigger than a training one) once left
+    # the shared buffer an inference tensor, and the next training step failed to write into it.
+    lora._SCRATCH.clear()
+    model = lora_model(True)
+    with torch.inference_mode():
+        model.eval()(input_features=torch.randn(3, 80, 3000), labels=torch.randint(0, 100, (3, 7)))
+    loss, _ = loss_and_saved_bytes(model.train())
+    assert loss > 0 and all(gradient.abs().sum() > 0 for gradient in lora_gradients(model).values())

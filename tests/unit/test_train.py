@@ -192,6 +192,22 @@ def test_default_targets_name_the_encoder_layers_and_the_decoders_cross_attentio
     assert r"model\.encoder" not in target_modules("default", encoder_layers=0)
 
 
+def test_encoder_targets_are_the_defaults_encoder_layers_without_the_decoder(tones):
+    import re
+
+    from whisper_lora.core.errors import UserError
+    from whisper_lora.train.trainer import target_modules
+
+    pattern = re.compile(target_modules("encoder", encoder_layers=2, total_encoder_layers=6))
+    assert pattern.fullmatch("model.encoder.layers.5.self_attn.v_proj") and pattern.fullmatch(
+        "model.encoder.layers.4.fc1"
+    )
+    assert not pattern.fullmatch("model.encoder.layers.3.fc1")
+    assert not pattern.fullmatch("model.decoder.layers.0.encoder_attn.q_proj")
+    with pytest.raises(UserError, match="--target_modules encoder with --encoder_layers 0 adapts nothing"):
+        TrainConfig(train_file=[str(tones[0])], target_modules="encoder", encoder_layers=0)
+
+
 def test_bad_precision_is_refused(tones):
     from whisper_lora.core.errors import UserError
 

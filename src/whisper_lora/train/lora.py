@@ -28,21 +28,22 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return (draws < round(p * MASK_STEPS)).view(shape)
 
 
-_SCRATCH: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+_SCRATCH: dict[tuple[torch.dtype, torch.device, bool], torch.Tensor] = {}
 BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # an integer view of each float width
 
 
 def _scratch(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A tensor of shape in one buffer per dtype and device, kept between calls: its contents last until the next call.
+    """A tensor of shape in one buffer per dtype, device and mode, kept between calls: its contents last until the next
+    call.
 
     The dropped copies, integer masks and adapter products live for one operation each, and fresh blocks of their
     size are new mappings (see core.memory.map_large_allocations), which the kernel faults in and zeroes page by page
-    on every step.
+    on every step. A buffer made under inference mode may not change outside it, so scoring keeps its own.
     """
-    count = math.prod(shape)
-    buffer = _SCRATCH.get((dtype, device))
+    count, key = math.prod(shape), (dtype, device, torch.is_inference_mode_enabled())
+    buffer = _SCRATCH.get(key)
     if buffer is None or buffer.numel() < count:
-        buffer = _SCRATCH[dtype, device] = torch.empty(count, dtype=dtype, device=device)
+        buffer = _SCRATCH[key] = torch.empty(count, dtype=dtype, device=device)
     return buffer[:count].view(shape)
 
 

@@ -137,13 +137,13 @@ class TrainConfig:
     target_modules: str = field(
         default="default",
         metadata={
-            "help": "'default' (every projection of the encoder's layers, or of its top --encoder_layers, and the decoder's cross-attention), 'decoder', 'all', 'qv', a comma list of module names, or a regex"
+            "help": "'default' (every projection of the encoder's layers, or of its top --encoder_layers, and the decoder's cross-attention), 'encoder' (the same without the decoder), 'decoder', 'all', 'qv', a comma list of module names, or a regex"
         },
     )
     encoder_layers: int | None = field(
         default=None,
         metadata={
-            "help": "top encoder layers that the 'default' targets adapt (default: all); the frozen ones below run once per row and are cached"
+            "help": "top encoder layers that the 'default' and 'encoder' targets adapt (default: all); the frozen ones below run once per row and are cached"
         },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -235,11 +235,9 @@ class TrainConfig:
             self.language = normalize_language(self.language) or self.language
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"--precision must be auto, fp32 or bf16, not {self.precision!r}")
-        if self.encoder_layers is not None and self.encoder_layers < 0:
-            problems.append("--encoder_layers must be 0 or more")
         if self.metric not in (None, "cer", "wer"):
             problems.append(f"--metric must be cer or wer, not {self.metric!r}")
-        problems += _objective_problems(self) + _regularizer_problems(self)
+        problems += _target_problems(self) + _objective_problems(self) + _regularizer_problems(self)
         if self.replay_fraction <= 0:
             problems.append("--replay_fraction must be more than 0")
         if not 0.0 <= self.timestamp_fraction <= 1.0:
@@ -283,6 +281,14 @@ def _objective_problems(config: TrainConfig) -> list[str]:
     return []
 
 
+def _target_problems(config: TrainConfig) -> list[str]:
+    if config.encoder_layers is not None and config.encoder_layers < 0:
+        return ["--encoder_layers must be 0 or more"]
+    if config.target_modules == "encoder" and config.encoder_layers == 0:
+        return ["--target_modules encoder with --encoder_layers 0 adapts nothing: name at least one layer"]
+    return []
+
+
 def _regularizer_problems(config: TrainConfig) -> list[str]:
     problems = [
         f"--perturb: {kind!r} is not one of {', '.join(PERTURBATIONS)}"
@@ -304,10 +310,11 @@ def _regularizer_problems(config: TrainConfig) -> list[str]:
 
 def target_modules(spec: str, encoder_layers: int | None = None, total_encoder_layers: int = 6) -> str | list[str]:
     """Map a preset name or comma list to what peft's LoraConfig takes; anything else is a regex."""
-    if spec == "default":
+    if spec in ("default", "encoder"):
         first = 0 if encoder_layers is None else max(total_encoder_layers - encoder_layers, 0)
         top = "|".join(str(i) for i in range(first, total_encoder_layers))
-        return f"model\\.encoder\\.layers\\.({top})\\.{LINEAR}|{CROSS_ATTENTION}" if top else CROSS_ATTENTION
+        parts = [f"model\\.encoder\\.layers\\.({top})\\.{LINEAR}"] if top else []
+        return "|".join(parts + [CROSS_ATTENTION] * (spec == "default"))
     spec = TARGET_PRESETS.get(spec, spec)
     return spec.split(",") if "," in spec or spec.isidentifier() else spec
 
