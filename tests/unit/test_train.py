@@ -208,6 +208,21 @@ def test_encoder_targets_are_the_defaults_encoder_layers_without_the_decoder(ton
         TrainConfig(train_file=[str(tones[0])], target_modules="encoder", encoder_layers=0)
 
 
+def test_decoder_lr_scale_slows_only_the_decoders_adapters(short_model_dir, tones, tmp_path):
+    from safetensors.torch import load_file
+
+    from whisper_lora.core.errors import UserError
+
+    with pytest.raises(UserError, match="--decoder_lr_scale must be more than 0"):
+        TrainConfig(train_file=[str(tones[0])], decoder_lr_scale=0)
+    out = tmp_path / "out"
+    train(config(short_model_dir, tones, out, decoder_lr_scale=1e-6, validation_file=None, num_train_epochs=2))
+    moved = {name: weight.abs().max().item() for name, weight in load_file(out / "adapter_model.safetensors").items()}
+    encoder = [m for name, m in moved.items() if "lora_B" in name and ".encoder." in name]
+    decoder = [m for name, m in moved.items() if "lora_B" in name and ".decoder." in name]
+    assert encoder and decoder and min(encoder) > 1e-3 and max(decoder) < 1e-5  # B starts at zero
+
+
 def test_bad_precision_is_refused(tones):
     from whisper_lora.core.errors import UserError
 

@@ -115,6 +115,10 @@ class TrainConfig:
             "help": "peak learning rate (default: 5e-4 at 4 rows an update, times the square root of how many times more rows an update reads, up to 2e-3)"
         },
     )
+    decoder_lr_scale: float = field(
+        default=1.0,
+        metadata={"help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1)"},
+    )
     lr_scheduler_type: str = field(
         default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"}
     )
@@ -305,6 +309,10 @@ def _regularizer_problems(config: TrainConfig) -> list[str]:
         problems.append(f"--average_checkpoints needs --save_total_limit {config.average_checkpoints - 1} or more")
     if config.early_stopping_patience is not None and not config.validation_file:
         problems.append("--early_stopping_patience needs --validation_file, the rows it watches")
+    if config.decoder_lr_scale <= 0:
+        problems.append(
+            "--decoder_lr_scale must be more than 0: to leave the decoder alone, use --target_modules encoder"
+        )
     return problems
 
 
@@ -402,10 +410,30 @@ class WhisperLoraTrainer(Seq2SeqTrainer):
         stem_depth: int = 0,
         guard: ForgettingGuard | None = None,
         objective: str = "transcribe",
+        decoder_lr_scale: float = 1.0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.scorer, self.stem_depth, self.guard, self.objective = scorer, stem_depth, guard, objective
+        self.decoder_lr_scale = decoder_lr_scale
+
+    def create_optimizer(self, model=None):
+        """Transformers' optimizer, with the decoder's parameters in groups of their own at the scaled rate."""
+        created = self.optimizer is not None
+        optimizer = super().create_optimizer(model)
+        if created or self.decoder_lr_scale == 1.0:
+            return optimizer
+        named = self.model if model is None else model
+        decoder = {id(p) for name, p in named.named_parameters() if ".decoder." in name}
+        groups = [dict(group) for group in optimizer.param_groups]
+        optimizer.param_groups.clear()
+        for group in groups:
+            for in_decoder in (False, True):
+                params = [p for p in group["params"] if (id(p) in decoder) == in_decoder]
+                lr = group["lr"] * (self.decoder_lr_scale if in_decoder else 1.0)
+                if params:
+                    optimizer.add_param_group({**group, "params": params, "lr": lr})
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.objective == "short_context":
@@ -740,6 +768,7 @@ def train(config: TrainConfig) -> dict:
         else None,
         stem_depth=cache.depth if cache else 0,
         guard=guard,
+        decoder_lr_scale=config.decoder_lr_scale,
         objective=config.objective,
     )
     started = time.perf_counter()
