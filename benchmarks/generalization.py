@@ -16,6 +16,7 @@ finished model. Peak RSS is the training process's. Finished runs are kept in WO
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import re
@@ -179,6 +180,18 @@ def parse_variants(specs: list[str]) -> dict[str, dict]:
 RECIPE_EPOCHS = 2.0  # the textbook recipe as the issue defines it, whatever --epochs gives ours
 
 
+def train_defaults(run: str) -> dict | None:
+    """The defaults a run of ours trains with where not overridden: a kept run made under others is stale."""
+    from whisper_lora.train import schedule
+    from whisper_lora.train.trainer import TrainConfig
+
+    if run in ("base", "recipe"):
+        return None
+    simple = (bool, int, float, str, type(None))
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig) if isinstance(f.default, simple)}
+    return {**fields, "base_learning_rate": schedule.BASE_LEARNING_RATE}
+
+
 def epochs_of(args, run: str) -> float | None:
     """The epochs a run trains for: the recipe's own, else --epochs, else TrainConfig's default."""
     from whisper_lora.train.trainer import TrainConfig
@@ -223,6 +236,7 @@ def run_one(args, run: str, task: str | None) -> dict:
         "peak_rss_gb": peak_gb,
         "scores": {n: {str(k): v for k, v in s.items()} for n, s in scores.items()},
         "threads": torch.get_num_threads(),
+        "defaults": train_defaults(run),
     }
 
 
@@ -248,6 +262,7 @@ def cached(args, run: str, task: str | None, tests: dict) -> dict | None:
     record = json.loads(path.read_text(encoding="utf-8"))
     same_epochs = run == "base" or record["epochs"] == epochs_of(args, run)
     same = record["overrides"] == args.variants.get(run, {}) and same_epochs
+    same = same and record.get("defaults") == train_defaults(run)
     wanted = sets_for(task, tests, args.tasks)
     return record if same and set(wanted) <= set(record["scores"]) else None
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import jiwer
 import opencc
-from generalization import parse_variants, train_ours, train_recipe
+from generalization import parse_variants, train_defaults, train_ours, train_recipe
 from results import write_result
 
 from whisper_lora.convert.hf import load_whisper
@@ -174,6 +174,7 @@ def run_one(args, run: str) -> dict:
         "overrides": args.methods.get(run),
         "train_seconds": seconds,
         "peak_rss_mb": peak_rss_mb(),
+        "defaults": train_defaults(run),
         "scores": {name: split_errors(scorers[name].rows, transcripts[name])["cer"] for name in tests},
         "transcripts": transcripts,
     }
@@ -282,7 +283,10 @@ def main() -> None:
     for run in args.runs.split(","):
         path = workdir / "results" / f"{run}_{args.rows}_{args.clips}.json"
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        if record is None or record["overrides"] != args.methods.get(run):
+        if record is None or (record["overrides"], record.get("defaults")) != (
+            args.methods.get(run),
+            train_defaults(run),
+        ):
             print(f"--- {run}", flush=True)
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", run], check=True)
             record = json.loads(path.read_text(encoding="utf-8"))
