@@ -8,10 +8,10 @@ from whisper_lora.train import schedule
 
 
 def test_the_default_batch_keeps_the_base_rate_and_bigger_ones_scale_by_the_square_root():
-    assert schedule.learning_rate(None, 1, 1, 1, 4) == 1e-3  # one window of up to 4 rows
-    assert schedule.learning_rate(None, 4, 1, 1, 1) == 1e-3  # 4 rows, unpacked
-    assert schedule.learning_rate(None, 2, 1, 1, 4) == pytest.approx(1e-3 * math.sqrt(2))
-    assert schedule.learning_rate(None, 4, 2, 1, 4) == 2e-3  # the recipe's 4 x 2: capped
+    assert schedule.learning_rate(None, 1, 1, 1, 4) == 5e-4  # one window of up to 4 rows
+    assert schedule.learning_rate(None, 4, 1, 1, 1) == 5e-4  # 4 rows, unpacked
+    assert schedule.learning_rate(None, 4, 2, 1, 4) == pytest.approx(5e-4 * math.sqrt(8))  # the recipe's 4 x 2
+    assert schedule.learning_rate(None, 4, 4, 4, 4) == 2e-3  # capped
     assert schedule.learning_rate(1e-4, 4, 2, 1, 4) == 1e-4  # given: kept
 
 

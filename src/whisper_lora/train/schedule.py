@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-BASE_LEARNING_RATE = 1e-3  # chosen at the default batch (one window of up to 4 rows an update), for the encoder's adapters
+BASE_LEARNING_RATE = 5e-4  # chosen at the default batch: one window of up to 4 rows an update
 BASE_ROWS = 4
 MAX_LEARNING_RATE = 2e-3
 WARMUP_STEPS = 10

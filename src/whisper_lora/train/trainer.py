@@ -112,11 +112,11 @@ class TrainConfig:
     learning_rate: float | None = field(
         default=None,
         metadata={
-            "help": "peak learning rate (default: 1e-3 at 4 rows an update, times the square root of how many times more rows an update reads, up to 2e-3)"
+            "help": "peak learning rate (default: 5e-4 at 4 rows an update, times the square root of how many times more rows an update reads, up to 2e-3)"
         },
     )
     decoder_lr_scale: float = field(
-        default=0.25,
+        default=1.0,
         metadata={"help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1)"},
     )
     lr_scheduler_type: str = field(
