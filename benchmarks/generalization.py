@@ -192,6 +192,11 @@ def train_defaults(run: str) -> dict | None:
     return {**fields, "base_learning_rate": schedule.BASE_LEARNING_RATE}
 
 
+def trained_alike(record: dict, run: str, overrides: dict | None) -> bool:
+    """Whether a kept record was trained with these overrides under today's defaults."""
+    return record["overrides"] == overrides and record.get("defaults") == train_defaults(run)
+
+
 def epochs_of(args, run: str) -> float | None:
     """The epochs a run trains for: the recipe's own, else --epochs, else TrainConfig's default."""
     from whisper_lora.train.trainer import TrainConfig
@@ -261,8 +266,7 @@ def cached(args, run: str, task: str | None, tests: dict) -> dict | None:
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
     same_epochs = run == "base" or record["epochs"] == epochs_of(args, run)
-    same = record["overrides"] == args.variants.get(run, {}) and same_epochs
-    same = same and record.get("defaults") == train_defaults(run)
+    same = trained_alike(record, run, args.variants.get(run, {})) and same_epochs
     wanted = sets_for(task, tests, args.tasks)
     return record if same and set(wanted) <= set(record["scores"]) else None
 

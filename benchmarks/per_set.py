@@ -33,13 +33,13 @@ from pathlib import Path
 
 import jiwer
 import opencc
-from generalization import parse_variants, train_defaults, train_ours, train_recipe
+from generalization import parse_variants, train_defaults, train_ours, train_recipe, trained_alike
 from results import write_result
 
 from whisper_lora.convert.hf import load_whisper
 from whisper_lora.core.files import write_json_atomic
 from whisper_lora.core.memory import peak_rss_mb
-from whisper_lora.core.metrics import normalize_text
+from whisper_lora.core.metrics import error_rate, normalize_text
 from whisper_lora.core.models import cache_root
 from whisper_lora.data.manifests import read_manifest
 from whisper_lora.data.realspeech import debian_package
@@ -175,7 +175,9 @@ def run_one(args, run: str) -> dict:
         "train_seconds": seconds,
         "peak_rss_mb": peak_rss_mb(),
         "defaults": train_defaults(run),
-        "scores": {name: split_errors(scorers[name].rows, transcripts[name])["cer"] for name in tests},
+        "scores": {
+            name: error_rate([r.text for r in s.rows], transcripts[name], "cer", "zh") for name, s in scorers.items()
+        },
         "transcripts": transcripts,
     }
 
@@ -185,8 +187,8 @@ def characters(text: str) -> str:
     return normalize_text(text, "zh").replace(" ", "")
 
 
-def split_errors(rows, hypotheses: list[str], kind: Callable[[str], str] = lambda char: "all") -> dict:
-    """CER, and per kind of reference character: the share of them wrong (substituted or deleted), and of the text."""
+def split_errors(rows, hypotheses: list[str], kind: Callable[[str], str]) -> dict[str, dict[str, float]]:
+    """Per kind of reference character: the share of them wrong (substituted or deleted), and their share of the text."""
     references = [characters(row.text) for row in rows]
     output = jiwer.process_characters(references, [characters(h) for h in hypotheses])
     wrong, total = Counter(), Counter()
@@ -196,7 +198,7 @@ def split_errors(rows, hypotheses: list[str], kind: Callable[[str], str] = lambd
                 wrong[kind(char)] += chunk.type != "equal"
                 total[kind(char)] += 1
     count = sum(total.values())
-    return {"cer": output.cer, **{k: {"wrong": wrong[k] / total[k], "share": total[k] / count} for k in total}}
+    return {k: {"wrong": wrong[k] / total[k], "share": total[k] / count} for k in total}
 
 
 @functools.cache
@@ -233,9 +235,8 @@ def leave_one_out(records: dict) -> list[list[str]]:
     return rows
 
 
-def unsaid_table(args, records: dict) -> tuple[dict, str]:
+def unsaid_table(args, records: dict, train: Path, tests: dict[str, Path]) -> tuple[dict, str]:
     """Per run and set: the error on characters the training rows say, on those only heard in others, and the rest."""
-    train, tests, _ = datasets(Path(args.workdir), args.rows, args.clips)
     kind, kinds = character_kind(train), ("said", "heard", "unheard")
     rows = {name: read_manifest(path)[0] for name, path in tests.items()}
     splits = {
@@ -278,15 +279,12 @@ def main() -> None:
     if args.one:
         write_json_atomic(workdir / "results" / f"{args.one}_{args.rows}_{args.clips}.json", run_one(args, args.one))
         return
-    datasets(workdir, args.rows, args.clips)  # built once, before the runs
+    train, tests, _ = datasets(workdir, args.rows, args.clips)  # built once, before the runs
     records = {}
     for run in args.runs.split(","):
         path = workdir / "results" / f"{run}_{args.rows}_{args.clips}.json"
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        if record is None or (record["overrides"], record.get("defaults")) != (
-            args.methods.get(run),
-            train_defaults(run),
-        ):
+        if record is None or not trained_alike(record, run, args.methods.get(run)):
             print(f"--- {run}", flush=True)
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", run], check=True)
             record = json.loads(path.read_text(encoding="utf-8"))
@@ -309,7 +307,7 @@ def main() -> None:
     write_result(
         args.result, {"title": "Every method on every set", "columns": ["run", "train", *sets], "rows": table}, notes
     )
-    write_result(f"{args.result}-unsaid", *unsaid_table(args, records))
+    write_result(f"{args.result}-unsaid", *unsaid_table(args, records, train, tests))
     choice = leave_one_out(records)
     for row in choice:
         print(" | ".join(row))
