@@ -192,9 +192,16 @@ def train_defaults(run: str) -> dict | None:
     return {**fields, "base_learning_rate": schedule.BASE_LEARNING_RATE}
 
 
+# Options added since runs were first stamped, with the value that trains as runs did before them.
+ADDED_SINCE_STAMPED = {"decoder_scale": 1.0}
+
+
 def trained_alike(record: dict, run: str, overrides: dict | None) -> bool:
     """Whether a kept record was trained with these overrides under today's defaults."""
-    return record["overrides"] == overrides and record.get("defaults") == train_defaults(run)
+    stamped = record.get("defaults")
+    if stamped is not None:
+        stamped = {**ADDED_SINCE_STAMPED, **stamped}
+    return record["overrides"] == overrides and stamped == train_defaults(run)
 
 
 def epochs_of(args, run: str) -> float | None:

@@ -223,6 +223,28 @@ def test_decoder_lr_scale_slows_only_the_decoders_adapters(short_model_dir, tone
     assert encoder and decoder and min(encoder) > 1e-3 and max(decoder) < 1e-5  # B starts at zero
 
 
+def test_decoder_scale_keeps_that_share_of_the_decoders_change_and_all_of_the_encoders(
+    short_model_dir, tones, tmp_path
+):
+    from safetensors.torch import load_file
+
+    with pytest.raises(UserError, match="--decoder_scale must be from 0 to 1"):
+        TrainConfig(train_file=[str(tones[0])], decoder_scale=1.5)
+    with pytest.raises(UserError, match="--decoder_scale with --use_dora"):
+        TrainConfig(train_file=[str(tones[0])], decoder_scale=0.5, use_dora=True)
+    saved = {}
+    for share in (1.0, 0.25):
+        out = tmp_path / str(share)
+        train(config(short_model_dir, tones, out, decoder_scale=share, validation_file=None, num_train_epochs=2))
+        saved[share] = load_file(out / "adapter_model.safetensors")
+    decoder_b = [name for name in saved[1.0] if "lora_B" in name and ".decoder." in name]
+    assert decoder_b and saved[1.0].keys() == saved[0.25].keys()
+    for name, full in saved[1.0].items():
+        expected = full * 0.25 if name in decoder_b else full  # the same seed trains the same adapter
+        torch.testing.assert_close(saved[0.25][name], expected)
+    assert max(saved[1.0][name].abs().max().item() for name in decoder_b) > 1e-4
+
+
 def test_bad_precision_is_refused(tones):
     from whisper_lora.core.errors import UserError
 

@@ -1,5 +1,5 @@
 """LoRA layers for training: dropout whose one-byte mask is kept for backward, adapter outputs added in place, and
-adapters averaged over checkpoints."""
+adapters averaged over checkpoints or scaled toward the base model."""
 
 from __future__ import annotations
 
@@ -200,3 +200,15 @@ def average_adapters(model, folders: list[Path]) -> int:
     }
     set_peft_model_state_dict(model, averaged)
     return 1 + len(saved)
+
+
+def scale_adapters(model, part: str, share: float) -> int:
+    """Scale the change that model's LoRA adapters under part (".decoder.") make by share; how many were scaled."""
+    scaled = 0
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, LoraLayer) and part in f".{name}.":
+                for linear in module.lora_B.values():
+                    linear.weight.mul_(share)  # the change is B A times alpha/r: scaling B scales it exactly
+                scaled += 1
+    return scaled

@@ -47,7 +47,7 @@ from whisper_lora.train.dataset import (
     encoder_top,
     pack_rows,
 )
-from whisper_lora.train.lora import average_adapters, fuse_lora_dropout
+from whisper_lora.train.lora import average_adapters, fuse_lora_dropout, scale_adapters
 from whisper_lora.train.short_context import OBJECTIVES, distillation_loss, draw_positions
 
 log = logging.getLogger("whisper_lora.train.trainer")
@@ -118,6 +118,12 @@ class TrainConfig:
     decoder_lr_scale: float = field(
         default=1.0,
         metadata={"help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1)"},
+    )
+    decoder_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "keep this share (0-1) of what the decoder's adapters learned, scaled once training ends: the rest is the base model's (weight-space ensembling), which reads speech unlike the training rows better and the training rows' own words worse"
+        },
     )
     lr_scheduler_type: str = field(
         default="linear", metadata={"help": "learning-rate schedule after warm-up (linear, cosine, constant, ...)"}
@@ -313,6 +319,10 @@ def _regularizer_problems(config: TrainConfig) -> list[str]:
         problems.append(
             "--decoder_lr_scale must be more than 0: to leave the decoder alone, use --target_modules encoder"
         )
+    if not 0 <= config.decoder_scale <= 1:
+        problems.append("--decoder_scale must be from 0 to 1: the share of the decoder adapters' change kept")
+    if config.decoder_scale != 1 and config.use_dora:
+        problems.append("--decoder_scale with --use_dora: a DoRA adapter's change does not scale, choose one")
     return problems
 
 
@@ -826,6 +836,9 @@ def _fit(
         )
     if config.average_checkpoints > 1:
         _average(trainer, config)
+    if config.decoder_scale != 1:
+        scaled = scale_adapters(trainer.model, ".decoder.", config.decoder_scale)
+        print(f"kept {config.decoder_scale:g} of what the decoder's {scaled} adapters learned (--decoder_scale)")
     final = _final_evaluation(trainer) if has_eval else {}
     if guard is not None and not has_eval:
         trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
