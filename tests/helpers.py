@@ -250,6 +250,7 @@ def config(model_dir, tones, out, **overrides):
         num_train_epochs=10,
         per_device_train_batch_size=4,
         learning_rate=1e-2,
+        decoder_lr_scale=1.0,  # a random model's decoder has all its text to learn, not a pretrained one's
         warmup_steps=0,
         logging_steps=1,
         save_steps=4,

@@ -116,8 +116,10 @@ class TrainConfig:
         },
     )
     decoder_lr_scale: float = field(
-        default=1.0,
-        metadata={"help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1)"},
+        default=0.5,
+        metadata={
+            "help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1): at half, real English after fine-tuning stays at the base model's error rate"
+        },
     )
     decoder_scale: float = field(
         default=1.0,
@@ -654,8 +656,14 @@ def _warm_up(arguments: Seq2SeqTrainingArguments, config: TrainConfig, windows: 
         config.num_train_epochs,
     )
     arguments.warmup_steps = schedule.warmup_steps(config.warmup_steps, total)
+    decoder = (
+        ""
+        if config.decoder_lr_scale == 1
+        else f" ({arguments.learning_rate * config.decoder_lr_scale:.2g} for the decoder)"
+    )
     print(
-        f"train: {total} updates, learning rate {arguments.learning_rate:.2g} after {arguments.warmup_steps} of warm-up"
+        f"train: {total} updates, learning rate {arguments.learning_rate:.2g}{decoder} "
+        f"after {arguments.warmup_steps} of warm-up"
     )
     if arguments.warmup_steps >= total:
         log.warning(
