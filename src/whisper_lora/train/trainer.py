@@ -116,9 +116,9 @@ class TrainConfig:
         },
     )
     decoder_lr_scale: float = field(
-        default=0.5,
+        default=1.0,
         metadata={
-            "help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1): at half, real English after fine-tuning stays at the base model's error rate"
+            "help": "the decoder's adapters learn at this multiple of the learning rate (the encoder's at 1): at 0.5, real English after fine-tuning stays near the base model's error rate, but a tenth of noise clips come out as text"
         },
     )
     decoder_scale: float = field(
