@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from helpers import config
 from whisper_lora.convert.hf import load_whisper
@@ -122,8 +123,6 @@ def test_overwrite_output_dir_deletes_the_earlier_checkpoints_and_trains(short_m
 def test_default_targets_train_the_top_encoder_layer_on_cached_stem_outputs_of_packed_windows(
     short_model_dir, tones, tmp_path
 ):
-    from safetensors.torch import load_file
-
     out = tmp_path / "out"
     metrics = train(
         config(
@@ -209,8 +208,6 @@ def test_encoder_targets_are_the_defaults_encoder_layers_without_the_decoder(ton
 
 
 def test_decoder_lr_scale_slows_only_the_decoders_adapters(short_model_dir, tones, tmp_path):
-    from safetensors.torch import load_file
-
     from whisper_lora.core.errors import UserError
 
     with pytest.raises(UserError, match="--decoder_lr_scale must be more than 0"):
@@ -226,17 +223,20 @@ def test_decoder_lr_scale_slows_only_the_decoders_adapters(short_model_dir, tone
 def test_decoder_scale_keeps_that_share_of_the_decoders_change_and_all_of_the_encoders(
     short_model_dir, tones, tmp_path
 ):
-    from safetensors.torch import load_file
-
     with pytest.raises(UserError, match="--decoder_scale must be from 0 to 1"):
         TrainConfig(train_file=[str(tones[0])], decoder_scale=1.5)
     with pytest.raises(UserError, match="--decoder_scale with --use_dora"):
         TrainConfig(train_file=[str(tones[0])], decoder_scale=0.5, use_dora=True)
-    saved = {}
+    saved, final, logged = {}, {}, {}
     for share in (1.0, 0.25):
         out = tmp_path / str(share)
-        train(config(short_model_dir, tones, out, decoder_scale=share, validation_file=None, num_train_epochs=2))
+        metrics = train(config(short_model_dir, tones, out, decoder_scale=share, num_train_epochs=2))
         saved[share] = load_file(out / "adapter_model.safetensors")
+        final[share] = metrics["final"]["loss"]
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        logged[share] = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    assert metrics["global_step"] == 4 and logged[1.0] == [final[1.0]]  # evaluated at the last step, kept
+    assert logged[0.25][0] == logged[1.0][0] and final[0.25] == logged[0.25][-1] != logged[0.25][0]  # scored again
     decoder_b = [name for name in saved[1.0] if "lora_B" in name and ".decoder." in name]
     assert decoder_b and saved[1.0].keys() == saved[0.25].keys()
     for name, full in saved[1.0].items():

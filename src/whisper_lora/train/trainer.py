@@ -847,7 +847,7 @@ def _fit(
     if config.decoder_scale != 1:
         scaled = scale_adapters(trainer.model, ".decoder.", config.decoder_scale)
         print(f"kept {config.decoder_scale:g} of what the decoder's {scaled} adapters learned (--decoder_scale)")
-    final = _final_evaluation(trainer) if has_eval else {}
+    final = _final_evaluation(trainer, scaled=config.decoder_scale != 1) if has_eval else {}
     if guard is not None and not has_eval:
         trainer.log({f"eval_{k}": v for k, v in guard.measure(trainer.model).items()})
     if has_eval or guard is not None:
@@ -916,10 +916,10 @@ def _replay_rows(config: TrainConfig, tokenizer, processor, model, train_rows: i
     return [replace(picked[i], text=texts[i].strip()) for i in kept], [seconds[chosen[i]] for i in kept]
 
 
-def _final_evaluation(trainer) -> dict:
-    """Scores at the last step: logged already when the Trainer evaluated there, else measured now."""
+def _final_evaluation(trainer, scaled: bool) -> dict:
+    """Scores at the last step: logged already when the Trainer evaluated there and scaled nothing since, else measured now."""
     evals = [e for e in trainer.state.log_history if "eval_cer" in e]
-    if evals and evals[-1].get("step") == trainer.state.global_step:
+    if evals and evals[-1].get("step") == trainer.state.global_step and not scaled:
         losses = [
             e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step
         ]
